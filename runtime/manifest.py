@@ -1,0 +1,303 @@
+"""The app manifest (`app.json`): the contract between the compiler and the runtime.
+
+The compiler builds a :class:`Manifest` and writes it with :func:`dump`; the runtime reads it
+with :func:`load`. This is the only module both packages share.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+FORMAT = 1
+"""Bumped on any incompatible change; :func:`load` refuses a newer format."""
+
+MANIFEST_NAME = "app.json"
+NOTEBOOK_NAME = "app.ipynb"
+FILES_DIR = "files"
+
+CellKind = Literal["code", "markdown"]
+WaitKind = Literal["widget", "callback", "traced", "library", "marker", "tag"]
+
+
+class ManifestError(Exception):
+    """`app.json` is missing, unreadable, of a newer format, or does not match the schema."""
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A name declared in the notebook's `parameters` cell, with its literal default."""
+
+    name: str
+    default: Any
+    type: str  # "int", "float", "str", "bool", "list", "dict", "NoneType"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One notebook cell as it runs in the app."""
+
+    id: str
+    kind: CellKind
+    source: str
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WaitsOn:
+    """Why a stage ends: a name the next stage reads that a person sets in a widget."""
+
+    name: str
+    kind: WaitKind
+    bound_in_cell: int  # index of the cell in the source notebook (0-based, all cell types)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Consecutive cells that run without waiting for a person."""
+
+    index: int
+    title: str
+    cells: tuple[Cell, ...]
+    waits_on: tuple[WaitsOn, ...] = ()
+    collect: tuple[str, ...] = ()
+    warm: bool = False  # every code cell of the stage is tagged freeze:warm
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything the runtime needs to serve one frozen version of a notebook."""
+
+    title: str
+    source_name: str
+    source_sha256: str
+    freezer_version: str
+    created: str  # ISO 8601, UTC
+    kernel_name: str
+    kernel_language: str
+    stages: tuple[Stage, ...]
+    parameters: tuple[Parameter, ...] = ()
+    format: int = FORMAT
+    app_id: str = field(default="")
+
+    def with_app_id(self) -> Manifest:
+        """Return a copy whose `app_id` is the sha256 of its canonical JSON."""
+        return replace(self, app_id=compute_app_id(self))
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest as the JSON object stored in `app.json`."""
+        return {
+            "format": self.format,
+            "app_id": self.app_id,
+            "title": self.title,
+            "source": {"name": self.source_name, "sha256": self.source_sha256},
+            "freezer_version": self.freezer_version,
+            "created": self.created,
+            "kernel": {"name": self.kernel_name, "language": self.kernel_language},
+            "parameters": [asdict(p) for p in self.parameters],
+            "stages": [
+                {
+                    "index": s.index,
+                    "title": s.title,
+                    "cells": [
+                        {"id": c.id, "kind": c.kind, "source": c.source, "tags": list(c.tags)}
+                        for c in s.cells
+                    ],
+                    "waits_on": [asdict(w) for w in s.waits_on],
+                    "collect": list(s.collect),
+                    "warm": s.warm,
+                }
+                for s in self.stages
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Manifest:
+        """Build a manifest from the JSON object of `app.json` (already schema-checked)."""
+        return cls(
+            format=data["format"],
+            app_id=data["app_id"],
+            title=data["title"],
+            source_name=data["source"]["name"],
+            source_sha256=data["source"]["sha256"],
+            freezer_version=data["freezer_version"],
+            created=data["created"],
+            kernel_name=data["kernel"]["name"],
+            kernel_language=data["kernel"]["language"],
+            parameters=tuple(Parameter(**p) for p in data["parameters"]),
+            stages=tuple(
+                Stage(
+                    index=s["index"],
+                    title=s["title"],
+                    cells=tuple(
+                        Cell(id=c["id"], kind=c["kind"], source=c["source"], tags=tuple(c["tags"]))
+                        for c in s["cells"]
+                    ),
+                    waits_on=tuple(WaitsOn(**w) for w in s["waits_on"]),
+                    collect=tuple(s["collect"]),
+                    warm=s["warm"],
+                )
+                for s in data["stages"]
+            ),
+        )
+
+    def collect_names(self) -> tuple[str, ...]:
+        """Every name collected by any stage, in stage order."""
+        return tuple(name for s in self.stages for name in s.collect)
+
+
+def compute_app_id(manifest: Manifest) -> str:
+    """sha256 of the canonical manifest (sorted keys, no `app_id`, no `created`)."""
+    data = manifest.to_json()
+    del data["app_id"]
+    del data["created"]
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+_CELL = {
+    "type": "object",
+    "required": ["id", "kind", "source", "tags"],
+    "properties": {
+        "id": {"type": "string"},
+        "kind": {"enum": ["code", "markdown"]},
+        "source": {"type": "string"},
+        "tags": {"type": "array", "items": {"type": "string"}},
+    },
+    "additionalProperties": False,
+}
+
+SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "Freezer app manifest",
+    "type": "object",
+    "required": [
+        "format", "app_id", "title", "source", "freezer_version", "created",
+        "kernel", "parameters", "stages",
+    ],
+    "properties": {
+        "format": {"type": "integer", "minimum": 1},
+        "app_id": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "title": {"type": "string"},
+        "source": {
+            "type": "object",
+            "required": ["name", "sha256"],
+            "properties": {"name": {"type": "string"}, "sha256": {"type": "string"}},
+        },
+        "freezer_version": {"type": "string"},
+        "created": {"type": "string"},
+        "kernel": {
+            "type": "object",
+            "required": ["name", "language"],
+            "properties": {"name": {"type": "string"}, "language": {"type": "string"}},
+        },
+        "parameters": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name", "default", "type"],
+                "properties": {"name": {"type": "string"}, "type": {"type": "string"}},
+            },
+        },
+        "stages": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["index", "title", "cells", "waits_on", "collect", "warm"],
+                "properties": {
+                    "index": {"type": "integer", "minimum": 0},
+                    "title": {"type": "string"},
+                    "cells": {"type": "array", "items": _CELL},
+                    "waits_on": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["name", "kind", "bound_in_cell"],
+                            "properties": {
+                                "name": {"type": "string"},
+                                "kind": {
+                                    "enum": [
+                                        "widget", "callback", "traced", "library", "marker",
+                                        "tag",
+                                    ]
+                                },
+                                "bound_in_cell": {"type": "integer"},
+                            },
+                        },
+                    },
+                    "collect": {"type": "array", "items": {"type": "string"}},
+                    "warm": {"type": "boolean"},
+                },
+            },
+        },
+    },
+}
+
+
+def validate(data: Any, where: str = MANIFEST_NAME) -> None:
+    """Raise :class:`ManifestError` unless `data` is a manifest this runtime can serve."""
+    import jsonschema
+
+    if not isinstance(data, dict):
+        raise ManifestError(f"{where}: not a Freezer manifest (expected a JSON object)")
+    fmt = data.get("format")
+    if isinstance(fmt, int) and fmt > FORMAT:
+        raise ManifestError(
+            f"{where}: manifest format {fmt} is newer than this Freezer understands "
+            f"(format {FORMAT}); upgrade Freezer or rebuild the app with this version"
+        )
+    try:
+        jsonschema.validate(data, SCHEMA)
+    except jsonschema.ValidationError as exc:
+        path = "/".join(str(p) for p in exc.absolute_path) or "(top level)"
+        raise ManifestError(f"{where}: invalid manifest at {path}: {exc.message}") from None
+
+
+def loads(text: str, where: str = MANIFEST_NAME) -> Manifest:
+    """Parse and validate a manifest from JSON text."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"{where}: not valid JSON (line {exc.lineno}): {exc.msg}") from None
+    validate(data, where)
+    return Manifest.from_json(data)
+
+
+def load(app_dir: str | os.PathLike[str]) -> Manifest:
+    """Read `app.json` from an app directory (or a path to `app.json` itself)."""
+    path = Path(app_dir)
+    if path.is_dir():
+        path = path / MANIFEST_NAME
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: no such file; is this a Freezer app directory?") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{path}: cannot read: {exc}") from None
+    return loads(text, str(path))
+
+
+def dumps(manifest: Manifest) -> str:
+    """The manifest as indented JSON text."""
+    return json.dumps(manifest.to_json(), indent=1, ensure_ascii=False) + "\n"
+
+
+def dump(manifest: Manifest, app_dir: str | os.PathLike[str]) -> Path:
+    """Write `app.json` into `app_dir` atomically (temp file + rename); return its path."""
+    directory = Path(app_dir)
+    target = directory / MANIFEST_NAME
+    fd, tmp = tempfile.mkstemp(prefix=".app.json.", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(dumps(manifest))
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target

@@ -1,0 +1,72 @@
+"""The manifest contract: round trip, app_id, schema checks and format refusal."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from runtime import manifest as mf
+
+
+def sample() -> mf.Manifest:
+    cells = (
+        mf.Cell(id="c0", kind="markdown", source="# Pick", tags=()),
+        mf.Cell(id="c1", kind="code", source="w = Dropdown()\nw", tags=("freeze:warm",)),
+    )
+    return mf.Manifest(
+        title="Sample",
+        source_name="sample.ipynb",
+        source_sha256="0" * 64,
+        freezer_version="0.1.0",
+        created="2026-01-01T00:00:00Z",
+        kernel_name="python3",
+        kernel_language="python",
+        parameters=(mf.Parameter(name="shard", default=0, type="int"),),
+        stages=(
+            mf.Stage(
+                index=0,
+                title="Pick",
+                cells=cells,
+                waits_on=(mf.WaitsOn(name="w", kind="widget", bound_in_cell=1),),
+                collect=("labels",),
+            ),
+        ),
+    ).with_app_id()
+
+
+def test_round_trip_through_app_directory(tmp_path: Path) -> None:
+    original = sample()
+    mf.dump(original, tmp_path)
+    assert mf.load(tmp_path) == original
+    assert original.collect_names() == ("labels",)
+
+
+def test_app_id_ignores_creation_time_but_not_content() -> None:
+    a = sample()
+    later = mf.Manifest(**{**a.__dict__, "created": "2027-01-01T00:00:00Z"}).with_app_id()
+    retitled = mf.Manifest(**{**a.__dict__, "title": "Other"}).with_app_id()
+    assert later.app_id == a.app_id
+    assert retitled.app_id != a.app_id
+
+
+def test_newer_format_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    data = sample().to_json()
+    data["format"] = mf.FORMAT + 1
+    (tmp_path / "app.json").write_text(json.dumps(data))
+    with pytest.raises(mf.ManifestError, match="newer than this Freezer"):
+        mf.load(tmp_path)
+
+
+def test_schema_violation_names_the_path(tmp_path: Path) -> None:
+    data = sample().to_json()
+    data["stages"][0]["cells"][0]["kind"] = "raw"
+    (tmp_path / "app.json").write_text(json.dumps(data))
+    with pytest.raises(mf.ManifestError, match="stages/0/cells/0/kind"):
+        mf.load(tmp_path)
+
+
+def test_missing_manifest_says_what_is_wrong(tmp_path: Path) -> None:
+    with pytest.raises(mf.ManifestError, match="Freezer app directory"):
+        mf.load(tmp_path)
