@@ -1,0 +1,276 @@
+"""Export the runs of an app: `freezer export`, `freezer runs`, and the rows behind `/admin`.
+
+One **export row** per run, a plain JSON-serialisable dict:
+
+```
+run_id, app_id, user, status          str
+stage                                 int, 0-based index of the run's current stage
+stages                                int, how many stages the run's app version has (0 if unknown)
+created_at, updated_at, finished_at   ISO 8601 text (UTC) or None
+params                                {name: value}       per-run parameters
+snapshots                             {"0": {name: value}, ...}  what each finished stage waited on
+results                               {name: value}       the run's `collect:NAME` values
+```
+
+The JSON export is the list of these rows. The CSV export flattens them: the fixed columns,
+then `param.NAME`, `stageN.NAME` (snapshots) and `result.NAME` columns in order of first
+appearance. Text cells that a spreadsheet would read as a formula are prefixed with a quote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import importlib
+import io
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+from runtime import manifest as manifest_mod
+
+FIXED_COLUMNS = (
+    "run_id", "app_id", "user", "status", "stage", "stages",
+    "created_at", "updated_at", "finished_at",
+)
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+"""A text cell starting with one of these is read as a formula by spreadsheet apps."""
+
+
+class ExportError(Exception):
+    """The app directory or the database cannot be exported; the message is one line."""
+
+
+# --- rows -----------------------------------------------------------------------------------
+
+
+def iso(value: Any) -> str | None:
+    """A timestamp as ISO 8601 text (naive datetimes are UTC); None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        moment: datetime = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return moment.isoformat()
+    return str(value)
+
+
+async def export_rows(store: Any, app_id: str | None = None) -> list[dict[str, Any]]:
+    """One export row per run (the store's `list_runs` order), built from the store API."""
+    runs = await store.list_runs(app_id)
+    stage_counts: dict[str, int] = {}
+    rows = []
+    for run in runs:
+        if run.app_id not in stage_counts:
+            manifest = await store.get_manifest(run.app_id)
+            stage_counts[run.app_id] = len(manifest.stages) if manifest is not None else 0
+        stages = await store.stages(run.id)
+        results = await store.results(run.id)
+        rows.append(
+            {
+                "run_id": run.id,
+                "app_id": run.app_id,
+                "user": run.user_name,
+                "status": run.status,
+                "stage": run.stage,
+                "stages": stage_counts[run.app_id],
+                "created_at": iso(run.created_at),
+                "updated_at": iso(run.updated_at),
+                "finished_at": iso(run.finished_at),
+                "params": dict(run.params or {}),
+                "snapshots": {
+                    str(s.index): dict(s.snapshot) for s in stages if s.snapshot
+                },
+                "results": {r.name: r.value for r in results},
+            }
+        )
+    return rows
+
+
+# --- CSV and JSON ---------------------------------------------------------------------------
+
+
+def safe_cell(value: Any) -> str:
+    """One CSV cell: numbers as written, text guarded against spreadsheet formulas."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    text = value if isinstance(value, str) else compact_json(value)
+    if text.startswith(FORMULA_PREFIXES):
+        return "'" + text
+    return text
+
+
+def compact_json(value: Any) -> str:
+    """A JSON value as short text (non-ASCII kept readable)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
+    """An export row as flat CSV columns (values not yet made safe)."""
+    flat = {name: row.get(name) for name in FIXED_COLUMNS}
+    for name, value in (row.get("params") or {}).items():
+        flat[f"param.{name}"] = value
+    snapshots = row.get("snapshots") or {}
+    for index in sorted(snapshots, key=int):
+        for name, value in snapshots[index].items():
+            flat[f"stage{index}.{name}"] = value
+    for name, value in (row.get("results") or {}).items():
+        flat[f"result.{name}"] = value
+    return flat
+
+
+def csv_columns(flat_rows: Iterable[dict[str, Any]]) -> list[str]:
+    """Every column of the flat rows, fixed ones first, the rest in order of first appearance."""
+    columns = dict.fromkeys(FIXED_COLUMNS)
+    for flat in flat_rows:
+        columns.update(dict.fromkeys(flat))
+    return list(columns)
+
+
+def rows_to_csv(rows: Sequence[dict[str, Any]]) -> str:
+    """The export rows as CSV text with a header line."""
+    flat_rows = [flatten_row(row) for row in rows]
+    columns = csv_columns(flat_rows)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow([safe_cell(c) for c in columns])
+    for flat in flat_rows:
+        writer.writerow([safe_cell(flat.get(c)) for c in columns])
+    return buffer.getvalue()
+
+
+def rows_to_json(rows: Sequence[dict[str, Any]]) -> str:
+    """The export rows as a JSON list of objects."""
+    return json.dumps(list(rows), ensure_ascii=False, indent=1, default=str) + "\n"
+
+
+# --- the command line -----------------------------------------------------------------------
+
+
+def default_db_url(app_dir: Path) -> str:
+    """The database an app directory is served with when `--db` is not given."""
+    return f"sqlite:///{app_dir / 'freezer.db'}"
+
+
+def check_app_dir(app: str) -> Path:
+    """The app directory, or :class:`ExportError` when it is not a Freezer app."""
+    app_dir = Path(app)
+    if not app_dir.is_dir():
+        raise ExportError(f"{app}: no such directory; give the app directory `freezer build` made")
+    try:
+        manifest_mod.load(app_dir)
+    except manifest_mod.ManifestError as exc:
+        raise ExportError(str(exc)) from None
+    return app_dir
+
+
+def check_sqlite_exists(url: str) -> None:
+    """Refuse a SQLite URL whose file does not exist (opening it would create an empty one)."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + ":memory:"):
+        path = Path(url[len(prefix):].split("?", 1)[0])
+        if not path.is_file():
+            raise ExportError(f"{path}: no database here; has the app been served? (or give --db)")
+
+
+async def load_rows(db_url: str) -> list[dict[str, Any]]:
+    """Open the store, read every run's export row, close the store."""
+    store_module = importlib.import_module("runtime.store")
+    try:
+        store = await store_module.Store.open(db_url)
+    except Exception as exc:  # any driver or URL error is one line for the person
+        raise ExportError(f"cannot open database {db_url}: {one_line(exc)}") from None
+    try:
+        return await export_rows(store)
+    finally:
+        await store.close()
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an exception's message (driver errors run to many lines)."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def rows_for_command(app: str, db: str | None) -> list[dict[str, Any]]:
+    """Check the app directory and database, then read the export rows."""
+    app_dir = check_app_dir(app)
+    db_url = db or default_db_url(app_dir)
+    check_sqlite_exists(db_url)
+    return asyncio.run(load_rows(db_url))
+
+
+def export_main(argv: list[str]) -> int:
+    """`freezer export APP [--db URL] [--format csv|json] [-o FILE]`."""
+    parser = argparse.ArgumentParser(
+        prog="freezer export", description="Export every run of an app, one row per run."
+    )
+    parser.add_argument("app", help="the app directory (made by `freezer build`)")
+    parser.add_argument("--db", help="SQLAlchemy database URL (default: sqlite:///APP/freezer.db)")
+    parser.add_argument("--format", choices=("csv", "json"), default="csv", help="default: csv")
+    parser.add_argument("-o", "--output", help="write to this file instead of standard output")
+    args = parser.parse_args(argv)
+    try:
+        rows = rows_for_command(args.app, args.db)
+        text = rows_to_csv(rows) if args.format == "csv" else rows_to_json(rows)
+        if args.output:
+            write_text(Path(args.output), text)
+        else:
+            sys.stdout.write(text)
+    except ExportError as exc:
+        print(f"freezer export: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write the export file; an unwritable path is an :class:`ExportError`."""
+    try:
+        # newline="" keeps the CSV's own \r\n line ends
+        with path.open("w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise ExportError(f"{path}: cannot write: {exc.strerror}") from None
+
+
+def format_runs(rows: Sequence[dict[str, Any]], out: IO[str]) -> None:
+    """One aligned line per run: id, user, status, stage/total, last activity."""
+    lines = [
+        (
+            row["run_id"],
+            row["user"],
+            row["status"],
+            f"{row['stage'] + 1}/{row['stages']}" if row["stages"] else str(row["stage"] + 1),
+            row["updated_at"] or row["created_at"] or "",
+        )
+        for row in rows
+    ]
+    widths = [max((len(line[i]) for line in lines), default=0) for i in range(4)]
+    for line in lines:
+        cells = [cell.ljust(width) for cell, width in zip(line, widths, strict=False)]
+        out.write("  ".join([*cells, line[4]]) + "\n")
+
+
+def runs_main(argv: list[str]) -> int:
+    """`freezer runs APP [--db URL]`."""
+    parser = argparse.ArgumentParser(
+        prog="freezer runs",
+        description="List the runs of an app: id, user, status, stage/total, last activity.",
+    )
+    parser.add_argument("app", help="the app directory (made by `freezer build`)")
+    parser.add_argument("--db", help="SQLAlchemy database URL (default: sqlite:///APP/freezer.db)")
+    args = parser.parse_args(argv)
+    try:
+        rows = rows_for_command(args.app, args.db)
+    except ExportError as exc:
+        print(f"freezer runs: {exc}", file=sys.stderr)
+        return 2
+    format_runs(rows, sys.stdout)
+    return 0
