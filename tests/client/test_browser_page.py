@@ -1,0 +1,26 @@
+"""The shared browser and Voila fixtures work together: Chromium shows the page's slider."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from runtime.testing import ServerProcess
+
+NOTEBOOK = Path(__file__).with_name("widgets.ipynb")
+
+
+# Voila's own lab template links Font Awesome from a CDN; the page works without it.
+@pytest.mark.allow_hosts("cdn.jsdelivr.net")
+def test_chromium_shows_the_slider_of_a_plain_voila_page(
+    page: Page, voila_server: Callable[..., ServerProcess]
+) -> None:
+    server = voila_server(NOTEBOOK)
+    page.goto(server.base_url)
+    slider = page.locator(".widget-slider").first
+    expect(slider).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("Threshold", exact=True)).to_be_visible()
+    expect(page.get_by_text("threshold is 3")).to_be_visible()

@@ -1,0 +1,135 @@
+"""Fixtures shared by every test area: free ports, a headless Chromium, plain Voila servers.
+
+Subfolders add their own fixtures in their own `conftest.py`; keep this one small and generic.
+
+- `free_port` — a callable returning an unused loopback port.
+- `browser` — one Playwright Chromium for the session (Debian's `/usr/bin/chromium`, never a
+  downloaded browser). Browser tests are plain (sync) test functions.
+- `page` — a fresh browser context and page per test; any request to a host other than
+  127.0.0.1/localhost is aborted and fails the test at teardown (the app must work offline).
+  `@pytest.mark.allow_hosts("cdn.example")` tolerates named hosts (still aborted): plain
+  Voila's `lab` template links Font Awesome from cdn.jsdelivr.net.
+- `voila_server` — a module-scoped factory: `voila_server(notebook, *extra_args)` starts plain
+  `voila NOTEBOOK` on a free port, waits until it answers and returns the
+  :class:`runtime.testing.ServerProcess` (`.base_url`); the same arguments in one module share
+  one server; all are stopped at the end of the module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.sync_api import Browser, Page, Playwright, Route, sync_playwright
+
+from runtime.testing import ServerProcess, start_voila
+from runtime.testing import free_port as _free_port
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+VOILA_START_TIMEOUT = 60.0
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "allow_hosts(*hosts): the page fixture aborts requests to these hosts without failing",
+    )
+
+
+@pytest.fixture
+def free_port() -> Callable[[], int]:
+    """A callable that returns an unused TCP port on 127.0.0.1."""
+    return _free_port
+
+
+@pytest.fixture(scope="session")
+def playwright_instance() -> Iterator[Playwright]:
+    """Playwright's sync driver for the whole session."""
+    with sync_playwright() as playwright:
+        yield playwright
+
+
+@pytest.fixture(scope="session")
+def browser(playwright_instance: Playwright) -> Iterator[Browser]:
+    """Headless Debian Chromium, shared by the session; tests open their own context."""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is not installed (make browser)")
+    chromium = playwright_instance.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    try:
+        yield chromium
+    finally:
+        chromium.close()
+
+
+def is_local_url(url: str) -> bool:
+    """Whether a request stays on this machine (loopback host, or a data:/blob:/about: URL)."""
+    parts = urlsplit(url)
+    if parts.scheme in ("data", "blob", "about"):
+        return True
+    return parts.hostname in LOCAL_HOSTS
+
+
+@pytest.fixture
+def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """A page in a fresh browser context that must never leave the machine.
+
+    Requests to any other host are aborted and reported as a test failure at teardown.
+    """
+    tolerated = {
+        host for marker in request.node.iter_markers("allow_hosts") for host in marker.args
+    }
+    context = browser.new_context()
+    foreign: list[str] = []
+
+    def guard(route: Route) -> None:
+        url = route.request.url
+        if is_local_url(url):
+            route.continue_()
+            return
+        if urlsplit(url).hostname not in tolerated:
+            foreign.append(url)
+        route.abort()
+
+    context.route("**/*", guard)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+    if foreign:
+        pytest.fail(f"the page requested hosts other than loopback: {foreign[:5]}")
+
+
+@pytest.fixture(scope="module")
+def voila_server() -> Iterator[Callable[..., ServerProcess]]:
+    """Factory: `voila_server(notebook, *extra_args)` -> a running plain Voila server."""
+    servers: dict[tuple[str, tuple[str, ...]], ServerProcess] = {}
+
+    def start(notebook: str | os.PathLike[str], *extra_args: str) -> ServerProcess:
+        key = (str(Path(notebook).resolve()), extra_args)
+        if key not in servers:
+            server = start_voila(notebook, extra_args=extra_args)
+            servers[key] = server
+            # In a thread of its own, so the factory also works inside an async test.
+            with ThreadPoolExecutor(1) as pool:
+                pool.submit(asyncio.run, server.wait_ready(VOILA_START_TIMEOUT)).result()
+        return servers[key]
+
+    try:
+        yield start
+    finally:
+        for server in servers.values():
+            server.stop()
