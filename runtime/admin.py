@@ -1,0 +1,286 @@
+"""The admin pages: `/admin` (runs, how far people got, collected results) and the exports.
+
+The server mounts these with :func:`admin_handlers`. Every handler here is admin only: the one
+check lives in :meth:`AdminHandler.prepare`, and who is an admin is the server's auth module's
+answer (passed in as `identify`). Everything a person typed reaches the page through Jinja2's
+autoescape; charts are inline SVG rendered here by :mod:`runtime.charts`, so the page makes no
+request to anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+from tornado.web import HTTPError, RequestHandler
+
+from runtime import charts
+from runtime.exporting import export_rows, rows_to_csv, rows_to_json
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+IdentifyResult = bool | None
+Identify = Callable[[RequestHandler], Awaitable[IdentifyResult] | IdentifyResult]
+"""Given a request, whether its user is an admin (None: nobody is signed in)."""
+
+StoreGetter = Callable[[], Any]
+"""Returns the server's open :class:`runtime.store.Store` (looked up per request)."""
+
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATES),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+# --- the page's data ------------------------------------------------------------------------
+
+
+@dataclass
+class Funnel:
+    """How many runs of one app version reached each stage."""
+
+    app_id: str
+    titles: list[str]
+    reached: list[int]
+    finished: int
+    runs: int
+    svg: Markup = Markup("")
+
+
+@dataclass
+class NumericResult:
+    """One collected result whose values are all numbers: a summary and a chart."""
+
+    name: str
+    values: list[float]
+    svg: Markup = Markup("")
+
+    @property
+    def summary(self) -> dict[str, str]:
+        """Count, min, mean and max, formatted for the page."""
+        vals = self.values
+        return {
+            "runs": str(len(vals)),
+            "min": fmt_number(min(vals)),
+            "mean": fmt_number(sum(vals) / len(vals)),
+            "max": fmt_number(max(vals)),
+        }
+
+
+@dataclass
+class AdminPage:
+    """Everything `admin.html` shows, computed from the export rows."""
+
+    title: str
+    rows: list[dict[str, Any]]
+    stage_titles: dict[str, list[str]]
+    funnels: list[Funnel] = field(default_factory=list)
+    result_names: list[str] = field(default_factory=list)
+    numeric: list[NumericResult] = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """How many runs have each status."""
+        counts: dict[str, int] = {}
+        for row in self.rows:
+            counts[row["status"]] = counts.get(row["status"], 0) + 1
+        return counts
+
+    def stage_label(self, row: dict[str, Any]) -> str:
+        """`2/3 · Label the samples` for a run's current stage."""
+        titles = self.stage_titles.get(row["app_id"], [])
+        position = f"{row['stage'] + 1}/{row['stages']}" if row["stages"] else str(row["stage"] + 1)
+        if 0 <= row["stage"] < len(titles):
+            return f"{position} · {titles[row['stage']]}"
+        return position
+
+
+def fmt_number(value: float) -> str:
+    """A number short enough for a table cell."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def fmt_value(value: Any) -> str:
+    """A collected value or snapshot as text (escaped later by the template)."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return fmt_number(value)
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "), sort_keys=True)
+
+
+def fmt_time(value: str | None) -> str:
+    """An ISO timestamp from an export row as `2026-11-23 12:03 UTC`."""
+    if not value:
+        return ""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def is_number(value: Any) -> bool:
+    """A JSON number (bool is not one here) that a chart can place."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def build_page(
+    title: str, rows: list[dict[str, Any]], stage_titles: dict[str, list[str]]
+) -> AdminPage:
+    """The page's data without charts: funnels per app version, result columns, numeric results."""
+    page = AdminPage(title=title, rows=rows, stage_titles=stage_titles)
+    by_app: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_app.setdefault(row["app_id"], []).append(row)
+    for app_id, app_rows in by_app.items():
+        total = max([row["stages"] for row in app_rows] + [row["stage"] + 1 for row in app_rows])
+        titles = list(stage_titles.get(app_id, []))[:total]
+        titles += [f"Step {i + 1}" for i in range(len(titles), total)]
+        reached = [sum(1 for row in app_rows if row["stage"] >= i) for i in range(total)]
+        finished = sum(1 for row in app_rows if row["status"] == "finished")
+        page.funnels.append(Funnel(app_id, titles, reached, finished, len(app_rows)))
+    page.result_names = list(dict.fromkeys(name for row in rows for name in row["results"]))
+    for name in page.result_names:
+        values = [row["results"][name] for row in rows if row["results"].get(name) is not None]
+        if values and all(is_number(v) for v in values):
+            page.numeric.append(NumericResult(name, [float(v) for v in values]))
+    return page
+
+
+def draw_charts(page: AdminPage) -> None:
+    """Render the page's charts (CPU-bound: called in a worker thread)."""
+    for funnel in page.funnels:
+        funnel.svg = Markup(charts.stage_funnel_svg(funnel.titles, funnel.reached, funnel.finished))
+    for result in page.numeric:
+        result.svg = Markup(charts.histogram_svg(result.name, result.values))
+
+
+def render_page(page: AdminPage, export_base: str) -> str:
+    """The `/admin` HTML."""
+    return _env.get_template("admin.html").render(
+        page=page, export_base=export_base, fmt_value=fmt_value, fmt_time=fmt_time
+    )
+
+
+async def load_page(store: Any, title: str) -> AdminPage:
+    """Read the runs and their app versions' stage titles from the store, then draw the charts."""
+    rows = await export_rows(store)
+    stage_titles: dict[str, list[str]] = {}
+    for app_id in dict.fromkeys(row["app_id"] for row in rows):
+        manifest = await store.get_manifest(app_id)
+        if manifest is not None:
+            stage_titles[app_id] = [stage.title for stage in manifest.stages]
+    page = build_page(title, rows, stage_titles)
+    await asyncio.to_thread(draw_charts, page)
+    return page
+
+
+# --- handlers -------------------------------------------------------------------------------
+
+
+class AdminHandler(RequestHandler):
+    """Base of the admin handlers: admin only, never cached, no script can run in the page."""
+
+    store_getter: StoreGetter
+    identify: Identify
+    title: str
+
+    def initialize(self, store: StoreGetter, identify: Identify, title: str = "Freezer") -> None:
+        """Called by Tornado per request with the keyword arguments from :func:`admin_handlers`."""
+        self.store_getter = store
+        self.identify = identify
+        self.title = title
+
+    def set_default_headers(self) -> None:
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header(
+            "Content-Security-Policy",
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+            "frame-ancestors 'none'; form-action 'none'; base-uri 'none'",
+        )
+
+    async def prepare(self) -> None:
+        """The one admin check: anyone else gets 403 and a plain sentence."""
+        answer = self.identify(self)
+        if inspect.isawaitable(answer):
+            answer = await answer
+        if not answer:
+            raise HTTPError(403, "not an admin: %s", self.request.path)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """A plain sentence for the person; the detail went to the log."""
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        if status_code == 403:
+            self.finish("Only an admin can see this page. Sign in with an admin account.\n")
+        else:
+            self.finish(f"The admin page could not be shown (error {status_code}); see the log.\n")
+
+    @property
+    def store(self) -> Any:
+        """The server's store, looked up at request time (it opens after the handlers exist)."""
+        return self.store_getter()
+
+
+class AdminPageHandler(AdminHandler):
+    """`GET /admin`: runs table, how far people got, the collected results side by side."""
+
+    async def get(self) -> None:
+        page = await load_page(self.store, self.title)
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(render_page(page, export_base=self.request.path.rstrip("/") + "/export"))
+
+
+class ExportHandler(AdminHandler):
+    """`GET /admin/export.csv` and `/admin/export.json`: every run, one row each."""
+
+    async def get(self, fmt: str) -> None:
+        rows = await export_rows(self.store)
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        if fmt == "csv":
+            body, mime = rows_to_csv(rows), "text/csv; charset=utf-8"
+        else:
+            body, mime = rows_to_json(rows), "application/json; charset=utf-8"
+        self.set_header("Content-Type", mime)
+        self.set_header("Content-Disposition", f'attachment; filename="runs-{stamp}.{fmt}"')
+        self.finish(body)
+
+
+def admin_routes(
+    base_url: str, store: StoreGetter, identify: Identify, title: str = "Freezer"
+) -> list[tuple[str, type, dict[str, Any]]]:
+    """The admin URL patterns under `base_url`, with the handlers' keyword arguments."""
+    prefix = "/" + base_url.strip("/") + "/" if base_url.strip("/") else "/"
+    kwargs: dict[str, Any] = {"store": store, "identify": identify, "title": title}
+    return [
+        (prefix + "admin/?", AdminPageHandler, kwargs),
+        (prefix + r"admin/export\.(csv|json)", ExportHandler, kwargs),
+    ]
+
+
+def admin_handlers(app: Any) -> list[tuple[str, type, dict[str, Any]]]:
+    """The admin handlers of a running :class:`runtime.app.FreezerApp`."""
+    return admin_routes(
+        getattr(app, "base_url", "/"),
+        store=lambda: app.store,
+        identify=app.is_admin_request,
+        title=getattr(app, "title", None) or "Freezer",
+    )
+
