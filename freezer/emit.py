@@ -22,6 +22,7 @@ from typing import Any
 from freezer import __version__
 from freezer.errors import IncludeError, OutputError
 from freezer.notebook import SourceNotebook, kernelspec
+from freezer.plan import Plan
 from freezer.requirements import REQUIREMENTS_NAME, Requirements
 from runtime import manifest as mf
 
@@ -41,7 +42,7 @@ class Include:
 
 def emit_app(
     source: SourceNotebook,
-    plan: Any,
+    plan: Plan,
     out_dir: str | os.PathLike[str],
     *,
     title: str | None = None,
@@ -66,6 +67,7 @@ def emit_app(
             if requirements is not None:
                 (tmp / REQUIREMENTS_NAME).write_text(requirements.text(), encoding="utf-8")
             copy_includes(includes, tmp / mf.FILES_DIR, skip=target)
+            _apply_umask(tmp)
             swap_into_place(tmp, target)
     except OSError as exc:
         _remove_empty(created)
@@ -96,7 +98,7 @@ def default_title(source: SourceNotebook) -> str:
     return source.stem.replace("_", " ").replace("-", " ").strip() or source.stem
 
 
-def build_manifest(source: SourceNotebook, plan: Any, *, title: str | None = None) -> mf.Manifest:
+def build_manifest(source: SourceNotebook, plan: Plan, *, title: str | None = None) -> mf.Manifest:
     """The manifest of the app: stages, waits, parameters, collect and warm from the plan."""
     stages = tuple(
         mf.Stage(
@@ -106,14 +108,11 @@ def build_manifest(source: SourceNotebook, plan: Any, *, title: str | None = Non
                 mf.Cell(id=c.id, kind=c.kind, source=c.source, tags=tuple(c.tags))
                 for c in stage.cells
             ),
-            waits_on=tuple(_waits_on(stage)),
+            waits_on=() if stage.ends_with is None else tuple(stage.ends_with.waits_on),
             collect=tuple(stage.collect),
             warm=bool(stage.warm),
         )
         for stage in plan.stages
-    )
-    parameters = tuple(
-        mf.Parameter(name=p.name, default=p.default, type=p.type) for p in plan.parameters
     )
     manifest = mf.Manifest(
         title=title if title is not None else default_title(source),
@@ -124,17 +123,9 @@ def build_manifest(source: SourceNotebook, plan: Any, *, title: str | None = Non
         kernel_name=source.kernel_name,
         kernel_language=source.kernel_language,
         stages=stages,
-        parameters=parameters,
+        parameters=tuple(plan.parameters),
     )
     return manifest.with_app_id()
-
-
-def _waits_on(stage: Any) -> Iterable[mf.WaitsOn]:
-    boundary = stage.ends_with
-    if boundary is None:
-        return
-    for wait in boundary.waits_on:
-        yield mf.WaitsOn(name=wait.name, kind=wait.kind, bound_in_cell=wait.bound_in_cell)
 
 
 def app_notebook(manifest: mf.Manifest) -> dict[str, Any]:
@@ -264,6 +255,19 @@ def _building_dir(target: Path) -> Iterator[Path]:
     finally:
         if path.exists():
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _apply_umask(app_dir: Path) -> None:
+    """Give the app directory and its top files the modes a plain mkdir/open would have.
+
+    Temporary files and directories are private (0600/0700); a served app is read by others.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    app_dir.chmod(0o777 & ~umask)
+    for path in app_dir.iterdir():
+        if path.is_file():
+            path.chmod(0o666 & ~umask)
 
 
 def swap_into_place(built: Path, target: Path) -> None:

@@ -246,5 +246,6 @@ def map_kernel(nb: nbformat.NotebookNode, where: str) -> tuple[str, str, list[st
     if kernels.get(name) == "python":
         return name, "python", []
     return DEFAULT_KERNEL, "python", [
-        f"{where}: kernel {name!r} is not installed here; the app runs on {DEFAULT_KERNEL}"
+        f"{where}: warning unknown-kernel: kernel {name!r} is not installed here; "
+        f"the app runs on {DEFAULT_KERNEL}"
     ]

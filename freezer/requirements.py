@@ -53,26 +53,48 @@ def transform_cell(source: str) -> str:
     return text
 
 
-def imported_modules(cells: Iterable[tuple[int, str]]) -> dict[str, int]:
-    """Top-level module names imported anywhere in the cells -> first cell index.
+def imported_modules(cells: Iterable[tuple[int, str]]) -> dict[str, tuple[int, int]]:
+    """Top-level module names imported anywhere in the cells -> (cell index, line) of the first.
 
     Relative imports are skipped; cells that do not parse are skipped (the plan reports them).
     """
-    found: dict[str, int] = {}
+    found: dict[str, tuple[int, int]] = {}
     for index, source in cells:
         try:
             tree = ast.parse(transform_cell(source))
         except Exception:  # IPython or ast rejects it: a syntax-error diagnostic of the plan
             continue
         for node in ast.walk(tree):
-            names: list[str] = []
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 names = [node.module]
+            else:
+                continue
             for name in names:
-                found.setdefault(name.split(".")[0], index)
+                top, here = name.split(".")[0], (index, node.lineno)
+                if top not in found or here < found[top]:
+                    found[top] = here
     return found
+
+
+def pip_specs(line: str) -> list[str]:
+    """Requirement specs of a `%pip install ...` / `!pip install ...` line (options skipped)."""
+    words = line.split()
+    if "install" not in words:
+        return []
+    specs: list[str] = []
+    takes_value = {"-r", "--requirement", "-c", "--constraint", "-e", "--editable", "-i",
+                   "--index-url", "--extra-index-url", "-t", "--target", "-f", "--find-links"}
+    skip_next = False
+    for word in words[words.index("install") + 1:]:
+        if skip_next:
+            skip_next = False
+        elif word.startswith("-"):
+            skip_next = word in takes_value
+        elif _SPEC_NAME.match(word.strip("'\"")) and "/" not in word:
+            specs.append(word.strip("'\""))
+    return specs
 
 
 @lru_cache(maxsize=1)
@@ -104,7 +126,7 @@ def find_requirements(
     pins: dict[str, str] = {canonical(SELF): f"{SELF}=={__version__}"}
     warnings: list[str] = []
     stdlib = sys.stdlib_module_names
-    for module, index in sorted(imported_modules(cells).items()):
+    for module, (index, line) in sorted(imported_modules(cells).items()):
         if module in stdlib or module in _OWN_PACKAGES or module == "__future__":
             continue
         dists = by_module.get(module, [])
@@ -116,16 +138,18 @@ def find_requirements(
                 pinned = True
         if pinned:
             continue
-        if (directory / f"{module}.py").is_file() or (directory / module).is_dir():
+        at = f"{where}: cell {index + 1}, line {line}: warning"
+        local = directory / f"{module}.py"
+        if local.is_file() or (directory / module).is_dir():
+            name = local.name if local.is_file() else module
             warnings.append(
-                f"{where}: cell {index + 1}: imports {module!r}, a module beside the notebook; "
-                f"add --include {module}{'.py' if (directory / f'{module}.py').is_file() else ''}"
-                " so the app can import it"
+                f"{at} local-module: {module!r} is a module beside the notebook, not a "
+                f"distribution; build with --include {name} so the app can import it"
             )
         else:
             warnings.append(
-                f"{where}: cell {index + 1}: imports {module!r}, which no installed "
-                "distribution provides; add it to requirements.txt by hand"
+                f"{at} unknown-import: no installed distribution provides {module!r}; "
+                "add it to requirements.txt by hand"
             )
     for spec in pip_installs:
         match = _SPEC_NAME.match(spec.strip())
