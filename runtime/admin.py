@@ -1,36 +1,33 @@
 """The admin pages: `/admin` (runs, how far people got, collected results) and the exports.
 
 The server mounts these with :func:`admin_handlers`. Every handler here is admin only: the one
-check lives in :meth:`AdminHandler.prepare`, and who is an admin is the server's auth module's
-answer (passed in as `identify`). Everything a person typed reaches the page through Jinja2's
-autoescape; charts are inline SVG rendered here by :mod:`runtime.charts`, so the page makes no
-request to anywhere.
+check is :func:`is_admin`, called from :meth:`AdminHandler.prepare` on the user the server's
+identity provider (`runtime.auth`) returns. Everything a person typed reaches the page through
+Jinja2's autoescape; charts are inline SVG rendered here by :mod:`runtime.charts`, so the page
+makes no request to anywhere.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import jinja2
+from jupyter_server.base.handlers import JupyterHandler
 from markupsafe import Markup
-from tornado.web import HTTPError, RequestHandler
+from tornado.web import HTTPError
 
 from runtime import charts
 from runtime.exporting import export_rows, rows_to_csv, rows_to_json
+from runtime.store import Store
 
 TEMPLATES = Path(__file__).parent / "templates"
-
-IdentifyResult = bool | None
-Identify = Callable[[RequestHandler], Awaitable[IdentifyResult] | IdentifyResult]
-"""Given a request, whether its user is an admin (None: nobody is signed in)."""
 
 StoreGetter = Callable[[], Any]
 """Returns the server's open :class:`runtime.store.Store` (looked up per request)."""
@@ -179,7 +176,7 @@ def render_page(page: AdminPage, export_base: str) -> str:
     )
 
 
-async def load_page(store: Any, title: str) -> AdminPage:
+async def load_page(store: Store, title: str) -> AdminPage:
     """Read the runs and their app versions' stage titles from the store, then draw the charts."""
     rows = await export_rows(store)
     stage_titles: dict[str, list[str]] = {}
@@ -195,35 +192,44 @@ async def load_page(store: Any, title: str) -> AdminPage:
 # --- handlers -------------------------------------------------------------------------------
 
 
-class AdminHandler(RequestHandler):
-    """Base of the admin handlers: admin only, never cached, no script can run in the page."""
+def is_admin(user: Any) -> bool:
+    """The one admin check: the signed-in user (from the server's identity provider) is an admin."""
+    return getattr(user, "is_admin", False) is True
+
+
+class AdminHandler(JupyterHandler):
+    """Base of the admin handlers: admin only, never cached, no script can run in the page.
+
+    jupyter_server's `prepare` resolves the user through the server's identity provider and
+    sends a visitor who is not signed in to the login page; anyone signed in who is not an admin
+    gets 403 and a plain sentence.
+    """
 
     store_getter: StoreGetter
-    identify: Identify
     title: str
 
-    def initialize(self, store: StoreGetter, identify: Identify, title: str = "Freezer") -> None:
-        """Called by Tornado per request with the keyword arguments from :func:`admin_handlers`."""
+    def initialize(self, store: StoreGetter, title: str = "Freezer") -> None:
+        """Called by Tornado per request with the keyword arguments from :func:`admin_routes`."""
         self.store_getter = store
-        self.identify = identify
         self.title = title
 
-    def set_default_headers(self) -> None:
-        self.set_header("Cache-Control", "no-store")
-        self.set_header("X-Content-Type-Options", "nosniff")
-        self.set_header(
-            "Content-Security-Policy",
+    @property
+    def content_security_policy(self) -> str:
+        return (
             "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
-            "frame-ancestors 'none'; form-action 'none'; base-uri 'none'",
+            "frame-ancestors 'none'; form-action 'none'; base-uri 'none'"
         )
 
-    async def prepare(self) -> None:
-        """The one admin check: anyone else gets 403 and a plain sentence."""
-        answer = self.identify(self)
-        if inspect.isawaitable(answer):
-            answer = await answer
-        if not answer:
-            raise HTTPError(403, "not an admin: %s", self.request.path)
+    def set_default_headers(self) -> None:
+        super().set_default_headers()
+        self.set_header("Cache-Control", "no-store")
+
+    async def prepare(self) -> None:  # type: ignore[override]
+        await super().prepare()
+        if self._finished:  # redirected to the login page
+            return
+        if not is_admin(self.current_user):
+            raise HTTPError(403, "%s is not an admin", getattr(self.current_user, "name", "?"))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """A plain sentence for the person; the detail went to the log."""
@@ -234,9 +240,10 @@ class AdminHandler(RequestHandler):
             self.finish(f"The admin page could not be shown (error {status_code}); see the log.\n")
 
     @property
-    def store(self) -> Any:
+    def store(self) -> Store:
         """The server's store, looked up at request time (it opens after the handlers exist)."""
-        return self.store_getter()
+        store: Store = self.store_getter()
+        return store
 
 
 class AdminPageHandler(AdminHandler):
@@ -264,11 +271,11 @@ class ExportHandler(AdminHandler):
 
 
 def admin_routes(
-    base_url: str, store: StoreGetter, identify: Identify, title: str = "Freezer"
+    base_url: str, store: StoreGetter, title: str = "Freezer"
 ) -> list[tuple[str, type, dict[str, Any]]]:
     """The admin URL patterns under `base_url`, with the handlers' keyword arguments."""
     prefix = "/" + base_url.strip("/") + "/" if base_url.strip("/") else "/"
-    kwargs: dict[str, Any] = {"store": store, "identify": identify, "title": title}
+    kwargs: dict[str, Any] = {"store": store, "title": title}
     return [
         (prefix + "admin/?", AdminPageHandler, kwargs),
         (prefix + r"admin/export\.(csv|json)", ExportHandler, kwargs),
@@ -276,11 +283,9 @@ def admin_routes(
 
 
 def admin_handlers(app: Any) -> list[tuple[str, type, dict[str, Any]]]:
-    """The admin handlers of a running :class:`runtime.app.FreezerApp`."""
+    """The admin handlers of a :class:`runtime.app.FreezerApp` (its `store` is read per request)."""
     return admin_routes(
         getattr(app, "base_url", "/"),
         store=lambda: app.store,
-        identify=app.is_admin_request,
         title=getattr(app, "title", None) or "Freezer",
     )
-

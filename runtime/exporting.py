@@ -1,6 +1,7 @@
 """Export the runs of an app: `freezer export`, `freezer runs`, and the rows behind `/admin`.
 
-One **export row** per run, a plain JSON-serialisable dict:
+The rows are :meth:`runtime.store.Store.export_rows`: one JSON-serialisable dict per run,
+newest first, with at least
 
 ```
 run_id, app_id, user, status          str
@@ -10,11 +11,12 @@ created_at, updated_at, finished_at   ISO 8601 text (UTC) or None
 params                                {name: value}       per-run parameters
 snapshots                             {"0": {name: value}, ...}  what each finished stage waited on
 results                               {name: value}       the run's `collect:NAME` values
+stage_N_status, stage_N_snapshot      per stage: its status, its snapshot as JSON text
 ```
 
-The JSON export is the list of these rows. The CSV export flattens them: the fixed columns,
-then `param.NAME`, `stageN.NAME` (snapshots) and `result.NAME` columns in order of first
-appearance. Text cells that a spreadsheet would read as a formula are prefixed with a quote.
+The JSON export is the list of these rows as they are. The CSV export flattens them (see
+:func:`flatten_row`), and prefixes text cells that a spreadsheet would read as a formula with a
+quote.
 """
 
 from __future__ import annotations
@@ -22,21 +24,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
-import importlib
 import io
 import json
 import sys
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
 from runtime import manifest as manifest_mod
+from runtime.store import Store
 
 FIXED_COLUMNS = (
     "run_id", "app_id", "user", "status", "stage", "stages",
     "created_at", "updated_at", "finished_at",
 )
+NESTED_KEYS = ("params", "snapshots", "results")
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 """A text cell starting with one of these is read as a formula by spreadsheet apps."""
 
@@ -48,46 +50,9 @@ class ExportError(Exception):
 # --- rows -----------------------------------------------------------------------------------
 
 
-def iso(value: Any) -> str | None:
-    """A timestamp as ISO 8601 text (naive datetimes are UTC); None stays None."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        moment: datetime = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-        return moment.isoformat()
-    return str(value)
-
-
-async def export_rows(store: Any, app_id: str | None = None) -> list[dict[str, Any]]:
-    """One export row per run (the store's `list_runs` order), built from the store API."""
-    runs = await store.list_runs(app_id)
-    stage_counts: dict[str, int] = {}
-    rows = []
-    for run in runs:
-        if run.app_id not in stage_counts:
-            manifest = await store.get_manifest(run.app_id)
-            stage_counts[run.app_id] = len(manifest.stages) if manifest is not None else 0
-        stages = await store.stages(run.id)
-        results = await store.results(run.id)
-        rows.append(
-            {
-                "run_id": run.id,
-                "app_id": run.app_id,
-                "user": run.user_name,
-                "status": run.status,
-                "stage": run.stage,
-                "stages": stage_counts[run.app_id],
-                "created_at": iso(run.created_at),
-                "updated_at": iso(run.updated_at),
-                "finished_at": iso(run.finished_at),
-                "params": dict(run.params or {}),
-                "snapshots": {
-                    str(s.index): dict(s.snapshot) for s in stages if s.snapshot
-                },
-                "results": {r.name: r.value for r in results},
-            }
-        )
-    return rows
+async def export_rows(store: Store, app_id: str | None = None) -> list[dict[str, Any]]:
+    """One export row per run, newest first (one read transaction in the store)."""
+    return await store.export_rows(app_id)
 
 
 # --- CSV and JSON ---------------------------------------------------------------------------
@@ -113,14 +78,25 @@ def compact_json(value: Any) -> str:
 
 
 def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
-    """An export row as flat CSV columns (values not yet made safe)."""
+    """An export row as flat CSV columns (values not yet made safe).
+
+    Per stage: `stage_N_status`, then one `stage_N.NAME` column per snapshot name (instead of
+    the row's `stage_N_snapshot` JSON text); then `param.NAME` and `result.NAME`.
+    """
     flat = {name: row.get(name) for name in FIXED_COLUMNS}
+    snapshots = row.get("snapshots") or {}
+    for key, value in row.items():
+        if key in flat or key in NESTED_KEYS or key.endswith("_snapshot"):
+            continue
+        flat[key] = value
+        index = key.removeprefix("stage_").removesuffix("_status")
+        for name, snapped in (snapshots.get(index) or {}).items():
+            flat[f"stage_{index}.{name}"] = snapped
+    for index in sorted(snapshots, key=int):  # snapshots without a status column
+        for name, snapped in snapshots[index].items():
+            flat.setdefault(f"stage_{index}.{name}", snapped)
     for name, value in (row.get("params") or {}).items():
         flat[f"param.{name}"] = value
-    snapshots = row.get("snapshots") or {}
-    for index in sorted(snapshots, key=int):
-        for name, value in snapshots[index].items():
-            flat[f"stage{index}.{name}"] = value
     for name, value in (row.get("results") or {}).items():
         flat[f"result.{name}"] = value
     return flat
@@ -182,9 +158,8 @@ def check_sqlite_exists(url: str) -> None:
 
 async def load_rows(db_url: str) -> list[dict[str, Any]]:
     """Open the store, read every run's export row, close the store."""
-    store_module = importlib.import_module("runtime.store")
     try:
-        store = await store_module.Store.open(db_url)
+        store = await Store.open(db_url)
     except Exception as exc:  # any driver or URL error is one line for the person
         raise ExportError(f"cannot open database {db_url}: {one_line(exc)}") from None
     try:

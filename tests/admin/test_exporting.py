@@ -1,0 +1,154 @@
+"""`freezer export` and `freezer runs` on a real SQLite database filled through the store."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+from admin_seed import (
+    FORMULA_NAME,
+    FORMULA_NOTE,
+    HOSTILE_INPUT,
+    HOSTILE_NAME,
+    SeededApp,
+    write_app,
+)
+
+from runtime.exporting import export_main, flatten_row, runs_main, safe_cell
+
+
+def read_csv(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text, newline="")))
+
+
+def test_csv_has_one_row_per_run_with_snapshots_and_results(
+    seeded_app: SeededApp, tmp_path: Path
+) -> None:
+    out = tmp_path / "runs.csv"
+    assert export_main([str(seeded_app.app_dir), "--format", "csv", "-o", str(out)]) == 0
+    rows = {row["run_id"]: row for row in read_csv(out.read_text(encoding="utf-8"))}
+    assert set(rows) == set(seeded_app.run_ids.values())
+
+    alice = rows[seeded_app.run_ids["alice"]]
+    assert alice["user"] == "alice"
+    assert alice["status"] == "finished"
+    assert (alice["stage"], alice["stages"]) == ("2", "3")
+    assert alice["finished_at"]
+    assert alice["param.shard"] == "1"
+    assert alice["stage_0_status"] == "finished"
+    assert alice["stage_0.picker"] == "alice's pick"
+    assert alice["stage_0.slider"] == "0.7"
+    assert alice["stage_1.labels"] == "[1,0,1]"
+    assert alice["stage_2_status"] == "ready"
+    assert (alice["result.threshold"], alice["result.count"]) == ("0.7", "3")
+    assert alice["result.note"] == "all good"
+
+    dave = rows[seeded_app.run_ids["dave"]]
+    assert (dave["status"], dave["stage"], dave["stage_0_status"]) == ("active", "0", "running")
+    assert dave["result.threshold"] == "" and dave["stage_0.picker"] == ""
+
+
+def test_csv_guards_against_spreadsheet_formulas(seeded_app: SeededApp, tmp_path: Path) -> None:
+    out = tmp_path / "runs.csv"
+    assert export_main([str(seeded_app.app_dir), "-o", str(out)]) == 0
+    run_id = seeded_app.run_ids[FORMULA_NAME]
+    row = next(r for r in read_csv(out.read_text()) if r["run_id"] == run_id)
+    assert row["user"] == "'" + FORMULA_NAME
+    assert row["result.note"] == "'" + FORMULA_NOTE
+    assert row["stage_0.picker"] == "'" + FORMULA_NOTE
+    # numbers are written as numbers, a negative one included
+    assert row["result.threshold"] == "-0.5"
+    assert row["stage_0.slider"] == "-0.5"
+    for text in ("+1", "-x", "@SUM(A1)", "\tcmd", "\r=1"):
+        assert safe_cell(text) == "'" + text
+    assert safe_cell(["=x"]) == '["=x"]'  # JSON text starts with a bracket: inert
+
+
+def test_json_is_a_list_of_run_objects(
+    seeded_app: SeededApp, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert export_main([str(seeded_app.app_dir), "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert isinstance(rows, list) and len(rows) == 4
+    by_user = {row["user"]: row for row in rows}
+    hostile = by_user[HOSTILE_NAME]  # data, not HTML: kept exactly as typed
+    assert hostile["snapshots"]["0"] == {"picker": HOSTILE_INPUT, "slider": 0.4}
+    assert hostile["results"] == {"threshold": 0.4, "note": HOSTILE_INPUT}
+    assert hostile["stage"] == 2 and hostile["status"] == "active"
+    assert by_user["alice"]["results"]["count"] == 3
+
+
+def test_flatten_row_orders_columns_by_stage() -> None:
+    row = {
+        "run_id": "r", "app_id": "a", "user": "u", "status": "active", "stage": 1, "stages": 2,
+        "created_at": None, "updated_at": None, "finished_at": None,
+        "params": {"p": 1}, "snapshots": {"0": {"x": 1}, "1": {"y": 2}}, "results": {"r": 3},
+        "stage_0_status": "finished", "stage_0_snapshot": '{"x": 1}',
+        "stage_1_status": "finished", "stage_1_snapshot": '{"y": 2}',
+    }
+    assert list(flatten_row(row))[9:] == [
+        "stage_0_status", "stage_0.x", "stage_1_status", "stage_1.y", "param.p", "result.r",
+    ]
+
+
+def test_runs_prints_one_line_per_run(
+    seeded_app: SeededApp, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert runs_main([str(seeded_app.app_dir)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4
+    by_id = {line.split()[0]: line for line in lines}
+    assert set(by_id) == set(seeded_app.run_ids.values())
+    alice = by_id[seeded_app.run_ids["alice"]].split()
+    assert alice[1:4] == ["alice", "finished", "3/3"]
+    assert alice[4].startswith("20")  # last activity, ISO 8601
+    dave = by_id[seeded_app.run_ids["dave"]].split()
+    assert dave[1:4] == ["dave", "active", "1/3"]
+
+
+def test_db_option_reads_another_database(
+    seeded_app: SeededApp, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = tmp_path / "other-app"
+    write_app(other, seeded_app.manifest)
+    assert runs_main([str(other), "--db", seeded_app.db_url]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 4
+
+
+@pytest.mark.parametrize("command", [export_main, runs_main])
+def test_bad_input_is_one_line_and_exit_2(
+    command: object, seeded_app: SeededApp, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert callable(command)
+    not_an_app = tmp_path / "empty"
+    not_an_app.mkdir()
+    no_db = tmp_path / "no-db"
+    write_app(no_db, seeded_app.manifest)
+    cases = [
+        ([str(tmp_path / "missing")], "no such directory"),
+        ([str(not_an_app)], "app.json"),
+        ([str(no_db)], "no database here"),
+        ([str(seeded_app.app_dir), "--db", "nosuchdriver://x"], "cannot open database"),
+        (
+            [str(seeded_app.app_dir), "--db", "postgresql+psycopg://postgres@127.0.0.1:1/none"],
+            "cannot open database",
+        ),
+    ]
+    for argv, expected in cases:
+        assert command(argv) == 2, argv
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert len(captured.err.strip().splitlines()) == 1, captured.err
+        assert expected in captured.err, captured.err
+    assert not (no_db / "freezer.db").exists()  # refusing did not create an empty database
+
+
+def test_unwritable_output_is_exit_2(
+    seeded_app: SeededApp, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "no" / "such" / "dir" / "runs.csv"
+    assert export_main([str(seeded_app.app_dir), "-o", str(target)]) == 2
+    assert "cannot write" in capsys.readouterr().err
