@@ -4,7 +4,8 @@ Subfolders add their own fixtures in their own `conftest.py`; keep this one smal
 
 - `free_port` — a callable returning an unused loopback port.
 - `browser` — one Playwright Chromium for the session (Debian's `/usr/bin/chromium`, never a
-  downloaded browser). Browser tests are plain (sync) test functions.
+  downloaded browser), driven by Playwright's sync API: browser tests are plain (sync) test
+  functions and their other fixtures sync too; async tests in the same session still work.
 - `page` — a fresh browser context and page per test; any request to a host other than
   127.0.0.1/localhost is aborted and fails the test at teardown (the app must work offline).
   `@pytest.mark.allow_hosts("cdn.example")` tolerates named hosts (still aborted): plain
@@ -18,6 +19,7 @@ Subfolders add their own fixtures in their own `conftest.py`; keep this one smal
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +27,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, Route, sync_playwright
+from playwright.sync_api import Browser, Page, Route, sync_playwright
 
 from runtime.testing import ServerProcess, start_voila
 from runtime.testing import free_port as _free_port
@@ -56,23 +58,65 @@ def free_port() -> Callable[[], int]:
     return _free_port
 
 
-@pytest.fixture(scope="session")
-def playwright_instance() -> Iterator[Playwright]:
-    """Playwright's sync driver for the whole session."""
-    with sync_playwright() as playwright:
-        yield playwright
+class PlaywrightLoop:
+    """Playwright's sync driver and the event loop it runs on.
+
+    Between its calls, the sync driver leaves its loop marked as this thread's running loop,
+    which makes every later `asyncio.run` (and async test) fail. The fixtures hand the mark to
+    Playwright only while a browser fixture or a browser test runs, so async tests elsewhere in
+    the session keep working.
+    """
+
+    def __init__(self) -> None:
+        self.playwright = sync_playwright().start()
+        self.loop = asyncio._get_running_loop()
+        self.release()
+
+    def claim(self) -> None:
+        """Mark Playwright's loop as running: call before any Playwright call."""
+        asyncio._set_running_loop(self.loop)
+
+    def release(self) -> None:
+        """Unmark it, so that other code can run event loops."""
+        asyncio._set_running_loop(None)
+
+    @contextlib.contextmanager
+    def claimed(self) -> Iterator[None]:
+        self.claim()
+        try:
+            yield
+        finally:
+            self.release()
+
+    def stop(self) -> None:
+        with self.claimed():
+            self.playwright.stop()
 
 
 @pytest.fixture(scope="session")
-def browser(playwright_instance: Playwright) -> Iterator[Browser]:
+def playwright_loop() -> Iterator[PlaywrightLoop]:
+    """Playwright's sync driver for the whole session (see :class:`PlaywrightLoop`)."""
+    driver = PlaywrightLoop()
+    try:
+        yield driver
+    finally:
+        driver.stop()
+
+
+@pytest.fixture(scope="session")
+def browser(playwright_loop: PlaywrightLoop) -> Iterator[Browser]:
     """Headless Debian Chromium, shared by the session; tests open their own context."""
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"{CHROMIUM} is not installed (make browser)")
-    chromium = playwright_instance.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with playwright_loop.claimed():
+        chromium = playwright_loop.playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS
+        )
     try:
         yield chromium
     finally:
-        chromium.close()
+        with playwright_loop.claimed():
+            chromium.close()
 
 
 def is_local_url(url: str) -> bool:
@@ -84,11 +128,15 @@ def is_local_url(url: str) -> bool:
 
 
 @pytest.fixture
-def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
+def page(
+    browser: Browser, playwright_loop: PlaywrightLoop, request: pytest.FixtureRequest
+) -> Iterator[Page]:
     """A page in a fresh browser context that must never leave the machine.
 
     Requests to any other host are aborted and reported as a test failure at teardown.
+    Tests that use it are plain (sync) functions.
     """
+    playwright_loop.claim()
     tolerated = {
         host for marker in request.node.iter_markers("allow_hosts") for host in marker.args
     }
@@ -108,7 +156,10 @@ def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
     try:
         yield context.new_page()
     finally:
-        context.close()
+        try:
+            context.close()
+        finally:
+            playwright_loop.release()
     if foreign:
         pytest.fail(f"the page requested hosts other than loopback: {foreign[:5]}")
 
