@@ -353,6 +353,9 @@ class Store:
                 delay = min(delay * 2, 0.5)
             except SQLAlchemyError as exc:
                 raise StoreError(f"database error: {one_line(exc)}") from exc
+            except (TypeError, ValueError) as exc:
+                # a value the database driver cannot store (e.g. not JSON-serialisable)
+                raise StoreError(f"cannot store the value: {one_line(exc)}") from exc
 
     def _commit(self, work: Callable[[Session], T], write: bool) -> T:
         """Worker thread: one transaction, committed when `work` returns."""
