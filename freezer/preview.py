@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import os
 import shutil
 import signal
@@ -26,10 +25,13 @@ import sys
 import tempfile
 import time
 import webbrowser
+from collections.abc import Sequence
 from pathlib import Path
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from tornado.ioloop import PeriodicCallback
+
+from freezer.commands import build_main
 
 LOOPBACK = "127.0.0.1"
 POLL_INTERVAL_MS = 500
@@ -65,24 +67,25 @@ def notebook_stamp(path: Path) -> tuple[int, int] | None:
     return (stat.st_mtime_ns, stat.st_size)
 
 
-def build_app(notebook: Path, out_dir: Path) -> bool:
+def build_app(notebook: Path, out_dir: Path, include: Sequence[str] = ()) -> bool:
     """Build `notebook` into `out_dir` with the compiler's own command; True on success.
 
     The compiler prints its diagnostics itself.
     """
-    commands = importlib.import_module("freezer.commands")
-    try:
-        status: int = commands.build_main([str(notebook), "-o", str(out_dir)])
-    except SystemExit as exc:  # argparse inside build_main
-        return exc.code in (0, None)
-    return status == 0
+    argv = [str(notebook), "-o", str(out_dir)]
+    for path in include:
+        argv += ["--include", path]
+    return build_main(argv) == 0
 
 
 class Preview:
     """One preview session: the build directories, the server process and the file watcher."""
 
-    def __init__(self, notebook: Path, port: int, open_browser: bool) -> None:
+    def __init__(
+        self, notebook: Path, port: int, open_browser: bool, include: Sequence[str] = ()
+    ) -> None:
         self.notebook = notebook
+        self.include = tuple(include)
         self.port = port
         self.open_browser = open_browser
         self.url = f"http://{LOOPBACK}:{port}/"
@@ -130,8 +133,11 @@ class Preview:
         """Build the notebook into a new directory (in a worker thread); None if it failed."""
         self.builds += 1
         out_dir = self.root / f"build-{self.builds}"
-        ok = await asyncio.to_thread(build_app, self.notebook, out_dir)
-        return out_dir if ok else None
+        ok = await asyncio.to_thread(build_app, self.notebook, out_dir, self.include)
+        if not ok:
+            return None
+        say(f"built {self.notebook.name} into {out_dir}")
+        return out_dir
 
     async def serve(self, app_dir: Path) -> None:
         """Start `freezer serve` on `app_dir` and wait until it answers."""
@@ -221,10 +227,17 @@ def preview_main(argv: list[str]) -> int:
     parser.add_argument("notebook", help="the .ipynb file")
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free)")
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    parser.add_argument(
+        "--include", metavar="PATH", action="append", default=[],
+        help="a file or directory the notebook reads by relative path (as `freezer build`)",
+    )
     args = parser.parse_args(argv)
     notebook = Path(args.notebook).resolve()
     if not notebook.is_file():
         print(f"freezer preview: {args.notebook}: no such file", file=sys.stderr)
         return 2
-    preview = Preview(notebook, args.port or free_port(), open_browser=not args.no_browser)
+    include = [str(Path(path).resolve()) for path in args.include]
+    preview = Preview(
+        notebook, args.port or free_port(), open_browser=not args.no_browser, include=include
+    )
     return asyncio.run(preview.run())

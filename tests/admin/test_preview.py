@@ -1,0 +1,110 @@
+"""`freezer preview`: builds and serves a notebook, and rebuilds when the notebook is saved."""
+
+from __future__ import annotations
+
+import asyncio
+import http.cookiejar
+import importlib.util
+import json
+import re
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from freezer.preview import preview_main
+from runtime.testing import ServerProcess, free_port
+
+needs_server = pytest.mark.skipif(
+    importlib.util.find_spec("runtime.app") is None,
+    reason="the server (runtime/app.py) is not there yet",
+)
+WAIT = 120.0
+
+
+def notebook(heading: str) -> dict[str, object]:
+    """A two-stage notebook: a text box, then a cell that reads it."""
+    return {
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": {
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        },
+        "cells": [
+            {"cell_type": "markdown", "id": "m0", "metadata": {}, "source": f"# {heading}"},
+            {
+                "cell_type": "code", "id": "c0", "metadata": {}, "execution_count": None,
+                "outputs": [],
+                "source": "import ipywidgets as w\nname = w.Text(value='x')\nname",
+            },
+            {
+                "cell_type": "code", "id": "c1", "metadata": {}, "execution_count": None,
+                "outputs": [], "source": "print('hello', name.value)",
+            },
+        ],
+    }
+
+
+def fetch_page(url: str) -> tuple[int, str]:
+    """GET like a browser (cookies kept, redirects followed): status and body."""
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+    )
+    with opener.open(url, timeout=60) as response:
+        return response.status, response.read().decode()
+
+
+async def wait_for_log(
+    server: ServerProcess, pattern: str, timeout: float = WAIT
+) -> re.Match[str]:
+    """Wait until the preview's output matches `pattern`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = server.log_path.read_text(errors="replace")
+        found = re.search(pattern, text)
+        if found:
+            return found
+        if server.process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"no {pattern!r} in the preview's output:\n{server.log_tail()}")
+        await asyncio.sleep(0.1)
+
+
+@needs_server
+async def test_preview_serves_and_rebuilds_on_save(tmp_path: Path) -> None:
+    source = tmp_path / "hello.ipynb"
+    source.write_text(json.dumps(notebook("First version")), encoding="utf-8")
+    port = free_port()
+    argv = [
+        sys.executable, "-m", "freezer", "preview", str(source), f"--port={port}", "--no-browser",
+    ]
+    server = ServerProcess(argv, port, cwd=tmp_path, ready_path="health", name="preview")
+    try:
+        first = await wait_for_log(server, r"built hello.ipynb into (\S+)")
+        await server.wait_ready(WAIT)
+        status, page = await asyncio.to_thread(fetch_page, server.base_url)
+        assert status == 200
+        assert "First version" in page
+
+        source.write_text("{ not json", encoding="utf-8")  # saved mid-edit
+        await wait_for_log(server, r"the build failed; still serving the previous version")
+        status, page = await asyncio.to_thread(fetch_page, server.base_url)
+        assert status == 200 and "First version" in page
+
+        source.write_text(json.dumps(notebook("Second version")), encoding="utf-8")
+        await wait_for_log(server, r"rebuilt \(build 3\)")
+        second = await wait_for_log(server, r"built hello.ipynb into (\S+build-3)")
+        assert not Path(first.group(1)).exists()  # the previous build was removed
+        status, page = await asyncio.to_thread(fetch_page, server.base_url)
+        assert status == 200
+        assert "Second version" in page
+        assert Path(second.group(1)).is_dir()
+    finally:
+        server.stop()
+    assert not Path(second.group(1)).exists()  # Ctrl-C / SIGTERM removed the temporary apps
+
+
+def test_missing_notebook_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert preview_main([str(tmp_path / "nope.ipynb"), "--no-browser"]) == 2
+    assert "no such file" in capsys.readouterr().err
