@@ -178,6 +178,17 @@ def _assign_cell_ids(nb: nbformat.NotebookNode) -> None:
 
 
 def _validate(nb: nbformat.NotebookNode, where: str) -> None:
+    # The schema's own message for a bad cell is the whole cell dumped; say what is wrong.
+    for index, cell in enumerate(nb.cells):
+        if not isinstance(cell, dict):
+            raise NotebookError(where, f"cell {index + 1}: not a JSON object")
+        kind = cell.get("cell_type")
+        if kind not in ("code", "markdown", "raw"):
+            raise NotebookError(
+                where,
+                f"cell {index + 1}: unknown cell_type {kind!r}; nbformat 4 has code, markdown "
+                "and raw cells - change or delete the cell",
+            )
     try:
         nbformat.validate(nb)
     except nbformat.ValidationError as exc:
@@ -186,8 +197,9 @@ def _validate(nb: nbformat.NotebookNode, where: str) -> None:
         if len(location) >= 2 and location[0] == "cells" and isinstance(location[1], int):
             at = f"cell {location[1] + 1}: "
         path = "/".join(str(p) for p in location) or "top level"
+        problem = exc.message if len(exc.message) <= 160 else exc.message[:160] + "..."
         raise NotebookError(
-            where, f"{at}not a valid nbformat 4 notebook at {path}: {exc.message}"
+            where, f"{at}not a valid nbformat 4 notebook at {path}: {problem}"
         ) from None
 
 
@@ -232,12 +244,12 @@ def map_kernel(nb: nbformat.NotebookNode, where: str) -> tuple[str, str, list[st
     spec = spec if isinstance(spec, dict) else {}
     info = nb.metadata.get("language_info")
     info = info if isinstance(info, dict) else {}
-    declared = str(spec.get("language") or info.get("name") or "python").lower()
-    if declared != "python":
+    declared = str(spec.get("language") or info.get("name") or "python")
+    if declared.lower() != "python":
         raise NotebookError(
             where,
-            f"is a {declared} notebook (kernel {spec.get('name', '?')!r}); Freezer apps run "
-            "Python notebooks",
+            f"runs on kernel {spec.get('name', '?')!r} (language {declared}); Freezer apps "
+            "run Python notebooks",
         )
     name = spec.get("name")
     if not isinstance(name, str) or not name:
