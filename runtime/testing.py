@@ -408,6 +408,10 @@ class CookieJar:
                 else:
                     self._coded[name] = morsel.coded_value
 
+    def set(self, name: str, value: str) -> None:
+        """Set a cookie as a page's script would."""
+        self._coded[name] = value
+
     def get(self, name: str) -> str | None:
         """A cookie's value as the server set it (quotes removed)."""
         coded = self._coded.get(name)
@@ -701,13 +705,28 @@ class PageSession:
             state.setdefault("_model_module_version", entry.get("model_module_version"))
             self._set_state(model_id, state)
 
-    async def close(self, *, shutdown_kernel: bool = False) -> None:
-        """Close the websocket; with `shutdown_kernel`, send Voila's unload beacon first."""
-        if shutdown_kernel and self.closed_reason is None:
-            form = {"_xsrf": self.person.cookies.get("_xsrf") or ""}
-            path = f"{self.page.config.get('baseUrl') or '/'}voila/api/shutdown/{self.kernel_id}"
+    async def unload(self) -> int:
+        """What the page does on `beforeunload`: POST Voila's shutdown beacon; the status.
+
+        Plain Voila shuts the kernel down; Freezer's server detaches it from the page. Voila
+        0.5's page sets no `_xsrf` cookie, so a browser's beacon is refused (403) and the
+        kernel lives on; like a browser that has the cookie, the client sends a double-submit
+        token of its own, so that tests and benchmarks free their kernels.
+        """
+        token = self.person.cookies.get("_xsrf")
+        if token is None:
+            token = uuid.uuid4().hex
+            self.person.cookies.set("_xsrf", token)
+        base_path = str(self.page.config.get("baseUrl") or "/")
+        url = urljoin(self.person.origin, f"{base_path}voila/api/shutdown/{self.kernel_id}")
+        response = await self.person.fetch(url, method="POST", form={"_xsrf": token})
+        return int(response.code)
+
+    async def close(self, *, unload: bool = False) -> None:
+        """Close the websocket; with `unload`, first send the page's unload beacon."""
+        if unload and self.closed_reason is None:
             with contextlib.suppress(ClientError):
-                await self.person.fetch(urljoin(self.person.origin, path), method="POST", form=form)
+                await self.unload()
         if self.closed_reason is None:
             self.closed_reason = "closed by the client"
         if self._ws is not None:

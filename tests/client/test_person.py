@@ -24,7 +24,7 @@ async def page(voila: ServerProcess) -> AsyncIterator[PageSession]:
         try:
             yield session
         finally:
-            await session.close(shutdown_kernel=True)
+            await session.close(unload=True)
 
 
 async def test_open_reads_the_kernel_id_and_every_widget_the_page_shows(
@@ -79,7 +79,7 @@ async def test_each_person_gets_a_kernel_of_their_own(voila: ServerProcess) -> N
         await b.load_widgets()
         assert b.value(b.find(description="Threshold")) == 3
         for session in (a, b):
-            await session.close(shutdown_kernel=True)
+            await session.close(unload=True)
 
 
 async def test_widget_states_also_load_one_comm_at_a_time(voila: ServerProcess) -> None:
@@ -90,7 +90,7 @@ async def test_widget_states_also_load_one_comm_at_a_time(voila: ServerProcess) 
         await session._load_widgets_one_by_one()
         assert session.shows_all_widgets()
         assert session.value(session.find(description="Threshold")) == 3
-        await session.close(shutdown_kernel=True)
+        await session.close(unload=True)
 
 
 async def test_find_names_the_widgets_when_nothing_or_several_match(page: PageSession) -> None:
@@ -112,3 +112,14 @@ async def test_a_closed_page_refuses_to_send(page: PageSession) -> None:
     await page.close()
     with pytest.raises(ClientError, match="not connected"):
         await page.set_value(slider, 1)
+
+
+async def test_unloading_the_page_shuts_its_kernel_down_on_plain_voila(
+    voila: ServerProcess,
+) -> None:
+    async with Person(voila.base_url) as person:
+        session = await person.open()
+        assert (await person.fetch(f"api/kernels/{session.kernel_id}")).code == 200
+        assert await session.unload() == 204
+        assert (await person.fetch(f"api/kernels/{session.kernel_id}")).code == 404
+        await session.close()
