@@ -10,6 +10,7 @@ module sitting beside the notebook.
 from __future__ import annotations
 
 import ast
+import importlib.util
 import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -109,6 +110,13 @@ def _installed_version(dist: str) -> str | None:
         return None
 
 
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def find_requirements(
     cells: Sequence[tuple[int, str]],
     *,
@@ -145,6 +153,12 @@ def find_requirements(
             warnings.append(
                 f"{at} local-module: {module!r} is a module beside the notebook, not a "
                 f"distribution; build with --include {name} so the app can import it"
+            )
+        elif _importable(module):
+            warnings.append(
+                f"{at} unpackaged-import: {module!r} imports here but no installed "
+                "distribution provides it; install it as a package, or ship it with the app "
+                "and add its requirements by hand"
             )
         else:
             warnings.append(

@@ -36,19 +36,20 @@ def trace_notebook(
     cell_timeout: float = 60,
     cwd: str | os.PathLike[str],
     env: Mapping[str, str] | None = None,
-    progress: TextIO | None = sys.stderr,
+    progress: TextIO | None = None,
     where: str = "notebook",
 ) -> frozenset[int]:
     """Execute `nb` once in a fresh python3 kernel; return the indices of widget-showing cells.
 
     `cell_timeout` is seconds per cell (0 means no limit). The kernel runs in `cwd` (the
     notebook's directory, so relative paths work) with `env` (default: this process's
-    environment). Cells tagged ``freeze:skip`` and ``%block`` markers are not run. A cell that
-    raises is reported on `progress` and the trace goes on; a cell that times out ends it with
-    :class:`TraceError`.
+    environment). Cells tagged ``freeze:skip`` and ``%block`` markers are not run. Each cell's
+    outcome is one line on `progress` (default: stderr); a cell that raises is reported and the
+    trace goes on; a cell that times out ends it with :class:`TraceError`.
     """
     from jupyter_client.manager import KernelManager
 
+    out = sys.stderr if progress is None else progress
     cells = [(i, c) for i, c in enumerate(nb.cells) if _runs_in_trace(c)]
     manager = KernelManager(kernel_name=TRACE_KERNEL)
     try:
@@ -76,7 +77,7 @@ def trace_notebook(
             elapsed = time.monotonic() - started
             if widgets:
                 showing.add(index)
-            _report(progress, label, elapsed, widgets, error)
+            _report(out, label, elapsed, widgets, error)
         return frozenset(showing)
     finally:
         client.stop_channels()
@@ -121,10 +122,8 @@ def _execute(
 
 
 def _report(
-    progress: TextIO | None, label: str, elapsed: float, widgets: bool, error: str | None
+    progress: TextIO, label: str, elapsed: float, widgets: bool, error: str | None
 ) -> None:
-    if progress is None:
-        return
     what = "shows widgets" if widgets else "ok"
     if error is not None:
         what = f"raised {error.splitlines()[0] if error else 'an error'}"
