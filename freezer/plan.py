@@ -7,12 +7,25 @@ and validated; the result is plain data (:class:`Plan`) that :func:`render_text`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import ast
+import difflib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import nbformat
 
-from runtime.manifest import Parameter, WaitsOn
+from freezer.analysis import (
+    Bind,
+    CellFacts,
+    NotebookAnalyzer,
+    ParsedCell,
+    Read,
+    library_candidates,
+    parse_cell,
+)
+from freezer.libwidgets import resolve_widget_classes
+from runtime.manifest import Parameter, WaitKind, WaitsOn
 
 Severity = Literal["warning", "error"]
 Method = Literal["static", "import", "trace", "magic", "tag"]
@@ -89,38 +102,400 @@ class Plan:
         return any(d.severity == "error" for d in self.diagnostics)
 
 
+FREEZE_TAGS = frozenset({"freeze:break", "freeze:join", "freeze:skip", "freeze:warm", "parameters"})
+FOREIGN_TAGS = frozenset({
+    "remove-cell", "hide-input", "hide-output", "remove-input", "remove-output", "init_cell",
+    "injected-parameters",
+})
+"""Tags of other Jupyter tools that the app keeps (the runner hides what they ask to hide)."""
+COLLECT_PREFIX = "collect:"
+_METHODS: dict[WaitKind, Method] = {
+    "widget": "static", "callback": "static", "library": "import", "traced": "trace",
+    "marker": "magic", "tag": "tag",
+}
+_PARAMETER_TYPES = ("bool", "int", "float", "str", "list", "dict", "NoneType")
+
+
 def plan_notebook(
     nb: nbformat.NotebookNode,
     *,
     traced_cells: frozenset[int] = frozenset(),
     resolve_imports: bool = True,
+    library_path: Sequence[str] = (),
 ) -> Plan:
-    """Split a read and validated notebook into stages (first version: tags only)."""
-    cells: list[PlanCell] = []
-    skipped: list[int] = []
-    breaks: list[int] = []
-    for index, cell in enumerate(nb.cells):
-        tags = tuple(str(t) for t in cell.get("metadata", {}).get("tags", []))
-        if cell.cell_type not in ("code", "markdown") or "freeze:skip" in tags:
-            skipped.append(index)
+    """Split a read and validated notebook into stages (DESIGN §1, rules 1-7).
+
+    `traced_cells`: indices of the cells that `freezer build --trace` saw showing widget views
+    (rule 5b). `resolve_imports`: import the other packages the notebook builds objects from,
+    in a subprocess, to find ipywidgets subclasses; `library_path` goes in front of that
+    subprocess's `sys.path` (e.g. the notebook's directory).
+    """
+    return _Planner(nb, traced_cells).plan(resolve_imports, tuple(library_path))
+
+
+@dataclass
+class _Pending:
+    kind: WaitKind
+    cell: int
+    how: str = ""
+
+
+@dataclass
+class _Stage:
+    cells: list[PlanCell] = field(default_factory=list)
+    ends_with: Boundary | None = None
+    has_code: bool = False
+
+
+class _Planner:
+    """One pass over the cells in order: the stage being built and the names pending in it."""
+
+    def __init__(self, nb: nbformat.NotebookNode, traced_cells: frozenset[int]) -> None:
+        self.cells = list(nb.cells)
+        self.traced = traced_cells
+        self.diagnostics: list[Diagnostic] = []
+        self.stages: list[_Stage] = [_Stage()]
+        self.markdown: list[PlanCell] = []  # waiting for the next code cell (rule 7)
+        self.pending: dict[str, _Pending] = {}
+        self.marker: tuple[int, str, tuple[str, ...]] | None = None  # cell, magic, names
+        self.bound_in: dict[str, int] = {}
+        self.skipped: list[int] = []
+        self.pip: list[tuple[int, str]] = []
+        self.parameters: list[Parameter] = []
+        self.parameters_cell: int | None = None
+        self.warm_leading = True
+        self.reported: set[tuple[str, int | None, str]] = set()
+        self.widget_reads: list[tuple[str, int, int, bool]] = []  # name, cell, line, same cell
+
+    def note(self, code: str, severity: Severity, cell: int | None, line: int | None,
+             message: str) -> None:
+        self.diagnostics.append(Diagnostic(code, severity, cell, line, message))
+
+    def plan(self, resolve_imports: bool, library_path: tuple[str, ...]) -> Plan:
+        kept: dict[int, tuple[str, ...]] = {}
+        parsed: dict[int, ParsedCell] = {}
+        for index, cell in enumerate(self.cells):
+            tags = self.check_tags(index, cell)
+            if cell.cell_type not in ("code", "markdown") or "freeze:skip" in tags:
+                self.skipped.append(index)
+                continue
+            kept[index] = tags
+            if cell.cell_type == "code":
+                parsed[index] = parse_cell(_source(cell))
+        library: frozenset[tuple[str, str]] = frozenset()
+        if resolve_imports:
+            candidates, where = library_candidates(parsed.items())
+            if candidates:
+                found = resolve_widget_classes(candidates, path=library_path)
+                library = found.widgets
+                for module, why in found.failures:
+                    cell, line = where.get(module, (None, None))
+                    self.note("library-import-failed", "warning", cell, line,
+                              f"could not import {module} to look for widget classes ({why}); "
+                              "its objects count as plain values")
+        analyzer = NotebookAnalyzer(library)
+        for index, tags in kept.items():
+            cell = self.cells[index]
+            if cell.cell_type == "markdown":
+                self.markdown.append(_plan_cell(index, cell, _source(cell), tags))
+            else:
+                self.code_cell(index, tags, analyzer.analyze(index, _source(cell), parsed[index]))
+        self.stages[-1].cells.extend(self.markdown)
+        self.check_widget_reads(analyzer.scope.shown_names())
+        if not parsed:
+            self.note("no-code-cells", "warning", None, None,
+                      "the notebook has no code cells: the app only shows its text")
+        return Plan(
+            stages=tuple(_finish(n, stage) for n, stage in enumerate(self.stages)),
+            diagnostics=tuple(sorted(self.diagnostics, key=_diagnostic_order)),
+            parameters=tuple(self.parameters),
+            pip_installs=tuple(self.pip),
+            skipped_cells=tuple(self.skipped),
+        )
+
+    def check_tags(self, index: int, cell: nbformat.NotebookNode) -> tuple[str, ...]:
+        tags = tuple(str(t) for t in cell.get("metadata", {}).get("tags", []) or [])
+        known = sorted(FREEZE_TAGS | FOREIGN_TAGS)
+        for tag in tags:
+            if tag.startswith(COLLECT_PREFIX):
+                if not tag[len(COLLECT_PREFIX):].isidentifier():
+                    self.note("unknown-tag", "warning", index, None,
+                              f"tag {tag!r}: collect:NAME needs a Python name after the colon")
+            elif tag not in FREEZE_TAGS and tag not in FOREIGN_TAGS:
+                close = difflib.get_close_matches(tag, known, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                self.note("unknown-tag", "warning", index, None,
+                          f"tag {tag!r} means nothing to Freezer and is ignored{hint}")
+        pairs = [("freeze:break", "freeze:join"), ("freeze:warm", "parameters"),
+                 ("freeze:skip", "parameters")]
+        for first, second in pairs:
+            if first in tags and second in tags:
+                self.note("tag-conflict", "warning", index, None,
+                          f"tags {first} and {second} contradict each other; {first} wins")
+        if "injected-parameters" in tags and "freeze:skip" not in tags:
+            self.note("injected-parameters", "warning", index, None,
+                      "this cell was injected by papermill; in the app it runs after the per-run "
+                      "parameters and overrides them: delete it or tag it freeze:skip")
+        return tags
+
+    def code_cell(self, index: int, tags: tuple[str, ...], facts: CellFacts) -> None:
+        self.report_facts(index, facts)
+        if "parameters" in tags and "freeze:warm" not in tags:
+            self.read_parameters(index, facts)
+        if facts.marker_only:
+            self.skipped.append(index)
+            self.set_marker(index, facts)
+            return
+        stage = self.stages[-1]
+        boundary = self.boundary_before(index, tags, facts) if stage.has_code else None
+        if boundary is not None:
+            stage.ends_with = boundary
+            stage = _Stage()
+            self.stages.append(stage)
+            self.pending.clear()
+        self.marker = None
+        stage.cells.extend(self.markdown)
+        self.markdown = []
+        stage.cells.append(_plan_cell(index, self.cells[index], facts.source, tags))
+        stage.has_code = True
+        self.apply(index, facts)
+        self.check_cell_tags(index, tags, facts)
+        if facts.markers:
+            self.set_marker(index, facts)
+
+    def report_facts(self, index: int, facts: CellFacts) -> None:
+        if facts.syntax_error is not None:
+            line, message = facts.syntax_error
+            self.note("syntax-error", "error", index, line, f"cannot parse this cell: {message}")
+        for line, top_level, what in facts.stdin:
+            if top_level:
+                self.note("stdin-input", "error", index, line,
+                          f"{what} waits for typed input, which an app cannot give; "
+                          "ask with a widget (ipywidgets.Text) instead")
+            else:
+                self.note("stdin-input", "warning", index, line,
+                          f"{what} in a function: if it runs in the app it fails, "
+                          "since an app cannot give typed input; ask with a widget instead")
+        for line, text in facts.pip_lines:
+            self.pip.append((index, text))
+            self.note("pip-install", "warning", index, line,
+                      f"{text!r} does not run in the app (it is commented out): install the "
+                      "package where the app is served")
+        if facts.markers and facts.code_after_marker is not None:
+            self.note("block-not-last", "warning", index, facts.code_after_marker,
+                      f"code after {facts.markers[-1].magic} runs before the person continues; "
+                      "move it to the next cell")
+
+    def boundary_before(self, index: int, tags: tuple[str, ...],
+                        facts: CellFacts) -> Boundary | None:
+        """Rule 4 (pending names read), 5c (a marker before) and 6 (freeze:break / join)."""
+        reads: list[WaitsOn] = []
+        bound: set[str] = set()
+        for event in facts.events:
+            if isinstance(event, Bind):
+                bound.add(event.name)
+            elif isinstance(event, Read) and event.name in self.pending \
+                    and event.name not in bound and all(w.name != event.name for w in reads):
+                pending = self.pending[event.name]
+                reads.append(WaitsOn(event.name, pending.kind, pending.cell))
+        what = ", ".join(self.describe(w) for w in reads)
+        if "freeze:break" in tags:
+            reason = f"cell {index + 1} is tagged freeze:break"
+            return Boundary(index, tuple(reads), "tag", reason + (f"; it reads {what}" if reads
+                                                                   else ""))
+        if self.marker is not None:
+            cell, magic, names = self.marker
+            waits = [WaitsOn(n, "marker", self.bound_in.get(n, cell)) for n in names]
+            waits += [w for w in reads if w.name not in names]
+            shown = " ".join([magic, *names])
+            return Boundary(index, tuple(waits), "magic", f"cell {cell + 1} has {shown}")
+        if reads and "freeze:join" not in tags:
+            return Boundary(index, tuple(reads), _METHODS[reads[0].kind],
+                            f"cell {index + 1} reads {what}")
+        return None
+
+    def describe(self, wait: WaitsOn) -> str:
+        pending = self.pending.get(wait.name)
+        if wait.kind == "callback":
+            how = f"{pending.how} " if pending is not None and pending.how else ""
+            return f"{wait.name} (callback, {how}registered in cell {wait.bound_in_cell + 1})"
+        return f"{wait.name} ({wait.kind}, bound in cell {wait.bound_in_cell + 1})"
+
+    def apply(self, index: int, facts: CellFacts) -> None:
+        """Replay the cell's events on the pending names (rules 2, 4, 5, 5b)."""
+        same_cell: set[str] = set()
+        for event in facts.events:
+            if isinstance(event, Read):
+                pending = self.pending.get(event.name)
+                here = pending is not None and pending.cell == index and pending.kind != "traced"
+                if event.widget is not None and event.widget.input:
+                    self.widget_reads.append((event.name, index, event.line, here))
+                elif here and pending is not None and pending.kind == "callback" \
+                        and event.name not in same_cell:
+                    same_cell.add(event.name)
+                    self.note("same-cell-read", "warning", index, event.line,
+                              f"{event.name} is written by a callback registered in this cell "
+                              "and read in it: the person cannot have acted yet; move the read "
+                              "into a later cell")
+            elif isinstance(event, Bind):
+                self.bound_in[event.name] = index
+                if event.widget is not None and event.widget.input:
+                    self.pending[event.name] = _Pending(event.widget.kind, index)
+                else:
+                    self.pending.pop(event.name, None)
+            else:
+                for name in event.names:
+                    self.pending[name] = _Pending("callback", index, event.how)
+        if index in self.traced:
+            names = [e.name for e in facts.events if isinstance(e, Bind) and e.by_call
+                     and e.widget is None]
+            for name in names:
+                self.pending[name] = _Pending("traced", index)
+            if not names and not facts.shows_widgets:
+                self.note("traced-nothing-bound", "warning", index, None,
+                          "the --trace run saw this cell show widgets, but it binds no name to "
+                          "wait on; if later cells use what the person does here, tag the next "
+                          "cell freeze:break")
+
+    def set_marker(self, index: int, facts: CellFacts) -> None:
+        last = facts.markers[-1]
+        names = tuple(n for m in facts.markers for n in m.names)
+        self.marker = (index, last.magic, names)
+
+    def check_cell_tags(self, index: int, tags: tuple[str, ...], facts: CellFacts) -> None:
+        if "freeze:warm" in tags:
+            if len(self.stages) > 1 or not self.warm_leading:
+                self.note("warm-not-leading", "warning", index, None,
+                          "only the freeze:warm cells at the very start of the first stage run "
+                          "ahead in pool kernels; this one runs with its stage")
+            declared = {p.name for p in self.parameters}
+            for event in facts.events:
+                if isinstance(event, Read) and event.name in declared:
+                    self.note("warm-reads-parameter", "warning", index, event.line,
+                              f"a freeze:warm cell runs before the person is known, so it sees "
+                              f"the default of parameter {event.name}, never the run's value")
+                    break
+        else:
+            self.warm_leading = False
+        for tag in tags:
+            name = tag[len(COLLECT_PREFIX):]
+            if tag.startswith(COLLECT_PREFIX) and name.isidentifier() \
+                    and name not in self.bound_in:
+                self.note("collect-unbound", "warning", index, None,
+                          f"collect:{name}: no cell up to this one binds {name}")
+
+    def read_parameters(self, index: int, facts: CellFacts) -> None:
+        if self.parameters_cell is not None:
+            self.note("parameters-repeated", "warning", index, None,
+                      f"only the first cell tagged parameters (cell {self.parameters_cell + 1}) "
+                      "declares per-run parameters")
+            return
+        self.parameters_cell = index
+        parsed = parse_cell(facts.source)
+        if parsed.tree is None:
+            return
+        for stmt in parsed.tree.body:
+            target, value = _simple_assignment(stmt)
+            if target is None or value is None:
+                continue
+            line = stmt.lineno + parsed.offset
+            try:
+                default = ast.literal_eval(value)
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                self.note("parameter-not-literal", "warning", index, line,
+                          f"parameter {target} needs a literal default (a number, string, "
+                          "bool, None, list or dict); it is not a per-run parameter")
+                continue
+            if isinstance(default, tuple):
+                default = list(default)
+            kind = type(default).__name__
+            if kind not in _PARAMETER_TYPES:
+                self.note("parameter-not-literal", "warning", index, line,
+                          f"parameter {target}: a {kind} default cannot come from a link; "
+                          "use a number, string, bool, None, list or dict")
+                continue
+            self.parameters.append(Parameter(target, default, kind))
+
+    def check_widget_reads(self, shown: set[str]) -> None:
+        reported: set[tuple[str, int | None]] = set()
+        for name, cell, line, same_cell in self.widget_reads:
+            if name not in shown:
+                if (name, None) not in reported:
+                    reported.add((name, None))
+                    self.note("widget-never-shown", "warning", cell, line,
+                              f"{name} is a widget that is read here but never displayed: the "
+                              "person cannot change it; display it, or use a plain value")
+            elif same_cell and (name, cell) not in reported:
+                reported.add((name, cell))
+                self.note("same-cell-read", "warning", cell, line,
+                          f"{name} is created and read in the same cell: the person cannot have "
+                          "changed it yet; move the read into a later cell")
+
+
+def _source(cell: nbformat.NotebookNode) -> str:
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else str(source)
+
+
+def _plan_cell(index: int, cell: nbformat.NotebookNode, source: str,
+               tags: tuple[str, ...]) -> PlanCell:
+    kind: Literal["code", "markdown"] = "code" if cell.cell_type == "code" else "markdown"
+    return PlanCell(index, str(cell.get("id") or f"cell-{index}"), kind, source, tags)
+
+
+def _simple_assignment(stmt: ast.stmt) -> tuple[str | None, ast.expr | None]:
+    if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 \
+            and isinstance(stmt.targets[0], ast.Name):
+        return stmt.targets[0].id, stmt.value
+    if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.value:
+        return stmt.target.id, stmt.value
+    return None, None
+
+
+def _diagnostic_order(d: Diagnostic) -> tuple[int, int]:
+    return (-1 if d.cell is None else d.cell, d.line or 0)
+
+
+def _finish(index: int, stage: _Stage) -> PlanStage:
+    code = [c for c in stage.cells if c.kind == "code"]
+    title = next((t for c in stage.cells if c.kind == "markdown"
+                  for t in [markdown_heading(c.source)] if t), f"Step {index + 1}")
+    collect = tuple(t[len(COLLECT_PREFIX):] for c in code for t in c.tags
+                    if t.startswith(COLLECT_PREFIX) and t[len(COLLECT_PREFIX):].isidentifier())
+    warm = bool(code) and all("freeze:warm" in c.tags for c in code)
+    return PlanStage(index, title, tuple(stage.cells), stage.ends_with, collect, warm)
+
+
+def markdown_heading(text: str) -> str | None:
+    """The first heading of a Markdown text (ATX `# Title` or setext `Title` / `===`)."""
+    fenced = False
+    previous = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith(("```", "~~~")):
+            fenced = not fenced
+            previous = ""
             continue
-        if "freeze:break" in tags and cells:
-            breaks.append(len(cells))
-        kind: Literal["code", "markdown"] = "code" if cell.cell_type == "code" else "markdown"
-        cells.append(PlanCell(index, str(cell.get("id") or f"cell-{index}"), kind,
-                              str(cell.source), tags))
-    bounds = [0, *breaks, len(cells)]
-    stages: list[PlanStage] = []
-    for n in range(len(bounds) - 1):
-        part = tuple(cells[bounds[n]:bounds[n + 1]])
-        end = None
-        if n + 2 < len(bounds):
-            first = cells[bounds[n + 1]].index
-            end = Boundary(first, (), "tag", f"cell {first + 1} is tagged freeze:break")
-        stages.append(PlanStage(n, f"Step {n + 1}", part, end, (), False))
-    if not stages:
-        stages.append(PlanStage(0, "Step 1", (), None, (), False))
-    return Plan(tuple(stages), (), (), (), tuple(skipped))
+        if fenced:
+            continue
+        if line.startswith("#"):
+            hashes = len(line) - len(line.lstrip("#"))
+            rest = line[hashes:]
+            if hashes <= 6 and (not rest or rest[0] in " \t"):
+                title = _plain(rest.strip().rstrip("#").strip())
+                if title:
+                    return title
+        if previous and line and set(line) <= {"="} | {"-"} and len(set(line)) == 1 \
+                and not previous.startswith(("-", "*", ">")):
+            return _plain(previous)
+        previous = line
+    return None
+
+
+def _plain(title: str) -> str:
+    for mark in ("**", "__", "`"):
+        title = title.replace(mark, "")
+    return title.strip()
 
 
 def render_text(plan: Plan, source_name: str) -> str:
