@@ -1,12 +1,19 @@
-"""The database tables of the store (SQLAlchemy 2.0 typed ORM).
+"""The store's data: the database tables (SQLAlchemy 2.0 typed ORM) and the rows it returns.
 
-Only :mod:`runtime.store` uses these classes; everything else gets frozen dataclasses.
-Every timestamp is UTC: aware datetimes in Python, stored naive-UTC where the database has no
-time zone type (SQLite).
+The `*Record` classes are the tables; only :mod:`runtime.store` touches them. Everything else
+gets the frozen dataclasses below them (`Run`, `Event`, ...), which :mod:`runtime.store`
+re-exports. Every timestamp is UTC: aware datetimes in Python, stored naive-UTC where the
+database has no time zone type (SQLite).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import secrets
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -152,3 +159,172 @@ class ResultRecord(Base):
     value: Mapped[Any] = mapped_column(json_column())
     stage: Mapped[int | None] = mapped_column(Integer)
     at: Mapped[datetime]
+
+
+# --- rows -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to append to a run's journal (its seq is assigned by the store)."""
+
+    run_id: str
+    kind: str  # "comm_msg" for a browser widget message; a runner event name otherwise
+    ordinal: int | None  # creation ordinal of the target widget; None when not a widget
+    payload: Any  # JSON value: the message's `content.data` for a widget message
+    buffers: bytes = b""  # binary buffers, packed with pack_buffers()
+
+
+@dataclass(frozen=True)
+class Event:
+    """One journal entry, numbered per run from 1."""
+
+    run_id: str
+    seq: int
+    at: datetime
+    kind: str
+    ordinal: int | None
+    payload: Any
+    buffers: bytes
+
+
+@dataclass(frozen=True)
+class User:
+    """A person known to the server."""
+
+    id: int
+    name: str
+    is_admin: bool
+    created_at: datetime
+    has_token: bool = False
+
+
+@dataclass(frozen=True)
+class Run:
+    """One user's pass through an app's pipeline."""
+
+    id: str
+    app_id: str
+    user_id: int
+    user_name: str
+    status: str
+    stage: int
+    seed: int
+    params: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class StageRow:
+    """The state of one stage of a run."""
+
+    run_id: str
+    index: int
+    status: str  # running | ready | failed | finished
+    started_at: datetime | None
+    finished_at: datetime | None
+    snapshot: dict[str, Any] | None
+    error: str | None
+    traceback: str | None
+
+
+@dataclass(frozen=True)
+class Result:
+    """A `collect:NAME` value of a run."""
+
+    run_id: str
+    name: str
+    value: Any
+    stage: int | None
+    at: datetime
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def hash_token(token: str) -> str:
+    """The sha256 hex digest under which an invite token is stored."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def new_run_id() -> str:
+    """A fresh url-safe random run id (96 bits)."""
+    return secrets.token_urlsafe(12)
+
+
+def pack_buffers(buffers: Sequence[bytes]) -> bytes:
+    """Several binary buffers as one blob for `NewEvent.buffers` (length-prefixed)."""
+    return b"".join(struct.pack(">I", len(b)) + bytes(b) for b in buffers)
+
+
+def unpack_buffers(blob: bytes) -> list[bytes]:
+    """The buffers that :func:`pack_buffers` packed."""
+    buffers, offset = [], 0
+    while offset < len(blob):
+        (size,) = struct.unpack_from(">I", blob, offset)
+        offset += 4
+        buffers.append(bytes(blob[offset : offset + size]))
+        offset += size
+    return buffers
+
+
+def iso(value: datetime | None) -> str | None:
+    """A UTC timestamp as ISO 8601 text; None stays None."""
+    return value.isoformat() if value is not None else None
+
+
+def to_user(row: UserRecord) -> User:
+    return User(row.id, row.name, row.is_admin, row.created_at, row.token_hash is not None)
+
+
+def to_run(row: RunRecord, user_name: str) -> Run:
+    return Run(
+        id=row.id, app_id=row.app_id, user_id=row.user_id, user_name=user_name,
+        status=row.status, stage=row.stage, seed=row.seed, params=dict(row.params or {}),
+        created_at=row.created_at, updated_at=row.updated_at, finished_at=row.finished_at,
+    )
+
+
+def to_event(row: EventRecord) -> Event:
+    return Event(row.run_id, row.seq, row.at, row.kind, row.ordinal, row.payload, row.buffers)
+
+
+def to_stage(row: StageRecord) -> StageRow:
+    return StageRow(
+        row.run_id, row.index, row.status, row.started_at, row.finished_at, row.snapshot,
+        row.error, row.traceback,
+    )
+
+
+def to_result(row: ResultRecord) -> Result:
+    return Result(row.run_id, row.name, row.value, row.stage, row.at)
+
+def export_row(
+    run: Run, stage_count: int, stages: Sequence[StageRow], results: Sequence[Result]
+) -> dict[str, Any]:
+    """The export row of one run (see `docs/database.md`)."""
+    row: dict[str, Any] = {
+        "run_id": run.id,
+        "app_id": run.app_id,
+        "user": run.user_name,
+        "status": run.status,
+        "stage": run.stage,
+        "stages": stage_count,
+        "created_at": iso(run.created_at),
+        "updated_at": iso(run.updated_at),
+        "finished_at": iso(run.finished_at),
+        "params": dict(run.params),
+        "snapshots": {str(s.index): dict(s.snapshot) for s in stages if s.snapshot},
+        "results": {r.name: r.value for r in results},
+    }
+    by_index = {s.index: s for s in stages}
+    for index in range(max([stage_count, *(s.index + 1 for s in stages)])):
+        stage = by_index.get(index)
+        row[f"stage_{index}_status"] = stage.status if stage is not None else None
+        snapshot = stage.snapshot if stage is not None else None
+        row[f"stage_{index}_snapshot"] = (
+            None if snapshot is None else json.dumps(snapshot, sort_keys=True, ensure_ascii=False)
+        )
+    return row

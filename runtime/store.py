@@ -9,18 +9,14 @@ process. Rows come back as frozen dataclasses, never as live ORM objects. The ta
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
-import secrets
-import struct
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
-from sqlalchemy import create_engine, event, func, select, update
+from sqlalchemy import bindparam, create_engine, event, func, select
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -30,11 +26,28 @@ from runtime.manifest import Manifest
 from runtime.models import (
     AppRecord,
     Base,
+    Event,
     EventRecord,
+    NewEvent,
+    Result,
     ResultRecord,
+    Run,
     RunRecord,
     StageRecord,
+    StageRow,
+    User,
     UserRecord,
+    UTCDateTime,
+    export_row,
+    hash_token,
+    new_run_id,
+    pack_buffers,
+    to_event,
+    to_result,
+    to_run,
+    to_stage,
+    to_user,
+    unpack_buffers,
 )
 
 log = logging.getLogger(__name__)
@@ -55,84 +68,20 @@ _STAGE_STATUS_OF = {
 }
 
 
-# --- rows -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class NewEvent:
-    """An event to append to a run's journal (its seq is assigned by the store)."""
-
-    run_id: str
-    kind: str  # "comm_msg" for a browser widget message; a runner event name otherwise
-    ordinal: int | None  # creation ordinal of the target widget; None when not a widget
-    payload: Any  # JSON value: the message's `content.data` for a widget message
-    buffers: bytes = b""  # binary buffers, packed with pack_buffers()
-
-
-@dataclass(frozen=True)
-class Event:
-    """One journal entry, numbered per run from 1."""
-
-    run_id: str
-    seq: int
-    at: datetime
-    kind: str
-    ordinal: int | None
-    payload: Any
-    buffers: bytes
-
-
-@dataclass(frozen=True)
-class User:
-    """A person known to the server."""
-
-    id: int
-    name: str
-    is_admin: bool
-    created_at: datetime
-    has_token: bool = False
-
-
-@dataclass(frozen=True)
-class Run:
-    """One user's pass through an app's pipeline."""
-
-    id: str
-    app_id: str
-    user_id: int
-    user_name: str
-    status: str
-    stage: int
-    seed: int
-    params: dict[str, Any]
-    created_at: datetime
-    updated_at: datetime
-    finished_at: datetime | None
-
-
-@dataclass(frozen=True)
-class StageRow:
-    """The state of one stage of a run."""
-
-    run_id: str
-    index: int
-    status: str  # running | ready | failed | finished
-    started_at: datetime | None
-    finished_at: datetime | None
-    snapshot: dict[str, Any] | None
-    error: str | None
-    traceback: str | None
-
-
-@dataclass(frozen=True)
-class Result:
-    """A `collect:NAME` value of a run."""
-
-    run_id: str
-    name: str
-    value: Any
-    stage: int | None
-    at: datetime
+# The journal's hot path, built once: statement construction costs more than SQLite's work.
+_EVENTS = Base.metadata.tables["events"]
+_RUNS = Base.metadata.tables["runs"]
+_TOUCH_RUNS = (
+    _RUNS.update()
+    .where(_RUNS.c.id.in_(bindparam("run_ids", expanding=True)))
+    .values(updated_at=bindparam("now", type_=UTCDateTime()))
+)
+_LAST_SEQS = (
+    select(_EVENTS.c.run_id, func.max(_EVENTS.c.seq))
+    .where(_EVENTS.c.run_id.in_(bindparam("run_ids", expanding=True)))
+    .group_by(_EVENTS.c.run_id)
+)
+_INSERT_EVENTS = _EVENTS.insert()
 
 
 @dataclass
@@ -141,35 +90,6 @@ class StoreStats:
 
     transactions: int = 0  # committed transactions
     lock_retries: int = 0  # attempts repeated because the database was locked or busy
-
-
-# --- helpers --------------------------------------------------------------------------------
-
-
-def hash_token(token: str) -> str:
-    """The sha256 hex digest under which an invite token is stored."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def new_run_id() -> str:
-    """A fresh url-safe random run id (96 bits)."""
-    return secrets.token_urlsafe(12)
-
-
-def pack_buffers(buffers: Sequence[bytes]) -> bytes:
-    """Several binary buffers as one blob for `NewEvent.buffers` (length-prefixed)."""
-    return b"".join(struct.pack(">I", len(b)) + bytes(b) for b in buffers)
-
-
-def unpack_buffers(blob: bytes) -> list[bytes]:
-    """The buffers that :func:`pack_buffers` packed."""
-    buffers, offset = [], 0
-    while offset < len(blob):
-        (size,) = struct.unpack_from(">I", blob, offset)
-        offset += 4
-        buffers.append(bytes(blob[offset : offset + size]))
-        offset += size
-    return buffers
 
 
 def database_url(url: str | URL) -> URL:
@@ -193,38 +113,6 @@ def one_line(exc: BaseException) -> str:
     """The first line of an exception's message."""
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
-
-
-def iso(value: datetime | None) -> str | None:
-    """A UTC timestamp as ISO 8601 text; None stays None."""
-    return value.isoformat() if value is not None else None
-
-
-def _user(row: UserRecord) -> User:
-    return User(row.id, row.name, row.is_admin, row.created_at, row.token_hash is not None)
-
-
-def _run(row: RunRecord, user_name: str) -> Run:
-    return Run(
-        id=row.id, app_id=row.app_id, user_id=row.user_id, user_name=user_name,
-        status=row.status, stage=row.stage, seed=row.seed, params=dict(row.params or {}),
-        created_at=row.created_at, updated_at=row.updated_at, finished_at=row.finished_at,
-    )
-
-
-def _event(row: EventRecord) -> Event:
-    return Event(row.run_id, row.seq, row.at, row.kind, row.ordinal, row.payload, row.buffers)
-
-
-def _stage(row: StageRecord) -> StageRow:
-    return StageRow(
-        row.run_id, row.index, row.status, row.started_at, row.finished_at, row.snapshot,
-        row.error, row.traceback,
-    )
-
-
-def _result(row: ResultRecord) -> Result:
-    return Result(row.run_id, row.name, row.value, row.stage, row.at)
 
 
 # --- the store ------------------------------------------------------------------------------
@@ -417,7 +305,7 @@ class Store:
                 session.flush()
             elif is_admin and not row.is_admin:
                 row.is_admin = True
-            return _user(row)
+            return to_user(row)
 
         return await self._transaction(work)
 
@@ -435,7 +323,7 @@ class Store:
             row.token_hash = token_hash
             row.is_admin = is_admin
             session.flush()
-            return _user(row)
+            return to_user(row)
 
         return await self._transaction(work)
 
@@ -446,7 +334,7 @@ class Store:
         def work(session: Session) -> User | None:
             query = select(UserRecord).where(UserRecord.token_hash == token_hash)
             row = session.scalars(query).one_or_none()
-            return None if row is None else _user(row)
+            return None if row is None else to_user(row)
 
         return await self._transaction(work, write=False)
 
@@ -455,7 +343,7 @@ class Store:
 
         def work(session: Session) -> User | None:
             row = session.get(UserRecord, user_id)
-            return None if row is None else _user(row)
+            return None if row is None else to_user(row)
 
         return await self._transaction(work, write=False)
 
@@ -464,7 +352,7 @@ class Store:
 
         def work(session: Session) -> User | None:
             row = self._user_named(session, name)
-            return None if row is None else _user(row)
+            return None if row is None else to_user(row)
 
         return await self._transaction(work, write=False)
 
@@ -493,7 +381,7 @@ class Store:
             )
             session.add(row)
             session.flush()
-            return _run(row, user.name)
+            return to_run(row, user.name)
 
         return await self._transaction(work)
 
@@ -503,7 +391,7 @@ class Store:
         def work(session: Session) -> Run | None:
             query = self._runs_query().where(RunRecord.id == run_id)
             found = session.execute(query).one_or_none()
-            return None if found is None else _run(found[0], found[1])
+            return None if found is None else to_run(found[0], found[1])
 
         return await self._transaction(work, write=False)
 
@@ -514,7 +402,7 @@ class Store:
             query = self._runs_query().where(RunRecord.user_id == user_id)
             if app_id is not None:
                 query = query.where(RunRecord.app_id == app_id)
-            return [_run(row, name) for row, name in session.execute(query)]
+            return [to_run(row, name) for row, name in session.execute(query)]
 
         return await self._transaction(work, write=False)
 
@@ -525,7 +413,7 @@ class Store:
             query = self._runs_query()
             if app_id is not None:
                 query = query.where(RunRecord.app_id == app_id)
-            return [_run(row, name) for row, name in session.execute(query)]
+            return [to_run(row, name) for row, name in session.execute(query)]
 
         return await self._transaction(work, write=False)
 
@@ -572,12 +460,13 @@ class Store:
                 next_seq[e.run_id] = seq + 1
                 seqs.append(seq)
                 rows.append(
-                    EventRecord(
-                        run_id=e.run_id, seq=seq, at=now, kind=e.kind, ordinal=e.ordinal,
-                        payload=e.payload, buffers=bytes(e.buffers),
-                    )
+                    {
+                        "run_id": e.run_id, "seq": seq, "at": now, "kind": e.kind,
+                        "ordinal": e.ordinal, "payload": e.payload, "buffers": bytes(e.buffers),
+                    }
                 )
-            session.add_all(rows)
+            # one executemany, without the unit of work's per-object cost
+            session.connection().execute(_INSERT_EVENTS, rows)
             return seqs
 
         return await self._transaction(work)
@@ -586,19 +475,14 @@ class Store:
         self, session: Session, run_ids: Collection[str], now: datetime
     ) -> dict[str, int]:
         """Worker thread: touch the runs (which locks their rows) and find each next seq."""
-        touched = session.connection().execute(
-            update(RunRecord).where(RunRecord.id.in_(run_ids)).values(updated_at=now)
-        )
-        if touched.rowcount != len(run_ids):
-            known = set(session.scalars(select(RunRecord.id).where(RunRecord.id.in_(run_ids))))
-            raise UnknownRunError(sorted(set(run_ids) - known)[0])
-        query = (
-            select(EventRecord.run_id, func.max(EventRecord.seq))
-            .where(EventRecord.run_id.in_(run_ids))
-            .group_by(EventRecord.run_id)
-        )
-        next_seq = dict.fromkeys(run_ids, 1)
-        for run_id, last in session.execute(query):
+        connection = session.connection()
+        ids = list(run_ids)
+        touched = connection.execute(_TOUCH_RUNS, {"run_ids": ids, "now": now})
+        if touched.rowcount != len(ids):
+            known = set(session.scalars(select(RunRecord.id).where(RunRecord.id.in_(ids))))
+            raise UnknownRunError(sorted(set(ids) - known)[0])
+        next_seq = dict.fromkeys(ids, 1)
+        for run_id, last in connection.execute(_LAST_SEQS, {"run_ids": ids}):
             next_seq[run_id] = int(last) + 1
         return next_seq
 
@@ -614,7 +498,7 @@ class Store:
             )
             if kind_list is not None:
                 query = query.where(EventRecord.kind.in_(kind_list))
-            return [_event(row) for row in session.scalars(query.order_by(EventRecord.seq))]
+            return [to_event(row) for row in session.scalars(query.order_by(EventRecord.seq))]
 
         return await self._transaction(work, write=False)
 
@@ -713,7 +597,7 @@ class Store:
                 .where(StageRecord.run_id == run_id)
                 .order_by(StageRecord.index)
             )
-            return [_stage(row) for row in session.scalars(query)]
+            return [to_stage(row) for row in session.scalars(query)]
 
         return await self._transaction(work, write=False)
 
@@ -726,7 +610,7 @@ class Store:
                 .where(ResultRecord.run_id == run_id)
                 .order_by(ResultRecord.name)
             )
-            return [_result(row) for row in session.scalars(query)]
+            return [to_result(row) for row in session.scalars(query)]
 
         return await self._transaction(work, write=False)
 
@@ -749,16 +633,16 @@ class Store:
                 stages_query = stages_query.where(StageRecord.run_id.in_(of_app))
                 results_query = results_query.where(ResultRecord.run_id.in_(of_app))
                 apps_query = apps_query.where(AppRecord.id == app_id)
-            runs = [_run(row, name) for row, name in session.execute(runs_query)]
+            runs = [to_run(row, name) for row, name in session.execute(runs_query)]
             stage_counts = {
                 app.id: len(app.manifest.get("stages", ())) for app in session.scalars(apps_query)
             }
             stages: dict[str, list[StageRow]] = {}
             for stage_row in session.scalars(stages_query):
-                stages.setdefault(stage_row.run_id, []).append(_stage(stage_row))
+                stages.setdefault(stage_row.run_id, []).append(to_stage(stage_row))
             results: dict[str, list[Result]] = {}
             for result_row in session.scalars(results_query):
-                results.setdefault(result_row.run_id, []).append(_result(result_row))
+                results.setdefault(result_row.run_id, []).append(to_result(result_row))
             return [
                 export_row(
                     run, stage_counts.get(run.app_id, 0), stages.get(run.id, []),
@@ -768,35 +652,6 @@ class Store:
             ]
 
         return await self._transaction(work, write=False)
-
-
-def export_row(
-    run: Run, stage_count: int, stages: Sequence[StageRow], results: Sequence[Result]
-) -> dict[str, Any]:
-    """The export row of one run (see `docs/database.md`)."""
-    row: dict[str, Any] = {
-        "run_id": run.id,
-        "app_id": run.app_id,
-        "user": run.user_name,
-        "status": run.status,
-        "stage": run.stage,
-        "stages": stage_count,
-        "created_at": iso(run.created_at),
-        "updated_at": iso(run.updated_at),
-        "finished_at": iso(run.finished_at),
-        "params": dict(run.params),
-        "snapshots": {str(s.index): dict(s.snapshot) for s in stages if s.snapshot},
-        "results": {r.name: r.value for r in results},
-    }
-    by_index = {s.index: s for s in stages}
-    for index in range(max([stage_count, *(s.index + 1 for s in stages)])):
-        stage = by_index.get(index)
-        row[f"stage_{index}_status"] = stage.status if stage is not None else None
-        snapshot = stage.snapshot if stage is not None else None
-        row[f"stage_{index}_snapshot"] = (
-            None if snapshot is None else json.dumps(snapshot, sort_keys=True, ensure_ascii=False)
-        )
-    return row
 
 
 __all__ = [
