@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from freezer.emit import check_target, emit_app, resolve_includes
+from freezer.emit import check_target, emit_app, missing_includes, resolve_includes
 from freezer.errors import FreezeError, PlanError
 from freezer.notebook import SourceNotebook, read_notebook
 from freezer.plan import Plan, plan_notebook, render_text, to_json
@@ -146,13 +146,20 @@ def _build(args: argparse.Namespace) -> int:
     check_target(out.absolute(), source, force=args.force)
     plan = _make_plan(source, args)
     raise_errors(plan, source)
+    cells = code_cells(plan)
     requirements = notebook_requirements(source, plan)
     manifest = emit_app(
         source, plan, out, title=args.title, include=args.include, force=args.force,
         requirements=requirements,
     )
     print(summary(manifest, plan, out))
-    for warning in [*source.warnings, *_plan_warnings(plan, source), *requirements.warnings]:
+    unshipped = missing_includes(
+        cells, source.directory, resolve_includes(args.include, source.directory),
+        where=str(source.path),
+    )
+    warnings = [*source.warnings, *_plan_warnings(plan, source), *requirements.warnings,
+                *unshipped]
+    for warning in warnings:
         print(warning, file=sys.stderr)
     return 0
 
@@ -197,12 +204,17 @@ def _plan_warnings(plan: Plan, source: SourceNotebook) -> list[str]:
     return [d.describe(str(source.path)) for d in plan.diagnostics if d.severity == "warning"]
 
 
-def notebook_requirements(source: SourceNotebook, plan: Plan) -> Requirements:
-    """requirements.txt of the app: imports of the cells the app runs, and `%pip` installs."""
-    cells = [
+def code_cells(plan: Plan) -> list[tuple[int, str]]:
+    """(index, source) of every code cell the app runs."""
+    return [
         (cell.index, cell.source)
         for stage in plan.stages for cell in stage.cells if cell.kind == "code"
     ]
+
+
+def notebook_requirements(source: SourceNotebook, plan: Plan) -> Requirements:
+    """requirements.txt of the app: imports of the cells the app runs, and `%pip` installs."""
+    cells = code_cells(plan)
     specs = [spec for _, line in plan.pip_installs for spec in pip_specs(line)]
     return find_requirements(
         cells, where=str(source.path), directory=source.directory, pip_installs=specs

@@ -8,6 +8,7 @@ build. A directory that is not a Freezer app is only replaced with ``force=True`
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
@@ -23,7 +24,7 @@ from freezer import __version__
 from freezer.errors import IncludeError, OutputError
 from freezer.notebook import SourceNotebook, kernelspec
 from freezer.plan import Plan
-from freezer.requirements import REQUIREMENTS_NAME, Requirements
+from freezer.requirements import REQUIREMENTS_NAME, Requirements, transform_cell
 from runtime import manifest as mf
 
 BOOTSTRAP_SOURCE = "from runtime import runner\nrunner.show()"
@@ -172,6 +173,46 @@ def resolve_includes(
             ) from None
         includes.append(Include(source=path, relative=relative))
     return includes
+
+
+def missing_includes(
+    cells: Sequence[tuple[int, str]], notebook_dir: Path, includes: Sequence[Include],
+    *, where: str,
+) -> list[str]:
+    """Warnings for string literals in `cells` naming a path beside the notebook not included.
+
+    The app runs the cells in ``files/``; a data file that is not shipped is a crash there.
+    """
+    shipped = [item.source for item in includes]
+    warnings: list[str] = []
+    seen: set[Path] = set()
+    for index, source in cells:
+        try:
+            tree = ast.parse(transform_cell(source))
+        except Exception:  # the plan reports cells that do not parse
+            continue
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
+                continue
+            text = node.value
+            if not text or len(text) > 255 or "\n" in text or Path(text).is_absolute():
+                continue
+            try:
+                path = (notebook_dir / text).resolve()
+                exists = path.exists()
+            except (OSError, ValueError):
+                continue
+            if not exists or path == notebook_dir or notebook_dir not in path.parents:
+                continue
+            if path in seen or any(s == path or s in path.parents for s in shipped):
+                continue
+            seen.add(path)
+            warnings.append(
+                f"{where}: cell {index + 1}, line {node.lineno}: warning missing-include: "
+                f"{text!r} is beside the notebook but not in the app; build with "
+                f"--include {text}"
+            )
+    return warnings
 
 
 def copy_includes(includes: Sequence[Include], files_dir: Path, *, skip: Path) -> None:

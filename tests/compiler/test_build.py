@@ -363,3 +363,29 @@ def test_help_explains_the_options(capsys: pytest.CaptureFixture[str]) -> None:
     assert plan_main(["--help"]) == 0
     assert "--json" in capsys.readouterr().out
     assert build_main([]) == 2
+
+
+def test_data_files_the_notebook_names_but_the_app_lacks_are_warned(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "faces.csv").write_text("id\n")
+    (tmp_path / "model.bin").write_bytes(b"\0")
+    cells = [
+        new_code_cell("import os\nrows = open('data/faces.csv').read()"),
+        new_code_cell("size = os.path.getsize(\n    'model.bin')\nlabel = 'not a file'"),
+    ]
+    notebook = write_nb(tmp_path / "nb.ipynb", cells)
+    assert build_main([str(notebook), "-o", str(tmp_path / "app")]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if "missing-include" in line]
+    assert err == [
+        f"{notebook}: cell 1, line 2: warning missing-include: 'data/faces.csv' is beside the "
+        "notebook but not in the app; build with --include data/faces.csv",
+        f"{notebook}: cell 2, line 2: warning missing-include: 'model.bin' is beside the "
+        "notebook but not in the app; build with --include model.bin",
+    ]
+
+    args = [str(notebook), "-o", str(tmp_path / "app"), "--include", str(tmp_path / "data"),
+            "--include", str(tmp_path / "model.bin")]
+    assert build_main(args) == 0
+    assert "missing-include" not in capsys.readouterr().err
