@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from runtime.errors import JournalError, StoreClosedError, StoreError
-from runtime.store import NewEvent, Store
+from runtime.store import NewEvent, Store, one_line
 
 log = logging.getLogger(__name__)
 
@@ -132,26 +132,27 @@ class Journal:
 
     async def _commit(self, batch: list[_Pending]) -> None:
         """Commit one batch; when it fails, retry each run's events on their own."""
+        groups: dict[str, list[_Pending]] = {}
+        for pending in batch:
+            groups.setdefault(pending.event.run_id, []).append(pending)
         try:
             await self._commit_group(batch)
             return
-        except StoreClosedError as exc:
-            self._fail(batch, f"the event was not saved: {exc}", exc)
-            return
         except StoreError as exc:
-            groups: dict[str, list[_Pending]] = {}
-            for pending in batch:
-                groups.setdefault(pending.event.run_id, []).append(pending)
-            if len(groups) == 1:
+            if isinstance(exc, StoreClosedError) or len(groups) == 1:
                 self._fail(batch, f"the event was not saved: {exc}", exc)
                 return
+        except Exception as exc:  # a bug must not stop the writer and strand every caller
+            log.exception("journal: unexpected error while committing")
+            self._fail(batch, f"the event was not saved: {one_line(exc)}", exc)
+            return
         # One run's bad event must not cost the other runs theirs; each run's group is its
         # own transaction, so each run's order and all-or-nothing commit still hold.
         for run_id, group in groups.items():
             try:
                 await self._commit_group(group)
-            except StoreError as exc:
-                self._fail(group, f"run {run_id}: the event was not saved: {exc}", exc)
+            except Exception as exc:
+                self._fail(group, f"run {run_id}: the event was not saved: {one_line(exc)}", exc)
 
     async def _commit_group(self, group: Sequence[_Pending]) -> None:
         seqs = await self.store.append_events([p.event for p in group])

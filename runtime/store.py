@@ -151,7 +151,12 @@ class Store:
             kwargs["pool_pre_ping"] = True
         try:
             engine = create_engine(parsed, **kwargs)
-        except (SQLAlchemyError, ImportError, ValueError) as exc:
+        except ImportError as exc:
+            hint = " (pip install 'freezer[postgresql]')" if "psycopg" in str(exc) else ""
+            raise StoreError(
+                f"cannot use database URL {parsed!r}: {one_line(exc)}{hint}"
+            ) from exc
+        except (SQLAlchemyError, ValueError) as exc:
             raise StoreError(f"cannot use database URL {parsed!r}: {one_line(exc)}") from exc
         store = cls(engine, lock_timeout=lock_timeout)
         if engine.dialect.name == "sqlite":
