@@ -1,0 +1,371 @@
+"""`freezer serve APP`: the multi-user server, built on Voila's application.
+
+:class:`FreezerApp` is Voila's application with Freezer's configuration (traitlets, so every
+option is also a command-line flag: `freezer serve --help`), Freezer's kernel manager
+(:class:`runtime.kernels.RunKernelManager`), kernel websocket connection
+(:class:`runtime.websocket.RunWebsocketConnection`) and identity provider
+(:class:`runtime.auth.FreezerIdentityProvider`), and Freezer's pages in front of what it keeps
+of Voila's routes. Startup is the list of `init_*` steps in :meth:`FreezerApp.serve`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import logging
+import os
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import tornado.web
+from tornado.httpserver import HTTPServer
+from traitlets import Bool, Enum, Float, Integer, Unicode, default
+from traitlets.config import Config
+from voila.app import Voila
+
+from runtime import manifest as manifest_module
+from runtime.auth import AUTH_MODES, FreezerIdentityProvider, LoginHandler, LogoutHandler
+from runtime.errors import RuntimeAppError
+from runtime.handlers import (
+    HealthHandler,
+    KernelModelHandler,
+    NewRunHandler,
+    Pages,
+    RunListHandler,
+)
+from runtime.journal import Journal
+from runtime.kernels import RunKernelManager, RunKernels
+from runtime.manifest import Manifest, ManifestError
+from runtime.store import Store
+from runtime.voila_adapter import (
+    KERNEL_ID,
+    RunPageHandler,
+    freezer_voila_routes,
+    restrict_browser_messages,
+)
+from runtime.websocket import RunWebsocketConnection
+
+COOKIE_SECRET_FILE = ".freezer_cookie_secret"
+RUN_ID = r"(?P<run_id>[A-Za-z0-9_-]{1,64})"
+
+
+class AppDirError(RuntimeAppError):
+    """The directory given to `freezer serve` is not a servable app."""
+
+
+class FreezerApp(Voila):  # type: ignore[misc]
+    """Serve one app directory to many people, each with their own run and kernel."""
+
+    name = "freezer-serve"
+    description = Unicode(
+        "freezer serve APP [options]\n\nServe an app directory (from `freezer build`) to many "
+        "people, each with their own run and kernel; progress is saved in a database."
+    )
+    examples = "freezer serve app/ --port 8866 --auth name --admin-token s3cret"
+
+    aliases = {
+        "port": "FreezerApp.port",
+        "ip": "FreezerApp.ip",
+        "db": "FreezerApp.db_url",
+        "auth": "FreezerApp.auth",
+        "admin-token": "FreezerApp.admin_token",
+        "pool-size": "FreezerApp.pool_size",
+        "max-kernels": "FreezerApp.max_kernels",
+        "cull-idle-timeout": "FreezerApp.cull_idle_timeout",
+        "kernel-timeout": "FreezerApp.kernel_timeout",
+        "base-url": "FreezerApp.base_url",
+    }
+    flags = {
+        "show-tracebacks": (
+            {"FreezerApp": {"show_tracebacks": True}},
+            "Show full tracebacks of failing stages to the people using the app.",
+        ),
+        "no-browser": (
+            {"FreezerApp": {"open_browser": False}},
+            "Do not open a web browser on startup.",
+        ),
+        "debug": ({"FreezerApp": {"log_level": logging.DEBUG}}, "Log at debug level."),
+    }
+    classes: list[type] = []
+
+    db_url = Unicode(
+        "",
+        config=True,
+        help="Database (any SQLAlchemy URL, e.g. postgresql://user@host/db). "
+        "Default (empty): sqlite:///APP/freezer.db in the app directory.",
+    )
+    auth = Enum(
+        list(AUTH_MODES),
+        default_value="none",
+        config=True,
+        help="How people sign in. none (default): an anonymous identity per browser; "
+        "name: a sign-in form asking for a name; token: invite tokens only.",
+    )
+    admin_token = Unicode(
+        "",
+        config=True,
+        help="A token that signs in the admin (/login?token=T), who can open /admin. "
+        "Default (empty): nobody can sign in as admin with a token.",
+    )
+    pool_size = Integer(
+        1,
+        config=True,
+        help="Kernels kept started and prepared (imports and warm cells run) for the next "
+        "new run. Default 1; 0 turns the pool off.",
+    )
+    max_kernels = Integer(
+        0,
+        config=True,
+        help="Most kernels alive at once, pool included. Beyond it the least recently used "
+        "kernel without a page is shut down (its run replays later); when every kernel has a "
+        "page, people get a 'busy, retrying' page. Default 0: no cap.",
+    )
+    cull_idle_timeout = Float(
+        600.0,
+        config=True,
+        help="Seconds a run's kernel may stay without any page attached before it is shut "
+        "down (the run stays in the database and replays on return). Default 600; 0: never.",
+    )
+    kernel_timeout = Float(
+        120.0,
+        config=True,
+        help="Seconds the server waits for a kernel on each step it drives (prepare, "
+        "configure, each replayed event). Default 120.",
+    )
+    show_tracebacks = Bool(
+        False,
+        config=True,
+        help="Show full tracebacks of failing stages to people (default: a one-line error; "
+        "tracebacks go to the log and the database either way).",
+    )
+
+    @default("port")
+    def _default_port(self) -> int:
+        return 8866
+
+    @default("port_retries")
+    def _default_port_retries(self) -> int:
+        return 0
+
+    @default("ip")
+    def _default_ip(self) -> str:
+        return "127.0.0.1"
+
+    # set by initialize() / serve()
+    app_dir: Path
+    manifest: Manifest
+    store: Store
+    journal: Journal
+    kernels: RunKernels
+    pages: Pages
+    http_server: HTTPServer | None = None
+
+    # --- configuration -----------------------------------------------------------------------
+
+    def initialize(self, argv: list[str] | None = None) -> None:
+        """Parse the command line and check the app directory (raises :class:`AppDirError`)."""
+        self.update_config(Config({
+            "VoilaConfiguration": {"multi_kernel_manager_class": RunKernelManager},
+            # a dead kernel is not restarted: its run is replayed in a fresh one
+            "KernelRestarter": {"restart_limit": 0},
+        }))
+        self.kernel_websocket_connection_class = RunWebsocketConnection
+        self.identity_provider_class = FreezerIdentityProvider
+        super().initialize(argv)
+        self.init_app_dir()
+        self.voila_configuration.show_tracebacks = self.show_tracebacks
+        self.notebook_path = str(self.app_dir / manifest_module.NOTEBOOK_NAME)
+        path = str(self.base_url).strip("/")
+        self.set_trait("base_url", f"/{path}/" if path else "/")
+
+    def init_app_dir(self) -> None:
+        """Load and check `APP/app.json` and `APP/app.ipynb`."""
+        if len(self.extra_args) != 1:
+            raise AppDirError("give one app directory (made by `freezer build NOTEBOOK -o APP`)")
+        app_dir = Path(self.extra_args[0]).resolve()
+        if not app_dir.is_dir():
+            raise AppDirError(f"{app_dir}: not a directory")
+        self.manifest = manifest_module.load(app_dir)
+        if not (app_dir / manifest_module.NOTEBOOK_NAME).is_file():
+            notebook = app_dir / manifest_module.NOTEBOOK_NAME
+            raise AppDirError(f"{notebook}: missing; rebuild the app")
+        self.app_dir = app_dir
+        self.root_dir = str(app_dir)
+
+    @property
+    def app_id(self) -> str:
+        """The app_id of the manifest being served."""
+        return self.manifest.app_id
+
+    @property
+    def title(self) -> str:
+        """The app's title (from the notebook)."""
+        return self.manifest.title or "Freezer"
+
+    @property
+    def database_url(self) -> str:
+        """`--db`, or the SQLite file in the app directory."""
+        return self.db_url or f"sqlite:///{self.app_dir / 'freezer.db'}"
+
+    # --- startup -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run the server until SIGINT or SIGTERM."""
+        asyncio.run(self.serve())
+
+    async def serve(self) -> None:
+        """Start every part in order, serve until told to stop, then stop every part."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            self.init_connection_dir()
+            await self.init_store()
+            self.init_cookie_secret()
+            settings = self.init_settings()
+            self.init_kernels()
+            self.init_web_app(settings)
+            self.init_http_server()
+            await self.kernels.start()
+            self.log.info("Freezer is serving %r at %s", self.title, self.connection_url)
+            self.open_in_browser()
+            await stop.wait()
+            self.log.info("stopping")
+        finally:
+            await self.shutdown()
+
+    def init_connection_dir(self) -> None:
+        """A private directory for the kernels' connection files."""
+        self.connection_dir = tempfile.mkdtemp(prefix="freezer_", dir=self.connection_dir_root)
+
+    async def init_store(self) -> None:
+        """Open the database, record this app version, start the journal writer."""
+        self.store = await Store.open(self.database_url)
+        await self.store.ensure_app(self.manifest)
+        self.journal = Journal(self.store)
+
+    def init_cookie_secret(self) -> None:
+        """The key that signs cookies, kept in the app directory so sign-ins survive restarts."""
+        path = self.app_dir / COOKIE_SECRET_FILE
+        try:
+            secret = path.read_bytes()
+        except FileNotFoundError:
+            secret = secrets.token_bytes(32)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(secret)
+            except OSError as exc:
+                self.log.warning("cannot keep the cookie secret in %s (%s): people will have "
+                                 "to sign in again after a restart", path, exc)
+        self.cookie_secret = secret
+
+    def init_settings(self) -> dict[str, Any]:
+        """Voila's Tornado settings, with Freezer's browser allowlist and cookie options."""
+        settings: dict[str, Any] = super().init_settings()
+        restrict_browser_messages(self.kernel_manager)
+        self.kernel_manager.allow_tracebacks = self.show_tracebacks
+        settings["xsrf_cookie_kwargs"] = {"samesite": "Lax", "path": "/"}
+        self.pages = Pages(self.base_url, self.title)
+        return settings
+
+    def init_kernels(self) -> None:
+        """The live kernels: pool, run mapping, cull and cap."""
+        self.kernels = RunKernels(
+            self.kernel_manager,
+            self.store,
+            self.journal,
+            self.manifest,
+            self.app_dir,
+            pool_size=self.pool_size,
+            max_kernels=self.max_kernels,
+            cull_idle_timeout=self.cull_idle_timeout,
+            show_tracebacks=self.show_tracebacks,
+            kernel_timeout=self.kernel_timeout,
+            log=self.log,
+        )
+
+    def init_web_app(self, settings: dict[str, Any]) -> None:
+        """The Tornado application with Freezer's routes first, then the Voila routes kept."""
+        self.app = tornado.web.Application(**settings)
+        self.app.settings.update(self.tornado_settings)
+        self.app.add_handlers(".*$", self.init_handlers())
+
+    def init_handlers(self) -> list[Any]:
+        """Freezer's routes under the base URL, admin's if installed, Voila's assets."""
+        prefix = self.server_url.rstrip("/")
+        own = {"freezer": self}
+        voila_page = {
+            "freezer": self,
+            "notebook_path": manifest_module.NOTEBOOK_NAME,
+            "template_paths": self.template_paths,
+            "config": self.config,
+            "voila_configuration": self.voila_configuration,
+        }
+        routes: list[Any] = [
+            (prefix + "/", RunListHandler, own),
+            (prefix + "/new", NewRunHandler, own),
+            (prefix + f"/run/{RUN_ID}", RunPageHandler, voila_page),
+            (prefix + "/login", LoginHandler, own),
+            (prefix + "/logout", LogoutHandler, own),
+            (prefix + "/health", HealthHandler, own),
+            (prefix + f"/api/kernels/{KERNEL_ID}", KernelModelHandler, own),
+        ]
+        if importlib.util.find_spec("runtime.admin") is not None:
+            from runtime.admin import admin_handlers
+
+            routes.extend(admin_handlers(self))
+        return routes + freezer_voila_routes(super().init_handlers(), self.server_url)
+
+    def init_http_server(self) -> None:
+        """Listen on `--ip`:`--port`."""
+        self.http_server = self.app.listen(self.port, self.ip)
+
+    def open_in_browser(self) -> None:
+        if self.open_browser:
+            import webbrowser
+
+            with contextlib.suppress(webbrowser.Error):
+                webbrowser.open(self.connection_url)
+
+    async def shutdown(self) -> None:
+        """Stop taking requests, then stop kernels, journal and store, in that order."""
+        if self.http_server is not None:
+            self.http_server.stop()
+        if getattr(self, "kernels", None) is not None:
+            await self.kernels.stop()
+        if getattr(self, "journal", None) is not None:
+            await self.journal.close()
+        if getattr(self, "store", None) is not None:
+            await self.store.close()
+        if getattr(self, "connection_dir", ""):
+            shutil.rmtree(self.connection_dir, ignore_errors=True)
+
+    # --- for the admin pages -----------------------------------------------------------------
+
+    async def is_admin_request(self, handler: tornado.web.RequestHandler) -> bool | None:
+        """Whether the request's user is an admin (None: nobody is signed in)."""
+        provider: FreezerIdentityProvider = self.identity_provider
+        user = await provider.get_user(handler)
+        return None if user is None else user.is_admin
+
+
+def serve_main(argv: list[str]) -> int:
+    """`freezer serve APP [options]`; returns the exit status."""
+    app = FreezerApp()
+    try:
+        app.initialize(argv)
+    except SystemExit as exc:  # --help, or traitlets' own argument errors
+        return exc.code if isinstance(exc.code, int) else 2
+    except (RuntimeAppError, ManifestError, ValueError) as exc:
+        print(f"freezer serve: {exc}", file=sys.stderr)
+        return 2
+    app.start()
+    return 0

@@ -1,0 +1,208 @@
+"""Freezer's own pages: the run list, starting a run, health; and the page renderer.
+
+Handlers stay thin: parse the request, call the store or the kernels, respond. Every page is
+rendered from `runtime/templates/` with Jinja2's autoescape, so whatever a person typed (a name,
+a parameter value) is escaped wherever it is shown.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import secrets
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+from jupyter_server.auth.decorator import allow_unauthenticated
+from jupyter_server.base.handlers import JupyterHandler
+from markupsafe import Markup
+from tornado import web
+
+from runtime.manifest import Manifest, Parameter
+
+if TYPE_CHECKING:
+    from runtime.app import FreezerApp
+
+TEMPLATES = Path(__file__).parent / "templates"
+RESERVED_PARAMETERS = frozenset({"freezer_user", "freezer_run"})
+SEED_BITS = 31
+
+
+class ParameterError(ValueError):
+    """A start link's query string does not fit the app's declared parameters."""
+
+
+class Pages:
+    """Renders Freezer's HTML pages (sign-in, run list, busy, messages)."""
+
+    def __init__(self, base_url: str, title: str) -> None:
+        self.base_url = base_url
+        self.title = title
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(TEMPLATES),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+        )
+
+    def render(self, name: str, handler: web.RequestHandler | None = None, **context: Any) -> str:
+        """Render template `name`; with a handler, forms get its XSRF field."""
+        xsrf = Markup(handler.xsrf_form_html()) if handler is not None else Markup("")
+        return self.env.get_template(name).render(
+            base_url=self.base_url, title=self.title, xsrf_form_html=xsrf, **context
+        )
+
+
+def parse_value(parameter: Parameter, text: str) -> Any:
+    """Parse one query-string value to the type of the parameter's default."""
+    kind = parameter.type
+    try:
+        if kind == "str":
+            return text
+        if kind == "int":
+            return int(text)
+        if kind == "float":
+            return float(text)
+        if kind == "bool":
+            lowered = text.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        value = json.loads(text) if kind != "NoneType" else ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        raise ParameterError(
+            f"parameter {parameter.name!r} must be a {kind} (like {parameter.default!r})"
+        ) from None
+    expected: dict[str, type] = {"list": list, "dict": dict, "NoneType": type(None)}
+    if kind not in expected or not isinstance(value, expected[kind]):
+        raise ParameterError(
+            f"parameter {parameter.name!r} must be a {kind} (like {parameter.default!r})"
+        )
+    return value
+
+
+def parse_parameters(manifest: Manifest, query: dict[str, list[bytes]]) -> dict[str, Any]:
+    """The per-run parameter overrides of a start link (declared names only)."""
+    declared = {p.name: p for p in manifest.parameters}
+    params: dict[str, Any] = {}
+    for name, values in query.items():
+        parameter = declared.get(name)
+        if parameter is None or name in RESERVED_PARAMETERS:
+            names = ", ".join(sorted(set(declared) - RESERVED_PARAMETERS)) or "none"
+            raise ParameterError(f"unknown parameter {name!r}; this app's parameters: {names}")
+        params[name] = parse_value(parameter, values[-1].decode("utf-8", "replace"))
+    return params
+
+
+class FreezerHandler(JupyterHandler):
+    """Base of Freezer's pages: the app object, the signed-in user, plain error pages."""
+
+    def initialize(self, freezer: FreezerApp) -> None:
+        self.freezer = freezer
+
+    @property
+    def user_id(self) -> int:
+        """The signed-in person's user id (handlers are `@authenticated`)."""
+        user_id: int = self.current_user.user_id
+        return user_id
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """A plain sentence for the person; the detail went to the log."""
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(self.freezer.pages.render(
+            "message.html", self, headline=f"Something went wrong (error {status_code}).",
+            detail="The server log has the details. Go back to your runs and try again.",
+        ))
+
+    def show_message(self, status: int, headline: str, detail: str) -> None:
+        """A page with one sentence for the person."""
+        self.set_status(status)
+        self.finish(self.freezer.pages.render(
+            "message.html", self, headline=headline, detail=detail
+        ))
+
+
+class RunListHandler(FreezerHandler):
+    """`/`: the person's runs of this app (continue / start over), or a new run if none."""
+
+    @web.authenticated
+    async def get(self) -> None:
+        app = self.freezer
+        runs = await app.store.runs_for_user(self.user_id, app_id=app.app_id)
+        runs = [run for run in runs if run.status != "abandoned"]
+        if not runs:
+            self.redirect(app.base_url + "new")
+            return
+        titles = [stage.title for stage in app.manifest.stages]
+        self.finish(app.pages.render("runs.html", self, runs=runs, titles=titles))
+
+
+class NewRunHandler(FreezerHandler):
+    """`/new?NAME=VALUE`: start a run with per-run parameters; POST: start over."""
+
+    @web.authenticated
+    async def get(self) -> None:
+        try:
+            params = parse_parameters(self.freezer.manifest, self.request.query_arguments)
+        except ParameterError as exc:
+            self.show_message(400, "This start link is not valid.", str(exc))
+            return
+        await self.start_run(params)
+
+    @web.authenticated
+    async def post(self) -> None:
+        """Start over: abandon the given run (kept in the database) and start a new one."""
+        store = self.freezer.store
+        params: dict[str, Any] = {}
+        old_id = self.get_body_argument("abandon", "")
+        old = await store.get_run(old_id) if old_id else None
+        if old is not None and old.user_id == self.user_id:
+            await store.set_run_status(old.id, "abandoned")
+            await self.freezer.kernels.release_run(old.id)
+            params = dict(old.params)
+        await self.start_run(params)
+
+    async def start_run(self, params: dict[str, Any]) -> None:
+        app = self.freezer
+        seed = secrets.randbits(SEED_BITS)
+        run = await app.store.create_run(app.app_id, self.user_id, seed, params)
+        self.log.info("run %s started for user %s", run.id, run.user_name)
+        self.redirect(app.base_url + "run/" + run.id)
+
+
+class HealthHandler(FreezerHandler):
+    """`/health`: 200 and JSON counts (live kernels, pool, runs) for load balancers and tests."""
+
+    @allow_unauthenticated
+    async def get(self) -> None:
+        app = self.freezer
+        runs = await app.store.list_runs(app.app_id)
+        kernels = app.kernels
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps({
+            "status": "ok",
+            "app_id": app.app_id,
+            "live_kernels": kernels.live_count,
+            "run_kernels": kernels.run_kernel_count,
+            "pool_kernels": kernels.pool_count,
+            "culled": kernels.culled,
+            "runs": len(runs),
+            "active_runs": sum(1 for run in runs if run.status == "active"),
+        }))
+
+
+class KernelModelHandler(FreezerHandler):
+    """`GET /api/kernels/<id>`: the kernel's model, which the page asks for before it connects;
+    only for the person whose run the kernel serves. No other kernel REST is exposed."""
+
+    @web.authenticated
+    async def get(self, kernel_id: str) -> None:
+        live = self.freezer.kernels.live(kernel_id)
+        if live is None or live.user_id != self.user_id:
+            raise web.HTTPError(403, "kernel %s is not the requester's", kernel_id)
+        self.set_header("Content-Type", "application/json")
+        model = self.kernel_manager.kernel_model(kernel_id)  # type: ignore[no-untyped-call]
+        self.finish(json.dumps(model, default=str))

@@ -1,0 +1,404 @@
+"""Which kernel serves which run: a pool of prepared kernels, re-attach, replay, cull and cap.
+
+The run rows live in the database (:mod:`runtime.store`); the live half lives here, in memory,
+and is rebuilt from the rows when it is lost: a run whose kernel is gone gets a fresh kernel and
+its journal replayed (:mod:`runtime.replay`). :class:`RunKernels` owns every kernel the server
+starts and every background task that looks after them.
+
+:class:`RunKernelManager` is the jupyter_server kernel manager Voila is configured with. It
+never starts a kernel on Voila's behalf: the page handler first asks :class:`RunKernels` for the
+run's kernel, then puts its id in :data:`page_kernel`, and Voila's `start_kernel` call returns it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+from tornado import web
+
+from runtime.errors import RuntimeAppError
+from runtime.listener import KernelListener
+from runtime.manifest import Manifest
+from runtime.replay import replay_run
+
+if TYPE_CHECKING:
+    from runtime.journal import Journal
+    from runtime.store import Run, Store
+
+page_kernel: ContextVar[str | None] = ContextVar("freezer_page_kernel", default=None)
+"""The kernel id the page being rendered must use (set by the run page handler)."""
+
+PREPARE_CODE = "from runtime import runner as _freezer_runner\n_freezer_runner.prepare()\n"
+BUSY_RETRY_AFTER = 5
+
+
+class KernelsBusyError(RuntimeAppError):
+    """Every kernel slot is taken by a run someone is using; try again in a few seconds."""
+
+    def __init__(self, max_kernels: int) -> None:
+        super().__init__(
+            f"all {max_kernels} kernels are in use by people with the app open; "
+            "raise --max-kernels or wait"
+        )
+        self.retry_after = BUSY_RETRY_AFTER
+
+
+def configure_code(run: Run, show_tracebacks: bool) -> str:
+    """The code that binds a kernel to `run` (values travel as JSON, never as code)."""
+    arguments = {
+        "run_id": run.id,
+        "seed": run.seed,
+        "params": run.params,
+        "user": run.user_name,
+        "show_tracebacks": show_tracebacks,
+    }
+    literal = json.dumps(json.dumps(arguments))
+    return (
+        "import json as _freezer_json\n"
+        "from runtime import runner as _freezer_runner\n"
+        f"_freezer_runner.configure(**_freezer_json.loads({literal}))\n"
+    )
+
+
+@dataclass(eq=False)
+class LiveKernel:
+    """A kernel this server started: its listener, its run (None in the pool), its use."""
+
+    kernel_id: str
+    listener: KernelListener
+    run_id: str | None = None
+    user_id: int | None = None
+    connections: int = 0
+    last_used: float = field(default_factory=time.monotonic)
+    detached_since: float | None = field(default_factory=time.monotonic)
+
+    def touch(self) -> None:
+        """Mark the kernel as just used (restarts the idle clock)."""
+        self.last_used = time.monotonic()
+        if self.connections == 0:
+            self.detached_since = self.last_used
+
+
+class RunKernelManager(AsyncMappingKernelManager):
+    """jupyter_server's kernel manager, told about runs: Voila gets the run's kernel, never a new
+    one; websocket connects and disconnects, and kernel deaths, are reported to :attr:`runs`."""
+
+    runs: RunKernels | None = None
+
+    async def start_kernel(  # type: ignore[override]
+        self, *, kernel_id: str | None = None, path: str | None = None, **kwargs: Any
+    ) -> str:
+        """Called by Voila's page handler: return the kernel picked for the page's run."""
+        bound = page_kernel.get()
+        if bound is None or bound not in self:
+            raise web.HTTPError(403, "kernels are started only for a run")
+        return bound
+
+    async def start_run_kernel(self, **kwargs: Any) -> str:
+        """Start a kernel for :class:`RunKernels` (the only caller)."""
+        kernel_id: str = await super()._async_start_kernel(**kwargs)
+        return kernel_id
+
+    def notify_connect(self, kernel_id: str) -> None:
+        super().notify_connect(kernel_id)  # type: ignore[no-untyped-call]
+        if self.runs is not None:
+            self.runs.on_connect(kernel_id)
+
+    def notify_disconnect(self, kernel_id: str) -> None:
+        super().notify_disconnect(kernel_id)  # type: ignore[no-untyped-call]
+        if self.runs is not None:
+            self.runs.on_disconnect(kernel_id)
+
+    def remove_kernel(self, kernel_id: str) -> Any:
+        removed = super().remove_kernel(kernel_id)
+        if self.runs is not None:
+            self.runs.forget(kernel_id)
+        return removed
+
+
+class RunKernels:
+    """The live kernels of one server: pool, run mapping, cull and cap."""
+
+    def __init__(
+        self,
+        manager: RunKernelManager,
+        store: Store,
+        journal: Journal,
+        manifest: Manifest,
+        app_dir: Path,
+        *,
+        pool_size: int,
+        max_kernels: int,
+        cull_idle_timeout: float,
+        show_tracebacks: bool,
+        kernel_timeout: float,
+        log: logging.Logger,
+    ) -> None:
+        self.manager = manager
+        self.store = store
+        self.journal = journal
+        self.manifest = manifest
+        self.app_dir = app_dir
+        self.pool_size = pool_size
+        self.max_kernels = max_kernels
+        self.cull_idle_timeout = cull_idle_timeout
+        self.show_tracebacks = show_tracebacks
+        self.kernel_timeout = kernel_timeout
+        self.log = log
+        self._by_kernel: dict[str, LiveKernel] = {}
+        self._by_run: dict[str, LiveKernel] = {}
+        self._pool: list[LiveKernel] = []
+        self._starting = 0
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._refilling = False
+        self.culled = 0
+        manager.runs = self
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Fill the pool and start the culler (both in the background)."""
+        self._refill_pool()
+        if self.cull_idle_timeout > 0:
+            self._spawn(self._cull_loop(), "culler")
+
+    async def stop(self) -> None:
+        """Cancel the background tasks and shut every kernel down."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for live in list(self._by_kernel.values()):
+            live.listener.stop()
+        await self.manager.shutdown_all(now=True)
+
+    def _spawn(self, coroutine: Any, name: str) -> None:
+        task = asyncio.create_task(coroutine, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- what is live ------------------------------------------------------------------------
+
+    @property
+    def live_count(self) -> int:
+        """Kernels running or starting, pool included."""
+        return len(self._by_kernel) + self._starting
+
+    @property
+    def pool_count(self) -> int:
+        """Prepared kernels waiting for a run."""
+        return len(self._pool)
+
+    @property
+    def run_kernel_count(self) -> int:
+        """Kernels bound to a run."""
+        return len(self._by_run)
+
+    def run_of_kernel(self, kernel_id: str) -> str | None:
+        """The run a kernel serves (None: unknown kernel, or a pool kernel)."""
+        live = self._by_kernel.get(kernel_id)
+        return live.run_id if live else None
+
+    def kernel_of_run(self, run_id: str) -> LiveKernel | None:
+        """The live kernel of a run, if it has one."""
+        return self._by_run.get(run_id)
+
+    def live(self, kernel_id: str) -> LiveKernel | None:
+        """The live kernel record of a kernel id."""
+        return self._by_kernel.get(kernel_id)
+
+    # --- the one entry point of the page -----------------------------------------------------
+
+    async def kernel_for_run(self, run: Run) -> LiveKernel:
+        """The run's live kernel; else a pool or new kernel bound to it, journal replayed.
+
+        Raises :class:`KernelsBusyError` when the cap is reached and no kernel is idle, and
+        :class:`runtime.replay.RunDivergedError` when the journal no longer fits the code.
+        """
+        lock = self._locks.setdefault(run.id, asyncio.Lock())
+        async with lock:
+            live = self._by_run.get(run.id)
+            if live is not None and live.kernel_id in self.manager:
+                live.touch()
+                return live
+            events = await self.store.events(run.id, kinds=["comm_msg"])
+            live = await self._acquire()
+            try:
+                await self._bind(live, run)
+                if events:
+                    self.log.info("run %s: replaying %d events", run.id, len(events))
+                    await replay_run(live.listener, run.id, events, self.kernel_timeout)
+            except BaseException:
+                await self._shutdown(live)
+                raise
+            live.touch()
+            return live
+
+    async def release_run(self, run_id: str) -> None:
+        """Shut down the run's kernel, if it has one (the run is being abandoned)."""
+        live = self._by_run.get(run_id)
+        if live is not None:
+            await self._shutdown(live)
+
+    # --- acquiring kernels -------------------------------------------------------------------
+
+    async def _acquire(self) -> LiveKernel:
+        if self._pool:
+            live = self._pool.pop(0)
+            self._refill_pool()
+            return live
+        if self.max_kernels and self.live_count >= self.max_kernels:
+            victim = self._least_recently_used_idle()
+            if victim is None:
+                raise KernelsBusyError(self.max_kernels)
+            self.log.info("kernel cap %d reached: culling idle run %s", self.max_kernels,
+                          victim.run_id)
+            await self._shutdown(victim)
+        return await self._start_prepared()
+
+    def _least_recently_used_idle(self) -> LiveKernel | None:
+        idle = [
+            live for live in self._by_run.values()
+            if live.connections == 0 and not self._is_locked(live.run_id)
+        ]
+        return min(idle, key=lambda live: live.last_used, default=None)
+
+    def _is_locked(self, run_id: str | None) -> bool:
+        lock = self._locks.get(run_id) if run_id else None
+        return lock is not None and lock.locked()
+
+    async def _start_prepared(self) -> LiveKernel:
+        """Start a kernel, attach its listener, and run `runner.prepare()` in it."""
+        env = {**os.environ, "FREEZER_APP_DIR": str(self.app_dir)}
+        self._starting += 1
+        try:
+            kernel_id = await self.manager.start_run_kernel(
+                kernel_name=self.manifest.kernel_name, path="", env=env
+            )
+        finally:
+            self._starting -= 1
+        kernel = self.manager.get_kernel(kernel_id)
+        listener = KernelListener(
+            kernel_id,
+            kernel.get_connection_info(),
+            lambda data: self._on_runner_event(kernel_id, data),
+            self.log,
+        )
+        live = LiveKernel(kernel_id, listener)
+        self._by_kernel[kernel_id] = live
+        try:
+            await listener.start()
+            await listener.execute(PREPARE_CODE, self.kernel_timeout)
+        except BaseException:
+            await self._shutdown(live)
+            raise
+        return live
+
+    def _refill_pool(self) -> None:
+        if self.pool_size > 0 and not self._refilling:
+            self._refilling = True
+            self._spawn(self._fill_pool(), "pool")
+
+    async def _fill_pool(self) -> None:
+        try:
+            while len(self._pool) < self.pool_size and (
+                not self.max_kernels or self.live_count < self.max_kernels
+            ):
+                try:
+                    live = await self._start_prepared()
+                except Exception:
+                    self.log.exception("could not start a pool kernel; the pool stays short")
+                    return
+                self._pool.append(live)
+        finally:
+            self._refilling = False
+
+    async def _bind(self, live: LiveKernel, run: Run) -> None:
+        live.run_id = run.id
+        live.user_id = run.user_id
+        self._by_run[run.id] = live
+        await live.listener.execute(
+            configure_code(run, self.show_tracebacks), self.kernel_timeout
+        )
+
+    async def _on_runner_event(self, kernel_id: str, data: dict[str, Any]) -> None:
+        live = self._by_kernel.get(kernel_id)
+        run_id = (live.run_id if live else None) or data.get("run_id")
+        if not run_id:
+            return
+        try:
+            await self.store.record_runner_event(run_id, data)
+        except Exception:
+            self.log.exception("run %s: could not store runner event %r", run_id,
+                               data.get("event"))
+
+    # --- releasing kernels -------------------------------------------------------------------
+
+    async def _shutdown(self, live: LiveKernel) -> None:
+        self.forget(live.kernel_id)
+        with contextlib.suppress(KeyError, web.HTTPError):
+            await self.manager.shutdown_kernel(  # type: ignore[no-untyped-call]
+                live.kernel_id, now=True
+            )
+
+    def forget(self, kernel_id: str) -> None:
+        """Drop the live record of a kernel that is gone (shut down, culled or dead)."""
+        live = self._by_kernel.pop(kernel_id, None)
+        if live is None:
+            return
+        live.listener.stop()
+        if live.run_id and self._by_run.get(live.run_id) is live:
+            del self._by_run[live.run_id]
+        if live in self._pool:
+            self._pool.remove(live)
+
+    def on_connect(self, kernel_id: str) -> None:
+        """A page's websocket attached to the kernel."""
+        live = self._by_kernel.get(kernel_id)
+        if live is not None:
+            live.connections += 1
+            live.detached_since = None
+            live.last_used = time.monotonic()
+
+    def on_disconnect(self, kernel_id: str) -> None:
+        """A page's websocket closed; the kernel stays until the culler takes it."""
+        live = self._by_kernel.get(kernel_id)
+        if live is not None:
+            live.connections = max(0, live.connections - 1)
+            live.last_used = time.monotonic()
+            if live.connections == 0:
+                live.detached_since = live.last_used
+
+    # --- culling -----------------------------------------------------------------------------
+
+    async def _cull_loop(self) -> None:
+        interval = min(max(self.cull_idle_timeout / 4, 0.1), 30.0)
+        while True:
+            await asyncio.sleep(interval)
+            await self.cull_idle()
+
+    async def cull_idle(self) -> int:
+        """Shut down run kernels without a websocket for `cull_idle_timeout`; return how many."""
+        now = time.monotonic()
+        idle = [
+            live for live in self._by_run.values()
+            if live.connections == 0
+            and live.detached_since is not None
+            and now - live.detached_since >= self.cull_idle_timeout
+            and not self._is_locked(live.run_id)
+        ]
+        for live in idle:
+            self.log.info("culling the idle kernel of run %s", live.run_id)
+            await self._shutdown(live)
+            self.culled += 1
+        return len(idle)

@@ -1,0 +1,149 @@
+"""Every use of a Voila internal, in one place (Voila 0.5; the next Voila is this file's work).
+
+Voila has documented extension points for the kernel manager class and the kernel websocket
+connection class; Freezer uses those from :mod:`runtime.app`. What Voila offers no extension
+point for is here:
+
+- :class:`RunPageHandler`: Voila's notebook page handler, mounted at `/run/<run_id>`. It checks
+  that the signed-in person owns the run, gets the run's kernel (live, pooled, or replayed),
+  and hands its id to Voila's `start_kernel` call through :data:`runtime.kernels.page_kernel`
+  before letting Voila render `app.ipynb`.
+- :class:`DetachHandler`: replaces Voila's unload beacon handler, which shuts the kernel down;
+  a run's kernel must survive a closed tab (the culler decides when it goes).
+- :class:`RunKernelWebsocketHandler`: Voila's kernel websocket handler, refusing unknown kernels
+  with 403 before jupyter_server looks them up.
+- :func:`freezer_voila_routes`: Voila's routes minus the ones Freezer replaces or must not
+  expose (the catch-all page, the file tree, the contents API, kernel REST).
+- :func:`restrict_browser_messages`: the message types Voila allows from the browser, without
+  `shutdown_request`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.services.kernels.handlers import KernelHandler
+from tornado import web
+from voila.shutdown_kernel_handler import VoilaShutdownKernelHandler
+from voila.tornado.contentshandler import VoilaContentsHandler
+from voila.tornado.handler import TornadoVoilaHandler
+from voila.tornado.kernel_websocket_handler import VoilaKernelWebsocketHandler
+from voila.tornado.treehandler import TornadoVoilaTreeHandler
+
+from runtime.errors import RuntimeAppError
+from runtime.kernels import KernelsBusyError, page_kernel
+from runtime.replay import RunDivergedError
+from runtime.websocket import BROWSER_MESSAGE_TYPES
+
+if TYPE_CHECKING:
+    from runtime.app import FreezerApp
+
+KERNEL_ID = r"(?P<kernel_id>\w+-\w+-\w+-\w+-\w+)"
+REPLACED_VOILA_HANDLERS: tuple[type, ...] = (
+    TornadoVoilaHandler,
+    TornadoVoilaTreeHandler,
+    VoilaContentsHandler,
+    VoilaShutdownKernelHandler,
+    VoilaKernelWebsocketHandler,
+    KernelHandler,
+)
+
+
+def restrict_browser_messages(kernel_manager: Any) -> None:
+    """Let through only Freezer's browser allowlist (Voila's includes `shutdown_request`)."""
+    kernel_manager.allowed_message_types = sorted(BROWSER_MESSAGE_TYPES)
+
+
+def freezer_voila_routes(voila_routes: list[Any], server_url: str) -> list[Any]:
+    """Voila's routes that Freezer keeps (static assets, themes, extensions, allowed files),
+    plus Freezer's versions of its kernel websocket and unload beacon."""
+    kept = [route for route in voila_routes if not issubclass(route[1], REPLACED_VOILA_HANDLERS)]
+    prefix = server_url.rstrip("/")
+    return [
+        (prefix + f"/api/kernels/{KERNEL_ID}/channels", RunKernelWebsocketHandler),
+        (prefix + r"/voila/api/shutdown/(.*)", DetachHandler),
+        *kept,
+    ]
+
+
+class RunKernelWebsocketHandler(VoilaKernelWebsocketHandler):  # type: ignore[misc]
+    """Voila's kernel websocket; a kernel this server does not know is refused (403)."""
+
+    async def pre_get(self) -> None:
+        if self.kernel_id not in self.kernel_manager:
+            raise web.HTTPError(403, "unknown kernel")
+        await super().pre_get()
+
+
+class DetachHandler(APIHandler):
+    """The page's unload beacon: the page is gone, the run's kernel stays (204)."""
+
+    @web.authenticated
+    async def post(self, kernel_id: str) -> None:
+        self.log.debug("page detached from kernel %s", kernel_id)
+        self.set_status(204)
+        self.finish()
+
+
+class RunPageHandler(TornadoVoilaHandler):  # type: ignore[misc]
+    """`/run/<run_id>`: the app page of one run, rendered by Voila on the run's kernel."""
+
+    def initialize(self, **kwargs: Any) -> None:
+        self.freezer: FreezerApp = kwargs.pop("freezer")
+        super().initialize(**kwargs)
+
+    @web.authenticated
+    async def get(self, run_id: str) -> None:
+        app = self.freezer
+        run = await app.store.get_run(run_id)
+        user_id = getattr(self.current_user, "user_id", None)
+        if run is None or run.user_id != user_id:
+            self.show_message(404, "There is no such run of yours.",
+                              "Go to your runs to continue one or start a new one.")
+            return
+        if run.app_id != app.app_id:
+            self.show_message(409, "This run was started on an earlier version of the app.",
+                              "Start over to use the current version.")
+            return
+        if run.status == "diverged":
+            self.show_message(409, "This run cannot be restored.",
+                              "The notebook no longer rebuilds the same widgets from your "
+                              "saved actions. Your actions are kept; start over to continue.")
+            return
+        try:
+            live = await app.kernels.kernel_for_run(run)
+        except KernelsBusyError as exc:
+            self.log.warning("busy page for run %s: %s", run.id, exc)
+            self.set_header("Retry-After", str(exc.retry_after))
+            self.set_status(503)
+            self.finish(app.pages.render("busy.html", self, retry_after=exc.retry_after))
+            return
+        except RunDivergedError as exc:
+            self.log.error("%s", exc)
+            await app.store.set_run_status(run.id, "diverged")
+            self.show_message(409, "This run cannot be restored.",
+                              "The notebook no longer rebuilds the same widgets from your "
+                              "saved actions. Your actions are kept; start over to continue.")
+            return
+        except RuntimeAppError as exc:
+            self.log.error("run %s: no kernel: %s", run.id, exc)
+            self.show_message(500, "The app could not be started.",
+                              "The server log says why. Try again in a moment.")
+            return
+        self.xsrf_token  # noqa: B018  (sets the _xsrf cookie the unload beacon sends back)
+        token = page_kernel.set(live.kernel_id)
+        try:
+            async for html in self.get_generator(path=None):
+                self.write(html)
+                self.flush()
+        finally:
+            page_kernel.reset(token)
+
+    def show_message(self, status: int, headline: str, detail: str) -> None:
+        """A plain page with one sentence for the person (details are in the server log)."""
+        self.set_status(status)
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(self.freezer.pages.render(
+            "message.html", self, headline=headline, detail=detail
+        ))

@@ -1,0 +1,148 @@
+"""Two people, two runs, two kernels; reload re-attaches; the protocol's guards hold.
+
+One server for the module (auth none, pool 1), driven at the protocol level with
+`runtime.testing.Person` (HTTP + kernel websocket + widget states, like Voila's front-end).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.websocket import websocket_connect
+
+from runtime.testing import ClientError, PageSession, Person, ServerProcess
+from tests.server.conftest import write_app
+
+TIMEOUT = 60.0
+
+
+@pytest.fixture(scope="module")
+def app_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_app(tmp_path_factory.mktemp("people") / "app")
+
+
+@pytest.fixture(scope="module")
+def server(app_dir: Path, serve: Callable[..., ServerProcess]) -> ServerProcess:
+    return serve(app_dir, "--pool-size", "1")
+
+
+def slider(page: PageSession) -> str:
+    return page.find(_model_name="IntSliderModel")
+
+
+def next_button(page: PageSession) -> str:
+    return page.find(_model_name="ButtonModel", description="Next")
+
+
+def page_text(page: PageSession) -> str:
+    return "\n".join(
+        page.output_text(model_id) for model_id in page.find_all(_model_name="OutputModel")
+    )
+
+
+async def pick_and_next(page: PageSession, value: int) -> None:
+    await page.wait_for(lambda p: bool(p.find_all(_model_name="IntSliderModel")), TIMEOUT,
+                        "the slider of stage 0")
+    msg_id = await page.set_value(slider(page), value)
+    await page.wait_idle(msg_id, TIMEOUT)
+    await page.wait_idle(await page.click(next_button(page)), TIMEOUT)
+    await page.wait_for(lambda p: f"doubled={value * 2}" in page_text(p), TIMEOUT,
+                        f"doubled={value * 2}")
+
+
+async def test_two_people_get_their_own_kernel_and_result(
+    server: ServerProcess, app_dir: Path, open_store: Callable[..., Any]
+) -> None:
+    async with Person(server.base_url) as ada, Person(server.base_url) as bob:
+        page_a = await ada.open("")
+        page_b = await bob.open("")
+        assert page_a.kernel_id != page_b.kernel_id
+        await pick_and_next(page_a, 7)
+        await pick_and_next(page_b, 21)
+        assert "doubled=14" in page_text(page_a) and "doubled=42" not in page_text(page_a)
+        assert "doubled=42" in page_text(page_b) and "doubled=14" not in page_text(page_b)
+        run_a = page_a.page.url.rsplit("/", 1)[-1]
+        run_b = page_b.page.url.rsplit("/", 1)[-1]
+
+    store = await open_store(app_dir)
+    results = {run: {r.name: r.value for r in await store.results(run)} for run in (run_a, run_b)}
+    assert results == {run_a: {"doubled": 14}, run_b: {"doubled": 42}}
+    runs = {run.id: run for run in await store.list_runs()}
+    assert runs[run_a].user_id != runs[run_b].user_id
+    assert runs[run_a].status == runs[run_b].status == "finished"
+    journal_a = await store.events(run_a, kinds=["comm_msg"])
+    assert [e.payload.get("method") for e in journal_a] == ["update", "custom"]
+    assert journal_a[0].payload["state"] == {"value": 7}
+
+
+async def test_reload_reattaches_to_the_same_kernel_without_rerunning(
+    server: ServerProcess,
+) -> None:
+    async with Person(server.base_url) as person:
+        first = await person.open("")
+        await first.wait_for(lambda p: bool(p.find_all(_model_name="IntSliderModel")), TIMEOUT)
+        await first.wait_idle(await first.set_value(slider(first), 33), TIMEOUT)
+        run_path = first.page.url
+        await first.close(unload=True)
+
+        again = await person.open(run_path)
+        assert again.kernel_id == first.kernel_id
+        assert again.value(slider(again)) == 33
+        assert "doubled" not in page_text(again)
+        # stage 0 ran once: one slider ever created in this kernel, the one the page shows
+        assert len(again.find_all(_model_name="IntSliderModel")) == 1
+
+
+async def test_browser_cannot_execute_code(server: ServerProcess, app_dir: Path) -> None:
+    marker = app_dir / "executed.txt"
+    async with Person(server.base_url) as person:
+        page = await person.open("")
+        code = f"open({str(marker)!r}, 'w').write('x')"
+        msg_id = await page.send("shell", "execute_request", {
+            "code": code, "silent": False, "store_history": False, "user_expressions": {},
+            "allow_stdin": False, "stop_on_error": True,
+        })
+        # a message sent after it is answered, so the kernel has seen everything before it
+        await page.request("shell", "kernel_info_request", {})
+        assert msg_id not in page._idle
+        assert not marker.exists()
+
+
+async def test_another_persons_kernel_is_refused(server: ServerProcess) -> None:
+    async with Person(server.base_url) as owner, Person(server.base_url) as intruder:
+        page = await owner.open("")
+        await intruder.get_page("")  # signed in, with a run of their own
+        for path in (f"api/kernels/{page.kernel_id}",):
+            response = await intruder.fetch(path)
+            assert response.code == 403
+        with pytest.raises(ClientError, match="403"):
+            session = PageSession(intruder, page.page, page.kernel_id, "/", 0.0)
+            await session.connect()
+        response = await intruder.fetch(page.page.url)
+        assert response.code == 404
+
+
+async def test_post_without_xsrf_is_refused(server: ServerProcess) -> None:
+    async with Person(server.base_url) as person:
+        await person.get_page("")
+        response = await person.fetch("new", method="POST", form={"abandon": "x"})
+        assert response.code == 403
+
+
+async def test_health_counts_kernels_and_runs(server: ServerProcess) -> None:
+    response = await AsyncHTTPClient().fetch(server.base_url + "health")
+    data = json.loads(response.body)
+    assert data["status"] == "ok"
+    assert data["runs"] >= 1 and data["live_kernels"] >= data["run_kernels"] >= 1
+
+
+async def test_unsigned_websocket_is_refused(server: ServerProcess) -> None:
+    url = server.base_url.replace("http", "ws") + "api/kernels/" + "0" * 8 + "-0000-0000-0000-" \
+        + "0" * 12 + "/channels"
+    with pytest.raises(Exception, match="403"):
+        await websocket_connect(HTTPRequest(url))
