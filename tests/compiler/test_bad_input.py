@@ -59,14 +59,8 @@ def snapshot(directory: Path) -> set[str]:
     return {str(p.relative_to(directory)) for p in directory.rglob("*")}
 
 
-def corpus_case(name: str) -> object:
-    if name == "syntax_error.ipynb":  # the planner's syntax-error diagnostic is on its way
-        return pytest.param(name, marks=pytest.mark.xfail(reason="planner", strict=False))
-    return name
-
-
 @pytest.mark.parametrize("main", [build_main, plan_main], ids=["build", "plan"])
-@pytest.mark.parametrize("name", [corpus_case(name) for name in sorted(CORPUS)])
+@pytest.mark.parametrize("name", sorted(CORPUS))
 def test_bad_notebook(
     name: str, main: Callable[[list[str]], int], tmp_path: Path,
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,

@@ -69,7 +69,6 @@ def test_trace_finds_the_cell_that_shows_widgets(
     ]
 
 
-@pytest.mark.xfail(reason="the planner's use of traced cells is on its way", strict=False)
 def test_build_with_trace_waits_on_the_traced_names(
     notebook: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
