@@ -254,9 +254,10 @@ def new_run_id() -> str:
     return secrets.token_urlsafe(12)
 
 
-def pack_buffers(buffers: Sequence[bytes]) -> bytes:
+def pack_buffers(buffers: Sequence[bytes | bytearray | memoryview]) -> bytes:
     """Several binary buffers as one blob for `NewEvent.buffers` (length-prefixed)."""
-    return b"".join(struct.pack(">I", len(b)) + bytes(b) for b in buffers)
+    # bytes() first: len() of a memoryview counts items, not bytes
+    return b"".join(struct.pack(">I", len(data)) + data for data in map(bytes, buffers))
 
 
 def unpack_buffers(blob: bytes) -> list[bytes]:

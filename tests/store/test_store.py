@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import asyncio
 import re
 import sqlite3
@@ -196,8 +197,15 @@ async def test_append_events_numbers_each_run(store: Store, new_run: NewRun) -> 
     assert [e.seq for e in await store.events(a.id, after=1)] == [2, 3]
     (b_event,) = await store.events(b.id)
     assert unpack_buffers(b_event.buffers) == [b"\x00\x01", b"", b"xyz"]
+    assert unpack_buffers(b"") == []
     touched = await store.get_run(a.id)
     assert touched is not None and touched.updated_at > a.updated_at
+
+
+def test_buffers_pack_memoryviews_by_bytes() -> None:
+    floats = memoryview(array.array("d", [0.5, 1.5]))  # 2 items, 16 bytes
+    blob = pack_buffers([floats, bytearray(b"ab")])
+    assert unpack_buffers(blob) == [floats.tobytes(), b"ab"]
 
 
 async def test_events_filter_by_kind(store: Store, new_run: NewRun) -> None:
