@@ -143,7 +143,7 @@ class Preview:
         """Start `freezer serve` on `app_dir` and wait until it answers."""
         argv = [
             sys.executable, "-m", "freezer", "serve", str(app_dir),
-            f"--port={self.port}", f"--Voila.ip={LOOPBACK}", "--Voila.port_retries=0",
+            f"--port={self.port}", f"--ip={LOOPBACK}", "--FreezerApp.port_retries=0",
             "--no-browser",
             "--auth", "none", "--show-tracebacks",
         ]

@@ -20,6 +20,7 @@ from typing import Any
 
 import jinja2
 from jupyter_server.base.handlers import JupyterHandler
+from jupyter_server.utils import url_path_join
 from markupsafe import Markup
 from tornado.web import HTTPError
 
@@ -252,7 +253,9 @@ class AdminPageHandler(AdminHandler):
     async def get(self) -> None:
         page = await load_page(self.store, self.title)
         self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.finish(render_page(page, export_base=self.request.path.rstrip("/") + "/export"))
+        # links use the base URL people see (a proxy may strip a prefix before routing)
+        export_base = url_path_join(self.base_url, "admin/export")
+        self.finish(render_page(page, export_base=export_base))
 
 
 class ExportHandler(AdminHandler):
@@ -271,10 +274,10 @@ class ExportHandler(AdminHandler):
 
 
 def admin_routes(
-    base_url: str, store: StoreGetter, title: str = "Freezer"
+    server_url: str, store: StoreGetter, title: str = "Freezer"
 ) -> list[tuple[str, type, dict[str, Any]]]:
-    """The admin URL patterns under `base_url`, with the handlers' keyword arguments."""
-    prefix = "/" + base_url.strip("/") + "/" if base_url.strip("/") else "/"
+    """The admin URL patterns under `server_url`, with the handlers' keyword arguments."""
+    prefix = "/" + server_url.strip("/") + "/" if server_url.strip("/") else "/"
     kwargs: dict[str, Any] = {"store": store, "title": title}
     return [
         (prefix + "admin/?", AdminPageHandler, kwargs),
@@ -283,9 +286,13 @@ def admin_routes(
 
 
 def admin_handlers(app: Any) -> list[tuple[str, type, dict[str, Any]]]:
-    """The admin handlers of a :class:`runtime.app.FreezerApp` (its `store` is read per request)."""
+    """The admin handlers of a :class:`runtime.app.FreezerApp` (its `store` is read per request).
+
+    Routes go under the app's `server_url` like its other routes; the page's links use the
+    `base_url` of the Tornado settings.
+    """
     return admin_routes(
-        getattr(app, "base_url", "/"),
+        str(getattr(app, "server_url", None) or getattr(app, "base_url", "/")),
         store=lambda: app.store,
         title=getattr(app, "title", None) or "Freezer",
     )

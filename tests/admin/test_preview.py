@@ -9,6 +9,7 @@ import json
 import re
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -47,13 +48,21 @@ def notebook(heading: str) -> dict[str, object]:
     }
 
 
-def fetch_page(url: str) -> tuple[int, str]:
-    """GET like a browser (cookies kept, redirects followed): status and body."""
+async def fetch_page(server: ServerProcess) -> str:
+    """GET the app like a browser (cookies kept, redirects followed); the page of a new run."""
     opener = urllib.request.build_opener(
         urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
     )
-    with opener.open(url, timeout=60) as response:
-        return response.status, response.read().decode()
+
+    def fetch() -> str:
+        with opener.open(server.base_url, timeout=60) as response:
+            assert response.status == 200
+            return str(response.read().decode())
+
+    try:
+        return await asyncio.to_thread(fetch)
+    except urllib.error.HTTPError as exc:
+        raise AssertionError(f"GET {exc.url}: {exc.code}\n{server.log_tail(80)}") from None
 
 
 async def wait_for_log(
@@ -83,22 +92,17 @@ async def test_preview_serves_and_rebuilds_on_save(tmp_path: Path) -> None:
     try:
         first = await wait_for_log(server, r"built hello.ipynb into (\S+)")
         await server.wait_ready(WAIT)
-        status, page = await asyncio.to_thread(fetch_page, server.base_url)
-        assert status == 200
-        assert "First version" in page
+        assert "First version" in await fetch_page(server)
 
         source.write_text("{ not json", encoding="utf-8")  # saved mid-edit
         await wait_for_log(server, r"the build failed; still serving the previous version")
-        status, page = await asyncio.to_thread(fetch_page, server.base_url)
-        assert status == 200 and "First version" in page
+        assert "First version" in await fetch_page(server)
 
         source.write_text(json.dumps(notebook("Second version")), encoding="utf-8")
         await wait_for_log(server, r"rebuilt \(build 3\)")
         second = await wait_for_log(server, r"built hello.ipynb into (\S+build-3)")
         assert not Path(first.group(1)).exists()  # the previous build was removed
-        status, page = await asyncio.to_thread(fetch_page, server.base_url)
-        assert status == 200
-        assert "Second version" in page
+        assert "Second version" in await fetch_page(server)
         assert Path(second.group(1)).is_dir()
     finally:
         server.stop()
