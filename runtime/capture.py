@@ -1,0 +1,379 @@
+"""Kernel-side capture of a cell's outputs into an `Output` widget's `outputs` state.
+
+The runner runs stage cells with IPython's `run_cell` and, for the length of one cell, swaps the
+shell's output paths (`sys.stdout`/`sys.stderr`, the display publisher, the display hook and the
+traceback display) for ones that append nbformat output dicts to an :class:`OutputSink`. The
+outputs then exist in the kernel whether or not a browser is attached, unlike `with out:`, which
+relies on a front-end to route messages into the widget.
+
+Output that a cell sends inside a `with out:` block of one of the notebook's own `Output`
+widgets (for example the first call of an `interact` function) is passed through to the
+kernel's own publisher, so the front-end routes it to that widget as in Jupyter.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from IPython.core.displayhook import DisplayHook
+from IPython.core.displaypub import DisplayPublisher
+
+Output = dict[str, Any]
+
+PUSH_INTERVAL = 0.1
+"""Seconds between two pushes of a sink's outputs to its widget while a cell writes a lot."""
+
+
+def apply_carriage_returns(text: str) -> str:
+    """Resolve `\\r` overwrites line by line, as a terminal (and Jupyter) shows them."""
+    if "\r" not in text:
+        return text
+    lines = text.replace("\r\n", "\n").split("\n")
+    for i, line in enumerate(lines):
+        if "\r" in line:
+            parts = [part for part in line.split("\r") if part]
+            lines[i] = parts[-1] if parts else ""
+    return "\n".join(lines)
+
+
+class OutputSink:
+    """The outputs of one stage, kept in the kernel and pushed to an `Output` widget.
+
+    Pushes are throttled to one per :data:`PUSH_INTERVAL` (a timer pushes the rest), because
+    each push sends the whole list; :meth:`push` at the end of a cell sends the final state.
+    """
+
+    def __init__(self) -> None:
+        self.outputs: list[Output] = []
+        self._display_ids: list[str | None] = []
+        self._clear_on_next = False
+        self._widget: Any = None
+        self._lock = threading.RLock()
+        self._last_push = 0.0
+        self._dirty = False
+        self._timer: threading.Timer | None = None
+
+    def attach(self, widget: Any) -> None:
+        """Show this sink's outputs in `widget` (an `ipywidgets.Output`) from now on."""
+        with self._lock:
+            self._widget = widget
+        self.push()
+
+    def reset(self) -> None:
+        """Forget every output (a stage re-runs from its first cell)."""
+        with self._lock:
+            self.outputs.clear()
+            self._display_ids.clear()
+            self._clear_on_next = False
+            self._changed()
+
+    def add(self, output: Output, display_id: str | None = None) -> None:
+        """Append one nbformat output dict."""
+        with self._lock:
+            self._clear_if_pending()
+            self.outputs.append(output)
+            self._display_ids.append(display_id)
+            self._changed()
+
+    def extend(self, outputs: list[Output]) -> None:
+        """Append outputs captured earlier (warm cells run before the widget existed)."""
+        for output in outputs:
+            self.add(dict(output))
+
+    def add_stream(self, name: str, text: str) -> None:
+        """Append stream text, merged into the previous output when it is the same stream."""
+        if not text:
+            return
+        with self._lock:
+            self._clear_if_pending()
+            last = self.outputs[-1] if self.outputs else None
+            if last is not None and last["output_type"] == "stream" and last["name"] == name:
+                merged = dict(last, text=apply_carriage_returns(last["text"] + text))
+                self.outputs[-1] = merged
+                self._changed()
+            else:
+                self.add({"output_type": "stream", "name": name, "text": text})
+
+    def update_display(self, display_id: str, data: dict[str, Any], metadata: Any) -> bool:
+        """Replace the data of every output shown with `display_id`; whether there was one."""
+        with self._lock:
+            found = False
+            for i, known in enumerate(self._display_ids):
+                if known == display_id:
+                    self.outputs[i] = dict(self.outputs[i], data=data, metadata=metadata)
+                    found = True
+            if found:
+                self._changed()
+            return found
+
+    def clear(self, wait: bool = False) -> None:
+        """`clear_output`: now, or (wait) just before the next output arrives."""
+        with self._lock:
+            if wait:
+                self._clear_on_next = True
+                return
+            self._clear_on_next = False
+            self.outputs.clear()
+            self._display_ids.clear()
+            self._changed()
+
+    def push(self) -> None:
+        """Send the current outputs to the widget now."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._dirty = False
+            self._last_push = time.monotonic()
+            if self._widget is not None:
+                self._widget.outputs = tuple(self.outputs)
+
+    def _clear_if_pending(self) -> None:
+        if self._clear_on_next:
+            self._clear_on_next = False
+            self.outputs.clear()
+            self._display_ids.clear()
+
+    def _changed(self) -> None:
+        if self._widget is None:
+            return
+        wait = PUSH_INTERVAL - (time.monotonic() - self._last_push)
+        if wait <= 0:
+            self.push()
+        elif not self._dirty:
+            self._dirty = True
+            self._timer = threading.Timer(wait, self._push_if_dirty)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _push_if_dirty(self) -> None:
+        with self._lock:
+            if self._dirty:
+                self.push()
+
+
+def _ends_with_semicolon(source: str) -> bool:
+    """A trailing `;` silences the cell's last expression, as in Jupyter."""
+    try:
+        return bool(DisplayHook.semicolon_at_end_of_expression(source))  # type: ignore[no-untyped-call]
+    except Exception:  # noqa: BLE001 - tokenizer errors: the cell ran, so show its value
+        return False
+
+
+@dataclass(frozen=True)
+class CellError:
+    """An exception a cell raised, as IPython formatted it."""
+
+    ename: str
+    evalue: str
+    traceback: list[str]  # IPython's structured traceback (lines with ANSI colours)
+
+
+class CaptureStream:
+    """`sys.stdout` / `sys.stderr` while a cell runs: text goes to the capture's sink."""
+
+    def __init__(self, capture: Capture, name: str, original: TextIO) -> None:
+        self._capture = capture
+        self._original = original
+        self.name = f"<freezer {name}>"
+        self.stream_name = name
+        self.encoding = "utf-8"
+        self.errors = "replace"
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        if self._capture.passthrough():
+            self._original.write(text)
+        elif self._capture.sink is not None:
+            self._capture.sink.add_stream(self.stream_name, text)
+        return len(text)
+
+    def writelines(self, lines: list[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        self._original.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self._original.fileno()
+
+
+class CapturePublisher(DisplayPublisher):
+    """The shell's display publisher while a cell runs: `display`, updates, `clear_output`."""
+
+    def __init__(self, capture: Capture) -> None:
+        super().__init__(shell=None)  # type: ignore[no-untyped-call]
+        self._capture = capture
+
+    def publish(
+        self,
+        data: dict[str, Any],
+        metadata: dict[str, Any] | None = None,
+        *args: Any,
+        transient: dict[str, Any] | None = None,
+        update: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        capture = self._capture
+        if capture.passthrough():
+            capture.original_pub.publish(
+                data, metadata, transient=transient, update=update, **kwargs
+            )
+            return
+        display_id = (transient or {}).get("display_id")
+        metadata = metadata or {}
+        if update:
+            if display_id is not None and not capture.update_display(display_id, data, metadata):
+                # Shown outside any stage (or before this kernel captured it): let the
+                # front-end update it where it is.
+                capture.original_pub.publish(
+                    data, metadata, transient=transient, update=True, **kwargs
+                )
+            return
+        if capture.sink is None:
+            return
+        output = {"output_type": "display_data", "data": data, "metadata": metadata}
+        capture.sink.add(output, display_id)
+
+    def clear_output(self, wait: bool = False) -> None:
+        capture = self._capture
+        if capture.passthrough():
+            capture.original_pub.clear_output(wait)
+        elif capture.sink is not None:
+            capture.sink.clear(wait)
+
+
+class CaptureHook:
+    """`sys.displayhook` while a cell runs: the cell's last expression, as `execute_result`."""
+
+    def __init__(self, capture: Capture, original: Any) -> None:
+        self._capture = capture
+        self._original = original
+
+    def __call__(self, result: Any = None) -> None:
+        capture = self._capture
+        if result is None or _ends_with_semicolon(capture.source):
+            return
+        shell = capture.shell
+        format_dict, md_dict = shell.display_formatter.format(result)
+        self._original.update_user_ns(result)
+        self._original.fill_exec_result(result)
+        if not format_dict or capture.sink is None:
+            return
+        capture.sink.add(
+            {
+                "output_type": "execute_result",
+                "data": format_dict,
+                "metadata": md_dict,
+                "execution_count": None,
+            }
+        )
+
+
+class Capture:
+    """Routes the outputs of the cell being run into an :class:`OutputSink`.
+
+    One instance per kernel; :meth:`cell` installs it around one `run_cell`.
+    """
+
+    def __init__(self, shell: Any) -> None:
+        self.shell = shell
+        self.sink: OutputSink | None = None
+        self.source = ""
+        self.error: CellError | None = None
+        self.original_pub: Any = shell.display_pub
+        self._sinks: list[OutputSink] = []
+        self._own_widgets: set[int] = set()
+        self._outputs_cache: tuple[tuple[int, str | None], list[Any]] = ((-1, None), [])
+
+    def register(self, sink: OutputSink, widget: Any) -> None:
+        """Remember a stage sink (display updates reach it) and its widget (never nested)."""
+        self._sinks.append(sink)
+        self._own_widgets.add(id(widget))
+
+    def update_display(self, display_id: str, data: dict[str, Any], metadata: Any) -> bool:
+        """Apply an `update_display` to every stage output with that display id."""
+        found = False
+        for sink in self._sinks:
+            found = sink.update_display(display_id, data, metadata) or found
+        if self.sink is not None and self.sink not in self._sinks:
+            found = self.sink.update_display(display_id, data, metadata) or found
+        return found
+
+    @contextmanager
+    def cell(self, source: str, sink: OutputSink | None) -> Iterator[None]:
+        """Capture while the body runs `source`; `sink=None` discards the outputs."""
+        shell = self.shell
+        self.sink, self.source, self.error = sink, source, None
+        saved_out, saved_err, saved_hook = sys.stdout, sys.stderr, sys.displayhook
+        self.original_pub = shell.display_pub
+        original_hook = shell.displayhook
+        hook = CaptureHook(self, original_hook)
+        trap = shell.display_trap
+        saved_trap_hook = trap.hook
+        sys.stdout = CaptureStream(self, "stdout", saved_out)
+        sys.stderr = CaptureStream(self, "stderr", saved_err)
+        shell.display_pub = CapturePublisher(self)
+        sys.displayhook = hook
+        trap.hook = hook
+        shell._showtraceback = self._showtraceback
+        try:
+            yield
+        finally:
+            del shell._showtraceback
+            trap.hook = saved_trap_hook
+            sys.displayhook = saved_hook
+            shell.display_pub = self.original_pub
+            sys.stdout, sys.stderr = saved_out, saved_err
+            if sink is not None:
+                sink.push()
+            self.sink = None
+
+    def passthrough(self) -> bool:
+        """Whether a notebook `Output` widget is capturing (`with out:`) right now."""
+        kernel = getattr(self.shell, "kernel", None)
+        if kernel is None:
+            return False
+        parent = kernel.get_parent() or {}
+        msg_id = parent.get("header", {}).get("msg_id")
+        if not msg_id:
+            return False
+        return any(
+            w.msg_id == msg_id and id(w) not in self._own_widgets for w in self._output_widgets()
+        )
+
+    def _output_widgets(self) -> list[Any]:
+        # Scanning every widget on each write would be slow with thousands of widgets; the
+        # list of Output widgets changes only when widgets are created or closed.
+        from ipywidgets import Output as OutputWidget
+        from ipywidgets import Widget
+
+        instances = Widget.widgets
+        key = (len(instances), next(reversed(instances), None) if instances else None)
+        if key != self._outputs_cache[0]:
+            found = [w for w in list(instances.values()) if isinstance(w, OutputWidget)]
+            self._outputs_cache = (key, found)
+        return self._outputs_cache[1]
+
+    def _showtraceback(self, etype: type[BaseException], evalue: Any, stb: list[str]) -> None:
+        if self.passthrough():
+            type(self.shell)._showtraceback(self.shell, etype, evalue, stb)
+            return
+        self.error = CellError(etype.__name__, str(evalue), list(stb))

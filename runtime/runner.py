@@ -1,0 +1,561 @@
+"""The kernel side of a frozen app: runs the stages and reports them to the server.
+
+The bootstrap cell of `app.ipynb` calls :func:`show`. A Freezer server first calls
+:func:`prepare` (pool kernels, before the person is known) and :func:`configure` (binds the
+kernel to a run and opens the `freezer.run` comm); under plain Voila or JupyterLab neither is
+called and the app runs unsaved. See `docs/internals.md` for the protocol and `docs/runner.md`
+for what the person sees.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import html
+import logging
+import math
+import os
+import random
+import re
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+from runtime import manifest as mf
+from runtime.capture import Capture, CellError, Output, OutputSink
+from runtime.errors import RuntimeAppError
+from runtime.stepper import AppView
+
+log = logging.getLogger("freezer.runner")
+
+COMM_TARGET = "freezer.run"
+HIDE_OUTPUT_TAGS = frozenset({"remove-cell", "hide-output", "remove-output"})
+HIDE_MARKDOWN_TAGS = frozenset({"remove-cell"})
+PARAMETERS_TAG = "parameters"
+WARM_TAG = "freeze:warm"
+COLLECT_PREFIX = "collect:"
+RUN_NAMES = ("freezer_user", "freezer_run")
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class RunnerError(RuntimeAppError):
+    """The runner was used in a way it cannot work (no kernel, configured too late, ...)."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What :func:`configure` binds this kernel to."""
+
+    run_id: str
+    seed: int
+    params: dict[str, Any]
+    user: str
+    show_tracebacks: bool
+    stage_timeout: float
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a stage stopped: a one-line error, the text traceback, and what the person sees."""
+
+    error: str
+    traceback: str
+    cell_error: CellError | None
+    message: str
+
+
+def json_value(value: Any, depth: int = 0) -> Any:
+    """A JSON value for `value`: widgets give their value, containers recurse, else `repr`."""
+    from ipywidgets import Box, Widget, interactive
+
+    if depth > 20:
+        return repr(value)
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, interactive):
+        return {name: json_value(v, depth + 1) for name, v in value.kwargs.items()}
+    if isinstance(value, Widget):
+        if value.has_trait("value"):
+            return json_value(value.value, depth + 1)
+        if isinstance(value, Box):
+            return [json_value(child, depth + 1) for child in value.children]
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return [json_value(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        return {str(k): json_value(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (set, frozenset)):
+        return sorted((json_value(v, depth + 1) for v in value), key=repr)
+    tolist = getattr(value, "tolist", None)  # numpy scalars and arrays, pandas Series
+    if callable(tolist):
+        try:
+            return json_value(tolist(), depth + 1)
+        except Exception:  # noqa: BLE001 - an odd object: fall back to its repr
+            pass
+    return repr(value)
+
+
+def disable_widgets(value: Any, depth: int = 0) -> None:
+    """Disable a widget, the widgets inside a container, or a collection of widgets."""
+    from ipywidgets import Box, Widget
+
+    if depth > 20:
+        return
+    if isinstance(value, Widget):
+        if value.has_trait("disabled"):
+            value.disabled = True
+        if isinstance(value, Box):
+            for child in value.children:
+                disable_widgets(child, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            disable_widgets(item, depth + 1)
+    elif isinstance(value, dict):
+        for item in value.values():
+            disable_widgets(item, depth + 1)
+
+
+def markdown_output(source: str) -> Output:
+    """A markdown cell as a rendered-HTML display output."""
+    import mistune
+
+    render = mistune.create_markdown(
+        escape=False, plugins=["strikethrough", "table", "url", "task_lists", "math"]
+    )
+    return {
+        "output_type": "display_data",
+        "data": {"text/html": str(render(source))},
+        "metadata": {},
+    }
+
+
+def declared_names(source: str) -> set[str]:
+    """Top-level names a `parameters` cell assigns (empty when it does not parse)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    names: set[str] = set()
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else []
+        if isinstance(node, ast.AnnAssign):
+            targets = [node.target]
+        names.update(t.id for t in targets if isinstance(t, ast.Name))
+    return names
+
+
+class Runner:
+    """One app in one kernel: the stages, their outputs, and the run they belong to."""
+
+    def __init__(self, shell: Any, app: mf.Manifest, app_dir: Path) -> None:
+        self.shell = shell
+        self.manifest = app
+        self.app_dir = app_dir
+        self.capture = Capture(shell)
+        self.sinks = [OutputSink() for _ in app.stages]
+        self.config: RunConfig | None = None
+        self.comm: Any = None
+        self.view: AppView | None = None
+        self.current = -1  # index of the stage that runs or ran last
+        self.state = "new"  # new | running | ready | failed | finished
+        self.warm_outputs: dict[int, list[Output]] = {}  # stage-0 warm cells run by prepare()
+        self._prepared = False
+        self._parameters_ran = False
+        self._busy = False
+        self._in_cell = False
+        self._interrupted = False
+        self._timed_out = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- the three calls of the protocol ------------------------------------------------
+
+    def prepare(self) -> None:
+        """Run the leading `freeze:warm` code cells of stage 0 (once)."""
+        if self._prepared:
+            return
+        self._prepared = True
+        for pos, cell in enumerate(self.manifest.stages[0].cells):
+            if cell.kind == "markdown":
+                continue
+            if WARM_TAG not in cell.tags:
+                break
+            sink = OutputSink()
+            if self._run_code_cell(cell, sink) is not None:
+                # Left for show(), which runs it again and reports the failure properly.
+                break
+            self.warm_outputs[pos] = sink.outputs
+
+    def configure(self, config: RunConfig) -> None:
+        """Bind the kernel to a run; open the `freezer.run` comm and say hello."""
+        if self.state != "new" and (self.config is None or self.config.run_id != config.run_id):
+            raise RunnerError(
+                "configure() must be called before show() runs the first stage "
+                "(a kernel serves one run; start a new kernel for another run)"
+            )
+        from comm import create_comm
+
+        self.config = config
+        if self.view is not None:
+            self.view.saved = True
+        if self.comm is not None:
+            self.comm.close()
+        self.comm = create_comm(target_name=COMM_TARGET, data={})
+        self._send("hello", run_id=config.run_id, stages=len(self.manifest.stages))
+        if self._parameters_ran and self.state == "new":
+            failure = self._inject_parameters()  # the parameters cell was a warm cell
+            if failure is not None:
+                raise RunnerError(failure.error)
+
+    def show(self) -> None:
+        """Display the root widget; the first time, build it and run stage 0 afterwards."""
+        from IPython.display import display
+
+        if self.view is None:
+            self.prepare()
+            titles = [stage.title for stage in self.manifest.stages]
+            self.view = AppView(titles, self._on_next, saved=self.config is not None)
+            for sink, widget in zip(self.sinks, self.view.outputs, strict=True):
+                self.capture.register(sink, widget)
+                sink.attach(widget)
+            cast(Any, display)(self.view.root)
+            self._after_current_request(self._start)
+        else:
+            cast(Any, display)(self.view.root)
+
+    # --- stages ---------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        if self.state == "new":
+            self._run_stage(0)
+
+    def _on_next(self, button: Any) -> None:
+        view = self.view
+        if view is None or button is not view.button or self._busy:
+            return  # a stale button, or a click that arrived while a stage ran
+        self._busy = True
+        view.disable_next()
+        try:
+            if self.state == "ready":
+                self._finish_stage(self.current)
+                self._run_stage(self.current + 1)
+            elif self.state == "failed":
+                if self.current > 0:
+                    self._finish_stage(self.current - 1)
+                self._run_stage(self.current)
+        finally:
+            self._busy = False
+
+    def _finish_stage(self, index: int) -> None:
+        stage = self.manifest.stages[index]
+        snapshot = {w.name: json_value(self.shell.user_ns.get(w.name)) for w in stage.waits_on}
+        self._send("stage_finished", stage=index, snapshot=snapshot)
+
+    def _run_stage(self, index: int) -> None:
+        assert self.view is not None
+        stage = self.manifest.stages[index]
+        title = stage.title
+        self.current, self.state = index, "running"
+        self.view.mark(index, "running", f"Running “{title}”…")
+        sink = self.sinks[index]
+        sink.reset()
+        self._send("stage_started", stage=index)
+        if index == 0:
+            self._seed()
+        failure = self._run_cells(index, sink)
+        # The page is complete before the server hears about it.
+        if failure is not None:
+            self.state = "failed"
+            self._show_failure(sink, failure)
+            self.view.mark(
+                index, "failed", f"“{title}” failed. Fix the inputs above and press Next to retry."
+            )
+            self.view.offer_next()
+            self._send(
+                "stage_failed", stage=index, error=failure.error, traceback=failure.traceback
+            )
+            return
+        if index > 0:
+            for wait in self.manifest.stages[index - 1].waits_on:
+                disable_widgets(self.shell.user_ns.get(wait.name))
+            self.view.mark_done(index - 1)
+        last = len(self.manifest.stages) - 1
+        if index == last:
+            self.state = "finished"
+            self.view.mark(index, "ready", "Done: every step has run.")
+            self.view.withdraw_next()
+        else:
+            self.state = "ready"
+            status = f"Step {index + 1} of {last + 1}: make your choices, then press Next."
+            self.view.mark(index, "ready", status)
+            self.view.offer_next()
+        self._send("stage_ready", stage=index)
+        if index == last:
+            self._send("finished")
+
+    def _run_cells(self, index: int, sink: OutputSink) -> Failure | None:
+        stage = self.manifest.stages[index]
+        collected: set[str] = set()
+        with self._interruptible():
+            for pos, cell in enumerate(stage.cells):
+                if self._interrupted:
+                    return self._interrupt_failure(None)
+                if cell.kind == "markdown":
+                    if not HIDE_MARKDOWN_TAGS & set(cell.tags):
+                        sink.add(markdown_output(cell.source))
+                    continue
+                if index == 0 and pos in self.warm_outputs:
+                    sink.extend(self.warm_outputs[pos])  # ran in prepare()
+                    continue
+                failure = self._run_code_cell(cell, sink)
+                if failure is not None:
+                    return failure
+                for tag in cell.tags:
+                    if tag.startswith(COLLECT_PREFIX):
+                        self._collect(index, tag[len(COLLECT_PREFIX) :])
+                        collected.add(tag[len(COLLECT_PREFIX) :])
+            if self._interrupted:
+                return self._interrupt_failure(None)
+        for name in stage.collect:
+            if name not in collected:
+                self._collect(index, name)
+        return None
+
+    def _run_code_cell(self, cell: mf.Cell, sink: OutputSink) -> Failure | None:
+        target = None if HIDE_OUTPUT_TAGS & set(cell.tags) else sink
+        with self.capture.cell(cell.source, target):
+            self._in_cell = True
+            try:
+                result = self.shell.run_cell(cell.source, store_history=False, silent=False)
+            finally:
+                self._in_cell = False
+            cell_error = self.capture.error
+        if result.success:
+            if PARAMETERS_TAG in cell.tags:
+                self._parameters_ran = True
+                if self.config is not None:
+                    return self._inject_parameters()
+            return None
+        exc = result.error_before_exec or result.error_in_exec
+        if isinstance(exc, KeyboardInterrupt):
+            return self._interrupt_failure(cell_error)
+        if cell_error is None:
+            name = type(exc).__name__ if exc is not None else "Error"
+            cell_error = CellError(name, str(exc), [f"{name}: {exc}"])
+        error = f"{cell_error.ename}: {cell_error.evalue}".splitlines()[0]
+        trace = _plain(cell_error.traceback)
+        return Failure(error, trace, cell_error, f"This step failed: {error}")
+
+    def _interrupt_failure(self, cell_error: CellError | None) -> Failure:
+        trace = _plain(cell_error.traceback) if cell_error else ""
+        if self._timed_out and self.config is not None:
+            limit = f"{self.config.stage_timeout:g}"
+            error = f"StageTimeout: the step ran longer than {limit} s and was stopped"
+            message = f"This step took longer than {limit} seconds and was stopped."
+        else:
+            error = "KeyboardInterrupt: the step was interrupted"
+            message = "This step was interrupted."
+        return Failure(error, trace, cell_error, message)
+
+    def _show_failure(self, sink: OutputSink, failure: Failure) -> None:
+        sink.add(
+            {
+                "output_type": "display_data",
+                "data": {
+                    "text/html": '<div class="freezer-error" style="color:#b00020;'
+                    f'font-weight:bold">{html.escape(failure.message)}</div>',
+                    "text/plain": failure.message,
+                },
+                "metadata": {},
+            }
+        )
+        show_tracebacks = self.config is not None and self.config.show_tracebacks
+        if show_tracebacks and failure.cell_error is not None:
+            err = failure.cell_error
+            sink.add(
+                {
+                    "output_type": "error",
+                    "ename": err.ename,
+                    "evalue": err.evalue,
+                    "traceback": err.traceback,
+                }
+            )
+        sink.push()
+
+    # --- run binding: seed, parameters, results ------------------------------------------
+
+    def _seed(self) -> None:
+        if self.config is None:
+            return
+        random.seed(self.config.seed)
+        import numpy
+
+        numpy.random.seed(self.config.seed % 2**32)
+
+    def _inject_parameters(self) -> Failure | None:
+        assert self.config is not None
+        cell = next(
+            (c for s in self.manifest.stages for c in s.cells if PARAMETERS_TAG in c.tags), None
+        )
+        declared = {p.name for p in self.manifest.parameters}
+        if cell is not None:
+            declared |= declared_names(cell.source)
+        values = {k: v for k, v in self.config.params.items() if k in declared}
+        ignored = sorted(set(self.config.params) - declared)
+        if ignored:
+            log.warning("parameters not declared by the notebook, ignored: %s", ignored)
+        run_values = {"freezer_user": self.config.user, "freezer_run": self.config.run_id}
+        values.update({k: v for k, v in run_values.items() if k in declared})
+        if not values:
+            return None
+        code = "# Parameters of this run, injected by Freezer\n" + "".join(
+            f"{name} = {value!r}\n" for name, value in values.items() if name.isidentifier()
+        )
+        with self.capture.cell(code, None):
+            result = self.shell.run_cell(code, store_history=False, silent=True)
+        if result.success:
+            return None
+        error = f"could not set this run's parameters: {result.error_in_exec!r}"
+        return Failure(error, code, None, "This step failed: " + error)
+
+    def _collect(self, index: int, name: str) -> None:
+        if name not in self.shell.user_ns:
+            log.warning("collect:%s: no global named %s after stage %d", name, name, index)
+            return
+        value = json_value(self.shell.user_ns[name])
+        self._send("collected", stage=index, name=name, value=value)
+
+    def _send(self, event: str, **data: Any) -> None:
+        if self.comm is not None:
+            self.comm.send({"event": event, **data})
+
+    # --- scheduling and interruption ------------------------------------------------------
+
+    def _after_current_request(self, func: Any) -> None:
+        """Call `func` once the kernel has replied to the request being handled.
+
+        ipykernel 7 handles one shell request at a time under `_main_asyncio_lock`; a task
+        that takes the lock runs after the current request's `execute_reply` and idle status,
+        and before any request that arrives later. Without a running kernel loop, call now.
+        """
+        kernel = getattr(self.shell, "kernel", None)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if kernel is None or loop is None:
+            func()
+            return
+        lock = getattr(kernel, "_main_asyncio_lock", None)
+
+        async def later() -> None:
+            try:
+                if isinstance(lock, asyncio.Lock):
+                    async with lock:
+                        func()
+                else:
+                    func()
+            except Exception:
+                log.exception("the first stage could not run")
+
+        task = loop.create_task(later())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @contextmanager
+    def _interruptible(self) -> Iterator[None]:
+        """SIGINT (a kernel interrupt, or the stage timeout) stops the running cell only."""
+        self._interrupted = self._timed_out = False
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        main_id = threading.get_ident()
+        guard = threading.Lock()
+        timer: threading.Timer | None = None
+        done = False
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            self._interrupted = True
+            if self._in_cell:
+                raise KeyboardInterrupt
+
+        def on_timeout() -> None:
+            with guard:
+                if not done:
+                    self._timed_out = True
+                    signal.pthread_kill(main_id, signal.SIGINT)
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        timeout = self.config.stage_timeout if self.config else 0.0
+        if timeout > 0:
+            timer = threading.Timer(timeout, on_timeout)
+            timer.daemon = True
+            timer.start()
+        try:
+            yield
+        finally:
+            with guard:
+                done = True
+            if timer is not None:
+                timer.cancel()
+            signal.signal(signal.SIGINT, previous)
+
+
+def _plain(traceback: list[str]) -> str:
+    return _ANSI.sub("", "\n".join(traceback))
+
+
+# --- the module-level API the bootstrap cell and the server call ---------------------------
+
+_runner: Runner | None = None
+
+
+def _shell() -> Any:
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None:
+        raise RunnerError("the Freezer runner works inside an IPython kernel (Voila, Jupyter)")
+    return shell
+
+
+def _get_runner(app_dir: str | os.PathLike[str] | None = None) -> Runner:
+    global _runner
+    if _runner is None:
+        where = Path(app_dir or os.environ.get("FREEZER_APP_DIR") or os.getcwd()).resolve()
+        app = mf.load(where)
+        app_root = where.parent if where.is_file() else where
+        _runner = Runner(_shell(), app, app_root)
+        files = app_root / mf.FILES_DIR
+        if files.is_dir():
+            os.chdir(files)
+    return _runner
+
+
+def prepare(app_dir: str | None = None) -> None:
+    """Load `app.json`, chdir into `files/`, run the leading `freeze:warm` cells. Idempotent."""
+    _get_runner(app_dir).prepare()
+
+
+def configure(
+    run_id: str,
+    seed: int,
+    params: dict[str, Any],
+    user: str,
+    show_tracebacks: bool,
+    stage_timeout: float = 0,
+) -> None:
+    """Bind this kernel to a run: seed, parameters, tracebacks, stage timeout (s, 0 = none)."""
+    config = RunConfig(run_id, int(seed), dict(params), user, bool(show_tracebacks),
+                       float(stage_timeout))
+    _get_runner().configure(config)
+
+
+def show() -> None:
+    """Display the app; the first call in a kernel also runs stage 0 right after this cell."""
+    _get_runner().show()

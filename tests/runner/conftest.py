@@ -1,0 +1,311 @@
+"""Fixtures for the runner tests: app directories, real kernels, and a tiny widget front-end.
+
+- `make_app(stages, parameters=())` writes `app.json` (through `runtime.manifest`) and the
+  bootstrap `app.ipynb` into a fresh directory and returns it; `code()`, `md()` and `stage()`
+  build its cells and stages.
+- `start_app(app_dir)` starts a `python3` kernel with `cwd=app_dir` and returns a
+  :class:`Frontend` attached to it; every kernel is shut down at the end of the test.
+
+The :class:`Frontend` plays the browser's widget manager: it listens on iopub, keeps widget
+model states from `comm_open` / `comm_msg` (update), finds widgets by model name and
+description, sets values (`update`) and presses buttons (`custom` click) on the shell
+channel, and collects the runner's `freezer.run` events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from jupyter_client.manager import AsyncKernelManager
+
+from runtime.manifest import Cell, Manifest, Parameter, Stage, WaitsOn, dump
+
+Json = dict[str, Any]
+TIMEOUT = 60.0
+BOOTSTRAP = "from runtime import runner\nrunner.show()"
+_ids = itertools.count()
+
+
+def code(source: str, *tags: str) -> Cell:
+    """A code cell of the app."""
+    return Cell(id=f"c{next(_ids)}", kind="code", source=source, tags=tuple(tags))
+
+
+def md(source: str, *tags: str) -> Cell:
+    """A markdown cell of the app."""
+    return Cell(id=f"m{next(_ids)}", kind="markdown", source=source, tags=tuple(tags))
+
+
+def stage(
+    index: int,
+    title: str,
+    cells: Iterable[Cell],
+    waits_on: Iterable[str | tuple[str, str]] = (),
+    collect: Iterable[str] = (),
+) -> Stage:
+    """A stage; `waits_on` items are names (widgets) or `(name, kind)` pairs."""
+    waits = tuple(
+        WaitsOn(name=w, kind="widget", bound_in_cell=0)
+        if isinstance(w, str)
+        else WaitsOn(name=w[0], kind=w[1], bound_in_cell=0)  # type: ignore[arg-type]
+        for w in waits_on
+    )
+    cell_list = tuple(cells)
+    warm = all("freeze:warm" in c.tags for c in cell_list if c.kind == "code")
+    return Stage(
+        index=index, title=title, cells=cell_list, waits_on=waits, collect=tuple(collect),
+        warm=warm,
+    )
+
+
+def configure(
+    run: str = "run-1",
+    seed: int = 7,
+    params: dict[str, object] | None = None,
+    user: str = "ann",
+    tb: bool = False,
+    timeout: float = 0,
+) -> str:
+    """Source of the `runner.configure(...)` call a Freezer server would execute."""
+    return (
+        "from runtime import runner\n"
+        f"runner.configure({run!r}, {seed}, {params or {}!r}, {user!r}, {tb}, {timeout})"
+    )
+
+
+def write_app(
+    directory: Path, stages: Iterable[Stage], parameters: Iterable[Parameter] = ()
+) -> Path:
+    """Write a frozen app (manifest and bootstrap notebook) into `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    manifest = Manifest(
+        title="Runner test app",
+        source_name="test.ipynb",
+        source_sha256="0" * 64,
+        freezer_version="0.1.0",
+        created="2026-01-01T00:00:00Z",
+        kernel_name="python3",
+        kernel_language="python",
+        stages=tuple(stages),
+        parameters=tuple(parameters),
+    ).with_app_id()
+    dump(manifest, directory)
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3", "display_name": "Python 3", "language": "python"
+    }
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# Runner test app"),
+        nbformat.v4.new_code_cell(BOOTSTRAP),
+    ]
+    nbformat.write(nb, directory / "app.ipynb")
+    return directory
+
+
+@pytest.fixture
+def make_app(tmp_path: Path) -> Callable[..., Path]:
+    """`make_app(stages, parameters=())` -> a fresh app directory."""
+    counter = itertools.count()
+
+    def make(stages: Iterable[Stage], parameters: Iterable[Parameter] = ()) -> Path:
+        return write_app(tmp_path / f"app{next(counter)}", stages, parameters)
+
+    return make
+
+
+class Frontend:
+    """A widget front-end and `freezer.run` listener for one kernel (see module docstring)."""
+
+    def __init__(self, km: AsyncKernelManager) -> None:
+        self.km = km
+        self.kc = km.client()
+        self.models: dict[str, Json] = {}  # comm id -> widget state
+        self.events: list[Json] = []  # freezer.run messages, in order
+        self.iopub: list[Json] = []  # every iopub message, in order
+        self.replies: dict[str, Json] = {}  # msg id -> shell reply
+        self.run_comm: str | None = None
+        self._changed = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self.kc.start_channels()
+        await self.kc.wait_for_ready(timeout=TIMEOUT)
+        self._tasks = [
+            asyncio.create_task(self._listen_iopub()),
+            asyncio.create_task(self._listen_shell()),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.kc.stop_channels()
+
+    async def _listen_iopub(self) -> None:
+        while True:
+            msg = await self.kc.get_iopub_msg()
+            self.iopub.append(msg)
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "comm_open" and content["target_name"] == "jupyter.widget":
+                self.models[content["comm_id"]] = dict(content["data"]["state"])
+            elif kind == "comm_open" and content["target_name"] == "freezer.run":
+                self.run_comm = content["comm_id"]
+            elif kind == "comm_msg" and content["comm_id"] == self.run_comm:
+                self.events.append(content["data"])
+            elif kind == "comm_msg" and content["comm_id"] in self.models:
+                data = content["data"]
+                if data.get("method") == "update":
+                    self.models[content["comm_id"]].update(data["state"])
+            self._changed.set()
+
+    async def _listen_shell(self) -> None:
+        while True:
+            msg = await self.kc.get_shell_msg()
+            self.replies[msg["parent_header"].get("msg_id", "")] = msg
+            self._changed.set()
+
+    async def wait_for(self, predicate: Callable[[], Any], timeout: float = TIMEOUT) -> Any:
+        """Wait until `predicate()` is truthy (re-checked on each kernel message); return it."""
+
+        async def loop() -> Any:
+            while True:
+                self._changed.clear()
+                result = predicate()
+                if result:
+                    return result
+                await self._changed.wait()
+
+        return await asyncio.wait_for(loop(), timeout)
+
+    # --- the person's actions -----------------------------------------------------------
+
+    async def execute(self, source: str) -> Json:
+        """Run code as a front-end would; return the execute_reply."""
+        msg_id = self.kc.execute(source)
+        reply: Json = await self.wait_for(lambda: self.replies.get(msg_id))
+        return reply
+
+    async def execute_ok(self, source: str) -> Json:
+        reply = await self.execute(source)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        return reply
+
+    def send_comm(self, comm_id: str, data: Json) -> None:
+        msg = self.kc.session.msg("comm_msg", {"comm_id": comm_id, "data": data})
+        self.kc.shell_channel.send(msg)
+
+    def set_state(self, comm_id: str, **state: Any) -> None:
+        """Change widget state as a browser does (`update`)."""
+        self.models[comm_id].update(state)
+        self.send_comm(comm_id, {"method": "update", "state": state, "buffer_paths": []})
+
+    def click(self, comm_id: str) -> None:
+        """Press a button as a browser does."""
+        self.send_comm(comm_id, {"method": "custom", "content": {"event": "click"}})
+
+    # --- what the person sees -----------------------------------------------------------
+
+    def find(self, model: str, description: str | None = None) -> list[str]:
+        """Comm ids of widgets of a model (`DropdownModel`), optionally by description."""
+        return [
+            cid
+            for cid, state in self.models.items()
+            if state.get("_model_name") == model
+            and (description is None or state.get("description") == description)
+        ]
+
+    def one(self, model: str, description: str | None = None) -> str:
+        found = self.find(model, description)
+        assert len(found) == 1, (model, description, found)
+        return found[0]
+
+    def ref(self, value: str) -> str:
+        assert value.startswith("IPY_MODEL_"), value
+        return value[len("IPY_MODEL_") :]
+
+    def root(self) -> Json | None:
+        for state in self.models.values():
+            if "freezer-app" in state.get("_dom_classes", ()):
+                return state
+        return None
+
+    def stage_outputs(self, index: int) -> list[Json]:
+        root = self.root()
+        if root is None:
+            return []
+        box = self.models[self.ref(root["children"][1])]
+        output = self.models[self.ref(box["children"][index])]
+        return list(output.get("outputs", ()))
+
+    def stage_text(self, index: int) -> str:
+        """Everything visible in a stage's Output as text (streams, text/plain, text/html)."""
+        parts = []
+        for out in self.stage_outputs(index):
+            if out["output_type"] == "stream":
+                parts.append(out["text"])
+            elif out["output_type"] == "error":
+                parts.append(f"{out['ename']}: {out['evalue']}")
+            else:
+                data = out.get("data", {})
+                parts.append(data.get("text/html") or data.get("text/plain", ""))
+        return "\n".join(parts)
+
+    def status(self) -> str:
+        root = self.root()
+        if root is None:
+            return ""
+        footer = self.models[self.ref(root["children"][2])]
+        return str(self.models[self.ref(footer["children"][-1])]["value"])
+
+    def next_button(self) -> str | None:
+        """The comm id of the Next button on show, if any."""
+        root = self.root()
+        if root is None:
+            return None
+        footer = self.models[self.ref(root["children"][2])]
+        first = self.ref(footer["children"][0])
+        return first if self.models[first]["_model_name"] == "ButtonModel" else None
+
+    def event_kinds(self) -> list[str]:
+        return [e["event"] for e in self.events]
+
+    def has_event(self, kind: str, **match: Any) -> Json | None:
+        for event in self.events:
+            if event["event"] == kind and all(event.get(k) == v for k, v in match.items()):
+                return event
+        return None
+
+    def iopub_outputs(self, parent_id: str) -> list[Json]:
+        """Output messages the kernel published itself for a request."""
+        return [
+            m for m in self.iopub
+            if m["parent_header"].get("msg_id") == parent_id
+            and m["msg_type"] in ("stream", "display_data", "execute_result", "error")
+        ]
+
+
+@pytest.fixture
+async def start_app() -> AsyncIterator[Callable[[Path], Awaitable[Frontend]]]:
+    """`await start_app(app_dir)` -> a Frontend on a fresh kernel running in `app_dir`."""
+    started: list[Frontend] = []
+
+    async def start(app_dir: Path) -> Frontend:
+        km = AsyncKernelManager(kernel_name="python3")
+        await km.start_kernel(cwd=str(app_dir))
+        frontend = Frontend(km)
+        started.append(frontend)
+        await frontend.start()
+        return frontend
+
+    try:
+        yield start
+    finally:
+        for frontend in started:
+            await frontend.stop()
+        await asyncio.gather(*(f.km.shutdown_kernel(now=True) for f in started))
