@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, create_engine, event, func, select
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from runtime.errors import RunnerEventError, StoreClosedError, StoreError, UnknownRunError
@@ -303,12 +303,8 @@ class Store:
         """
 
         def work(session: Session) -> User:
-            row = self._user_named(session, name)
-            if row is None:
-                row = UserRecord(name=name, is_admin=is_admin, created_at=self._now())
-                session.add(row)
-                session.flush()
-            elif is_admin and not row.is_admin:
+            row = self._find_or_add_user(session, name, is_admin)
+            if is_admin and not row.is_admin:
                 row.is_admin = True
             return to_user(row)
 
@@ -321,10 +317,12 @@ class Store:
         token_hash = hash_token(token)
 
         def work(session: Session) -> User:
-            row = self._user_named(session, name)
-            if row is None:
-                row = UserRecord(name=name, created_at=self._now())
-                session.add(row)
+            holder = session.scalars(
+                select(UserRecord.name).where(UserRecord.token_hash == token_hash)
+            ).one_or_none()
+            if holder is not None and holder != name:
+                raise StoreError("this token is already another user's invite; use a new one")
+            row = self._find_or_add_user(session, name, is_admin)
             row.token_hash = token_hash
             row.is_admin = is_admin
             session.flush()
@@ -360,6 +358,23 @@ class Store:
             return None if row is None else to_user(row)
 
         return await self._transaction(work, write=False)
+
+    def _find_or_add_user(self, session: Session, name: str, is_admin: bool) -> UserRecord:
+        """Worker thread: the user called `name`, added (and flushed) if new."""
+        row = self._user_named(session, name)
+        if row is not None:
+            return row
+        row = UserRecord(name=name, is_admin=is_admin, created_at=self._now())
+        try:
+            # another process (PostgreSQL) may add the same name meanwhile: then use theirs
+            with session.begin_nested():
+                session.add(row)
+        except IntegrityError:
+            found = self._user_named(session, name)
+            if found is None:
+                raise
+            return found
+        return row
 
     @staticmethod
     def _user_named(session: Session, name: str) -> UserRecord | None:

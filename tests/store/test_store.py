@@ -121,6 +121,30 @@ async def test_invite_tokens_are_stored_hashed(store: Store, db_url: str, is_sql
         await store.create_invite("dave", "")
 
 
+async def test_an_invite_token_belongs_to_one_user(store: Store) -> None:
+    first = await store.create_invite("ivan", "shared-token")
+    with pytest.raises(StoreError, match="already another user's invite"):
+        await store.create_invite("judy", "shared-token")
+    assert await store.get_user_by_name("judy") is None
+    assert await store.user_by_token("shared-token") == first
+    assert await store.create_invite("ivan", "shared-token") == first  # re-inviting is fine
+
+
+async def test_two_stores_creating_one_user_agree(db_url: str) -> None:
+    # two server processes signing in the same new names at once
+    first, second = await Store.open(db_url), await Store.open(db_url)
+    try:
+        for i in range(20):
+            name = f"person-{i}"
+            a, b = await asyncio.gather(
+                first.get_or_create_user(name), second.get_or_create_user(name)
+            )
+            assert a.id == b.id and a.name == b.name == name
+    finally:
+        await first.close()
+        await second.close()
+
+
 async def test_create_and_get_run(store: Store, app: Manifest, user: User) -> None:
     run = await store.create_run(app.app_id, user.id, 1234, {"shard": 3})
     assert re.fullmatch(r"[A-Za-z0-9_-]{16}", run.id)
