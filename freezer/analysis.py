@@ -514,10 +514,26 @@ class _CellWalker:
     # -- expressions --------------------------------------------------------------------------
 
     def value(self, node: ast.expr) -> None:
-        """A value being bound: bare widget names in it are aliased, not read."""
-        if self._widget_names_only(node):
+        """A value being bound: widget names in it are aliased or collected, not read."""
+        self.children(node)
+
+    def children(self, node: ast.expr) -> None:
+        """`a`, `[a, b, make()]`, `{k: a}`: widget names in literals are held, not read."""
+        if isinstance(node, ast.Name) and self._canon(node.id) in self.scope.widgets:
             return
-        self.expr(node)
+        if isinstance(node, ast.List | ast.Tuple | ast.Set):
+            for elt in node.elts:
+                self.children(elt)
+        elif isinstance(node, ast.Dict):
+            for key in node.keys:
+                if key is not None:
+                    self.expr(key)
+            for value in node.values:
+                self.children(value)
+        elif isinstance(node, ast.Starred):
+            self.children(node.value)
+        else:
+            self.expr(node)
 
     def expr(self, node: ast.expr) -> None:
         if isinstance(node, ast.Name):
@@ -562,8 +578,10 @@ class _CellWalker:
                 self.expr(gen.iter)
                 names.update(_target_names(gen.target, None))
             else:
-                for name in _target_names(gen.target, walked[1]):
+                aliased = _target_names(gen.target, walked[1])
+                for name in aliased:
                     self.aliases[name] = walked[0]
+                names.update(set(_target_names(gen.target, None)) - set(aliased))
             self.locals.pop()
             self.locals.append(names)
             for cond in gen.ifs:
@@ -620,8 +638,7 @@ class _CellWalker:
                 for arg in [*node.args, *(k.value for k in node.keywords)]:
                     if self.widget_value(arg) is not None:
                         self.store(receiver, arg, node)
-                    if not self._widget_names_only(arg):
-                        self.expr(arg)
+                    self.children(arg)
                 return
         self.expr(func)
         self._args(node)
@@ -629,8 +646,10 @@ class _CellWalker:
     def display(self, node: ast.Call) -> None:
         for arg in node.args:
             inner = arg.value if isinstance(arg, ast.Starred) else arg
-            if isinstance(inner, ast.Name):
-                self.scope.shown.add(self._canon(inner.id))
+            walked = self._walked_collection(inner)
+            if isinstance(inner, ast.Name) or walked is not None:
+                names = _literal_names(inner) if walked is None else [walked[0]]
+                self.scope.shown.update(self._canon(n) for n in names)
                 self.facts.shows_widgets = True
             else:
                 if self.widget_value(inner) is not None:
@@ -645,8 +664,7 @@ class _CellWalker:
         for arg in [*node.args, *(k.value for k in node.keywords)]:
             if show:
                 self.scope.shown.update(self._canon(n) for n in _literal_names(arg))
-            if not self._widget_names_only(arg):
-                self.expr(arg)
+            self.children(arg)
 
     def widget_args_of(self, node: ast.expr, *, show: bool) -> None:
         for call in _calls(node):
@@ -759,13 +777,6 @@ class _CellWalker:
         for call in _calls(value):
             for arg in [*call.args, *(k.value for k in call.keywords)]:
                 children.update(self._canon(n) for n in _literal_names(arg))
-
-    def _widget_names_only(self, node: ast.expr) -> bool:
-        """`x` or `[a, b]` or `{k: a}` where every name is a widget (aliasing, not reading)."""
-        names = _literal_names(node)
-        if not names or _has_non_literal(node):
-            return False
-        return all(self._canon(n) in self.scope.widgets for n in names)
 
     def _walked_collection(self, node: ast.expr) -> tuple[str, bool] | None:
         """`coll`, `coll.values()`, `coll.items()` over a widget collection: (name, items?)."""

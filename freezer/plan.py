@@ -247,7 +247,8 @@ class _Planner:
             self.set_marker(index, facts)
             return
         stage = self.stages[-1]
-        boundary = self.boundary_before(index, tags, facts) if stage.has_code else None
+        first = self.markdown[0].index if self.markdown else index
+        boundary = self.boundary_before(index, first, tags, facts) if stage.has_code else None
         if boundary is not None:
             stage.ends_with = boundary
             stage = _Stage()
@@ -286,7 +287,7 @@ class _Planner:
                       f"code after {facts.markers[-1].magic} runs before the person continues; "
                       "move it to the next cell")
 
-    def boundary_before(self, index: int, tags: tuple[str, ...],
+    def boundary_before(self, index: int, first: int, tags: tuple[str, ...],
                         facts: CellFacts) -> Boundary | None:
         """Rule 4 (pending names read), 5c (a marker before) and 6 (freeze:break / join)."""
         reads: list[WaitsOn] = []
@@ -301,16 +302,16 @@ class _Planner:
         what = ", ".join(self.describe(w) for w in reads)
         if "freeze:break" in tags:
             reason = f"cell {index + 1} is tagged freeze:break"
-            return Boundary(index, tuple(reads), "tag", reason + (f"; it reads {what}" if reads
+            return Boundary(first, tuple(reads), "tag", reason + (f"; it reads {what}" if reads
                                                                    else ""))
         if self.marker is not None:
             cell, magic, names = self.marker
             waits = [WaitsOn(n, "marker", self.bound_in.get(n, cell)) for n in names]
             waits += [w for w in reads if w.name not in names]
             shown = " ".join([magic, *names])
-            return Boundary(index, tuple(waits), "magic", f"cell {cell + 1} has {shown}")
+            return Boundary(first, tuple(waits), "magic", f"cell {cell + 1} has {shown}")
         if reads and "freeze:join" not in tags:
-            return Boundary(index, tuple(reads), _METHODS[reads[0].kind],
+            return Boundary(first, tuple(reads), _METHODS[reads[0].kind],
                             f"cell {index + 1} reads {what}")
         return None
 
