@@ -534,3 +534,27 @@ async def test_lock_held_too_long_is_a_store_error(
     finally:
         other.close()
         await store.close()
+
+
+async def test_two_stores_appending_to_one_run_never_collide(
+    db_url: str, manifest_factory: Callable[..., Manifest]
+) -> None:
+    first, second = await Store.open(db_url), await Store.open(db_url)
+    try:
+        manifest = manifest_factory()
+        await first.ensure_app(manifest)
+        user = await first.get_or_create_user("kim")
+        run = await first.create_run(manifest.app_id, user.id, 1, {})
+        batches = await asyncio.gather(
+            *(
+                store.append_events([NewEvent(run.id, "comm_msg", 0, {"i": i})] * 3)
+                for i in range(15)
+                for store in (first, second)
+            )
+        )
+        assert sorted(seq for seqs in batches for seq in seqs) == list(range(1, 91))
+        assert all(seqs == list(range(seqs[0], seqs[0] + 3)) for seqs in batches)
+        assert [e.seq for e in await second.events(run.id)] == list(range(1, 91))
+    finally:
+        await first.close()
+        await second.close()
