@@ -86,7 +86,7 @@ _INSERT_EVENTS = _EVENTS.insert()
 
 @dataclass
 class StoreStats:
-    """Counters for tests and benchmarks (updated by the store's worker thread)."""
+    """Counters for tests and benchmarks."""
 
     transactions: int = 0  # committed transactions
     lock_retries: int = 0  # attempts repeated because the database was locked or busy
@@ -126,7 +126,10 @@ class Store:
     until `lock_timeout` (seconds, default 30) has passed, then raises :class:`StoreError`.
     """
 
-    def __init__(self, engine: Engine, *, lock_timeout: float = 30.0) -> None:
+    def __init__(
+        self, engine: Engine, *, busy_timeout: float = 5.0, lock_timeout: float = 30.0
+    ) -> None:
+        """Use :meth:`open`, which also creates the tables; this only wraps an engine."""
         self.engine = engine
         self.lock_timeout = lock_timeout
         self.stats = StoreStats()
@@ -134,6 +137,8 @@ class Store:
         self._closed = False
         self._write = True  # read by the SQLite `begin` hook; only the worker thread sets it
         self._last_now = datetime.min.replace(tzinfo=timezone.utc)
+        if engine.dialect.name == "sqlite":
+            self._configure_sqlite(busy_timeout)
 
     @classmethod
     async def open(
@@ -158,9 +163,7 @@ class Store:
             ) from exc
         except (SQLAlchemyError, ValueError) as exc:
             raise StoreError(f"cannot use database URL {parsed!r}: {one_line(exc)}") from exc
-        store = cls(engine, lock_timeout=lock_timeout)
-        if engine.dialect.name == "sqlite":
-            store._configure_sqlite(busy_timeout)
+        store = cls(engine, busy_timeout=busy_timeout, lock_timeout=lock_timeout)
         try:
             await store._transaction(store._create_tables)
         except BaseException:
@@ -438,7 +441,8 @@ class Store:
         return await self._transaction(work, write=False)
 
     @staticmethod
-    def _runs_query() -> Any:
+    def _runs_query() -> Any:  # Select's type parameters differ between SQLAlchemy 2.0 and 2.1
+        """Runs with their user's name, newest first."""
         return (
             select(RunRecord, UserRecord.name)
             .join(UserRecord, RunRecord.user_id == UserRecord.id)
