@@ -2,11 +2,13 @@
 
 PostgreSQL tests get a fresh schema each (dropped afterwards), so concurrent test runs on the
 shared server never see each other's rows. Without a reachable server they are skipped.
+`FREEZER_TEST_POSTGRES` overrides the server URL (default: the local test server).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -17,7 +19,7 @@ import pytest
 from runtime.manifest import Cell, Manifest, Stage, WaitsOn
 from runtime.store import Run, Store, User
 
-PG_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
+PG_SERVER = os.environ.get("FREEZER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 PG_UNREACHABLE = "PostgreSQL not reachable at 127.0.0.1:5432"
 
 
