@@ -16,10 +16,12 @@ point for is here:
   expose (the catch-all page, the file tree, the contents API, kernel REST).
 - :func:`restrict_browser_messages`: the message types Voila allows from the browser, without
   `shutdown_request`.
+- :data:`CDN_STYLESHEET`: the `lab` template's CDN stylesheet links, dropped from the page.
 """
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from jupyter_server.base.handlers import APIHandler
@@ -40,6 +42,8 @@ if TYPE_CHECKING:
     from runtime.app import FreezerApp
 
 KERNEL_ID = r"(?P<kernel_id>\w+-\w+-\w+-\w+-\w+)"
+CDN_STYLESHEET = re.compile(r'<link rel="stylesheet" href="https://cdn\.jsdelivr\.net/[^"]*"[^>]*>')
+"""Voila's `lab` template links Font Awesome from a CDN; an app must work offline."""
 REPLACED_VOILA_HANDLERS: tuple[type, ...] = (
     TornadoVoilaHandler,
     TornadoVoilaTreeHandler,
@@ -135,7 +139,7 @@ class RunPageHandler(TornadoVoilaHandler):  # type: ignore[misc]
         token = page_kernel.set(live.kernel_id)
         try:
             async for html in self.get_generator(path=None):
-                self.write(html)
+                self.write(CDN_STYLESHEET.sub("", html))
                 self.flush()
         finally:
             page_kernel.reset(token)

@@ -71,6 +71,8 @@ class RunWebsocketConnection(ZMQChannelsWebsocketConnection):
     _live: LiveKernel | None = None
     _queue: asyncio.Queue[BrowserMessage] | None = None
     _pump: asyncio.Task[None] | None = None
+    _busy = False  # the queue task holds a message (journaling or forwarding it)
+    _closing = False  # the page went away; disconnect once the queue is done
 
     @property
     def runs(self) -> RunKernels:
@@ -95,10 +97,17 @@ class RunWebsocketConnection(ZMQChannelsWebsocketConnection):
         await super().prepare()  # type: ignore[no-untyped-call]
 
     def disconnect(self) -> None:  # type: ignore[override]
-        """Stop this connection's queue task, then let jupyter_server close the streams."""
-        if self._pump is not None:
+        """Close the connection once the messages the page sent before it left are journaled
+        and forwarded (a person's last change before a reload must not be lost)."""
+        if self._pump is not None and (self._busy or (self._queue and not self._queue.empty())):
+            self._closing = True
+            return
+        self._finish_disconnect()
+
+    def _finish_disconnect(self) -> None:
+        if self._pump is not None and self._pump is not asyncio.current_task():
             self._pump.cancel()
-            self._pump = None
+        self._pump = None
         super().disconnect()  # type: ignore[no-untyped-call]
 
     # --- browser -> kernel -------------------------------------------------------------------
@@ -157,19 +166,30 @@ class RunWebsocketConnection(ZMQChannelsWebsocketConnection):
 
     async def _forward_in_order(self, queue: asyncio.Queue[BrowserMessage]) -> None:
         while True:
+            if self._closing and queue.empty():
+                self._finish_disconnect()
+                return
             message = await queue.get()
+            self._busy = True
             try:
-                if self._must_journal(message):
-                    await self._journal(message)
-            except JournalError as exc:
-                self.log.error("run %s: widget message not forwarded: %s",
-                               self._live.run_id if self._live else "?", exc)
+                await self._journal_and_forward(message)
+            finally:
+                self._busy = False
+
+    async def _journal_and_forward(self, message: BrowserMessage) -> None:
+        try:
+            if self._must_journal(message):
+                await self._journal(message)
+        except JournalError as exc:
+            self.log.error("run %s: widget message not forwarded: %s",
+                           self._live.run_id if self._live else "?", exc)
+            if not self._closing:
                 self.write_stderr(SAVE_FAILED, message.header)  # type: ignore[no-untyped-call]
-                continue
-            except Exception:
-                self.log.exception("widget message not forwarded")
-                continue
-            super().handle_incoming_message(message.raw)
+            return
+        except Exception:
+            self.log.exception("widget message not forwarded")
+            return
+        super().handle_incoming_message(message.raw)
 
     def _must_journal(self, message: BrowserMessage) -> bool:
         if message.msg_type != "comm_msg":

@@ -1,0 +1,79 @@
+"""What a person does in a real browser (headless Chromium): pick, Next, reload, continue."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from runtime.testing import ServerProcess
+from tests.server.conftest import write_app
+
+TIMEOUT_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def app_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_app(tmp_path_factory.mktemp("browser") / "app")
+
+
+@pytest.fixture(scope="module")
+def server(app_dir: Path, serve: Callable[..., ServerProcess]) -> ServerProcess:
+    return serve(app_dir, "--pool-size", "1")
+
+
+def kernel_id(page: Page) -> str:
+    config = json.loads(page.locator("#jupyter-config-data").text_content() or "{}")
+    return str(config["kernelId"])
+
+
+def sends_value(value: int) -> Callable[[str | bytes], bool]:
+    """A websocket frame predicate: a widget update setting `value`."""
+    needle = f'"value":{value}'.encode()
+
+    def predicate(payload: str | bytes) -> bool:
+        data = payload.encode() if isinstance(payload, str) else payload
+        return needle in data.replace(b" ", b"")
+
+    return predicate
+
+
+def slider_readout(page: Page) -> str:
+    return page.locator(".widget-readout").first.inner_text()
+
+
+def test_pick_next_reload_shows_the_same_run(server: ServerProcess, page: Page) -> None:
+    page.set_default_timeout(TIMEOUT_MS)
+    with page.expect_websocket(lambda ws: "/channels" in ws.url) as opened:
+        page.goto(server.base_url)
+    expect(page).to_have_url(re.compile(r"/run/[\w-]+$"))
+    handle = page.locator(".widget-slider .noUi-handle").first
+    handle.wait_for()
+    handle.focus()
+    # the page has sent the last value to the server before the person reloads
+    with opened.value.expect_event("framesent", predicate=sends_value(8)):
+        for _ in range(3):
+            handle.press("ArrowRight")
+    expect(page.locator(".widget-readout").first).to_have_text("8")
+    first_kernel = kernel_id(page)
+    run_url = page.url
+
+    # reload mid-stage: same stage, same value, same kernel, nothing ran again
+    page.reload()
+    page.locator(".widget-slider").first.wait_for()
+    expect(page.locator(".widget-readout").first).to_have_text("8")
+    assert kernel_id(page) == first_kernel
+    assert page.url == run_url
+    expect(page.get_by_text("doubled=")).to_have_count(0)
+
+    page.get_by_role("button", name="Next").click()
+    expect(page.get_by_text("doubled=16")).to_be_visible()
+
+    page.reload()
+    expect(page.get_by_text("doubled=16")).to_be_visible()
+    assert kernel_id(page) == first_kernel
+    assert slider_readout(page) == "8"
