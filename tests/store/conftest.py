@@ -52,8 +52,10 @@ def db_url(
     with psycopg.connect(PG_SERVER, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
     try:
-        # plain postgresql:// on purpose: the store maps it to psycopg 3
-        yield f"{PG_SERVER}?options=-csearch_path%3D{schema}"
+        # plain postgresql:// on purpose: the store maps it to psycopg 3. No fsync per
+        # commit (synchronous_commit=off): tests do not survive power failures anyway.
+        options = f"-csearch_path%3D{schema}%20-csynchronous_commit%3Doff"
+        yield f"{PG_SERVER}?options={options}"
     finally:
         with psycopg.connect(PG_SERVER, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
