@@ -121,6 +121,19 @@ def fmt_value(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(", ", ": "), sort_keys=True)
 
 
+def fmt_pairs(values: dict[str, Any]) -> str:
+    """`name = value; ...` for a snapshot or a run's results."""
+    return "; ".join(f"{name} = {fmt_value(value)}" for name, value in values.items())
+
+
+def fmt_inputs(row: dict[str, Any]) -> str:
+    """What a run's person chose at each finished stage, stage by stage."""
+    snapshots = row.get("snapshots") or {}
+    return "; ".join(
+        fmt_pairs(snapshots[index]) for index in sorted(snapshots, key=int) if snapshots[index]
+    )
+
+
 def fmt_time(value: str | None) -> str:
     """An ISO timestamp from an export row as `2026-11-23 12:03 UTC`."""
     if not value:
@@ -173,7 +186,8 @@ def draw_charts(page: AdminPage) -> None:
 def render_page(page: AdminPage, export_base: str) -> str:
     """The `/admin` HTML."""
     return _env.get_template("admin.html").render(
-        page=page, export_base=export_base, fmt_value=fmt_value, fmt_time=fmt_time
+        page=page, export_base=export_base, fmt_value=fmt_value, fmt_time=fmt_time,
+        fmt_pairs=fmt_pairs, fmt_inputs=fmt_inputs,
     )
 
 

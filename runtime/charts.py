@@ -74,7 +74,9 @@ def histogram_svg(name: str, values: Sequence[float]) -> str:
         ax = fig.add_subplot()
         if len(set(finite)) <= 1:
             # one distinct value: a histogram would be a single full-width bar with no scale
-            ax.bar([str(finite[0]) if finite else "none"], [len(finite)], color=BAR_COLOR)
+            label = str(finite[0]) if finite else "none"
+            ax.bar([label], [len(finite)], color=BAR_COLOR, width=0.3)
+            ax.set_xlim(-1, 1)
         else:
             ax.hist(finite, bins=min(20, max(5, len(finite) // 3)), color=BAR_COLOR)
         ax.set_title(shorten(name))

@@ -220,7 +220,7 @@ def format_runs(rows: Sequence[dict[str, Any]], out: IO[str]) -> None:
     lines = [
         (
             row["run_id"],
-            row["user"],
+            printable(row["user"]),
             row["status"],
             f"{row['stage'] + 1}/{row['stages']}" if row["stages"] else str(row["stage"] + 1),
             row["updated_at"] or row["created_at"] or "",
@@ -231,6 +231,11 @@ def format_runs(rows: Sequence[dict[str, Any]], out: IO[str]) -> None:
     for line in lines:
         cells = [cell.ljust(width) for cell, width in zip(line, widths, strict=False)]
         out.write("  ".join([*cells, line[4]]) + "\n")
+
+
+def printable(text: str) -> str:
+    """Text safe to print to a terminal: control characters (escape sequences) become `?`."""
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def runs_main(argv: list[str]) -> int:
