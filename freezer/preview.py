@@ -192,6 +192,9 @@ class Preview:
         """The watcher's tick: start a rebuild when the notebook changed and none is running."""
         if self.rebuilding is not None and not self.rebuilding.done():
             return
+        if self.server is not None and self.server.returncode is not None:
+            say(f"the server exited (status {self.server.returncode}); save the notebook to restart")
+            self.server = None
         stamp = notebook_stamp(self.notebook)
         if stamp is None or stamp == self.stamp:
             return
