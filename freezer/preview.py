@@ -193,7 +193,7 @@ class Preview:
         if self.rebuilding is not None and not self.rebuilding.done():
             return
         if self.server is not None and self.server.returncode is not None:
-            say(f"the server exited (status {self.server.returncode}); save the notebook to restart")
+            say(f"the server exited (status {self.server.returncode}); save to restart it")
             self.server = None
         stamp = notebook_stamp(self.notebook)
         if stamp is None or stamp == self.stamp:
