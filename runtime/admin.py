@@ -25,12 +25,12 @@ from markupsafe import Markup
 from tornado.web import HTTPError
 
 from runtime import charts
-from runtime.exporting import export_rows, rows_to_csv, rows_to_json
+from runtime.exporting import rows_to_csv, rows_to_json, stage_position
 from runtime.store import Store
 
 TEMPLATES = Path(__file__).parent / "templates"
 
-StoreGetter = Callable[[], Any]
+StoreGetter = Callable[[], Store]
 """Returns the server's open :class:`runtime.store.Store` (looked up per request)."""
 
 _env = jinja2.Environment(
@@ -99,7 +99,7 @@ class AdminPage:
     def stage_label(self, row: dict[str, Any]) -> str:
         """`2/3 · Label the samples` for a run's current stage."""
         titles = self.stage_titles.get(row["app_id"], [])
-        position = f"{row['stage'] + 1}/{row['stages']}" if row["stages"] else str(row["stage"] + 1)
+        position = stage_position(row)
         if 0 <= row["stage"] < len(titles):
             return f"{position} · {titles[row['stage']]}"
         return position
@@ -193,7 +193,7 @@ def render_page(page: AdminPage, export_base: str) -> str:
 
 async def load_page(store: Store, title: str) -> AdminPage:
     """Read the runs and their app versions' stage titles from the store, then draw the charts."""
-    rows = await export_rows(store)
+    rows = await store.export_rows()
     stage_titles: dict[str, list[str]] = {}
     for app_id in dict.fromkeys(row["app_id"] for row in rows):
         manifest = await store.get_manifest(app_id)
@@ -257,8 +257,7 @@ class AdminHandler(JupyterHandler):
     @property
     def store(self) -> Store:
         """The server's store, looked up at request time (it opens after the handlers exist)."""
-        store: Store = self.store_getter()
-        return store
+        return self.store_getter()
 
 
 class AdminPageHandler(AdminHandler):
@@ -276,7 +275,7 @@ class ExportHandler(AdminHandler):
     """`GET /admin/export.csv` and `/admin/export.json`: every run, one row each."""
 
     async def get(self, fmt: str) -> None:
-        rows = await export_rows(self.store)
+        rows = await self.store.export_rows()
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         if fmt == "csv":
             body, mime = rows_to_csv(rows), "text/csv; charset=utf-8"

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from runtime import manifest as manifest_mod
+from runtime.errors import RuntimeAppError
 from runtime.store import Store
 
 FIXED_COLUMNS = (
@@ -43,16 +44,14 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 """A text cell starting with one of these is read as a formula by spreadsheet apps."""
 
 
-class ExportError(Exception):
+class ExportError(RuntimeAppError):
     """The app directory or the database cannot be exported; the message is one line."""
 
 
-# --- rows -----------------------------------------------------------------------------------
-
-
-async def export_rows(store: Store, app_id: str | None = None) -> list[dict[str, Any]]:
-    """One export row per run, newest first (one read transaction in the store)."""
-    return await store.export_rows(app_id)
+def stage_position(row: dict[str, Any]) -> str:
+    """A run's current stage, 1-based, out of its app version's stages: `2/3`."""
+    current = row["stage"] + 1
+    return f"{current}/{row['stages']}" if row["stages"] else str(current)
 
 
 # --- CSV and JSON ---------------------------------------------------------------------------
@@ -163,7 +162,7 @@ async def load_rows(db_url: str) -> list[dict[str, Any]]:
     except Exception as exc:  # any driver or URL error is one line for the person
         raise ExportError(f"cannot open database {db_url}: {one_line(exc)}") from None
     try:
-        return await export_rows(store)
+        return await store.export_rows()
     finally:
         await store.close()
 
@@ -222,7 +221,7 @@ def format_runs(rows: Sequence[dict[str, Any]], out: IO[str]) -> None:
             row["run_id"],
             printable(row["user"]),
             row["status"],
-            f"{row['stage'] + 1}/{row['stages']}" if row["stages"] else str(row["stage"] + 1),
+            stage_position(row),
             row["updated_at"] or row["created_at"] or "",
         )
         for row in rows
