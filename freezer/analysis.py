@@ -163,16 +163,27 @@ def parse_cell(source: str) -> ParsedCell:
         if not words or words[0] not in PYTHON_CELL_MAGICS:
             return ParsedCell(None)
         source, offset = body, 1
-    try:
-        return ParsedCell(ast.parse(source), offset)
-    except (SyntaxError, ValueError):
-        pass
+    if not _looks_like_ipython(source):
+        try:
+            return ParsedCell(ast.parse(source), offset)
+        except (SyntaxError, ValueError):
+            pass
     try:
         return ParsedCell(ast.parse(transform_cell(source)), offset)
     except SyntaxError as exc:
         return ParsedCell(None, offset, ((exc.lineno or 1) + offset, exc.msg or "invalid syntax"))
     except Exception as exc:  # IPython's transformer can fail on odd input; report, not crash
         return ParsedCell(None, offset, (1 + offset, str(exc) or type(exc).__name__))
+
+
+def _looks_like_ipython(source: str) -> bool:
+    """A quick guess that saves a failed `ast.parse`; a wrong guess only costs time."""
+    for line in source.split("\n"):
+        text = line.lstrip()
+        if text[:1] in ("%", "!") or text.endswith("?") or "!" in text and "=" in text \
+                and text.split("=", 1)[1].lstrip().startswith("!"):
+            return True
+    return False
 
 
 _transformer = None
@@ -288,6 +299,7 @@ class _CellWalker:
         self.offset = offset
         self.locals: list[set[str]] = []  # comprehension variables, innermost last
         self.aliases: dict[str, str] = {}  # loop variable -> the widget collection it walks
+        self.deferred: list[ast.AST] = []  # function, lambda and class bodies: they run later
 
     # -- statements ---------------------------------------------------------------------------
 
@@ -297,14 +309,15 @@ class _CellWalker:
             if n == len(body) - 1 and isinstance(stmt, ast.Expr) and self._shows_bare(stmt.value):
                 continue
             self.stmt(stmt)
+        if "input" not in self.facts.source and "getpass" not in self.facts.source:
+            return
         seen = {ln for ln, _, _ in self.facts.stdin}
-        for node in ast.walk(tree):
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
-                for sub in ast.walk(node):  # runs later, if at all: a warning, not an error
-                    what = _stdin_call(sub)
-                    if what is not None and self.line(sub) not in seen:
-                        seen.add(self.line(sub))
-                        self.facts.stdin.append((self.line(sub), False, what))
+        for node in self.deferred:
+            for sub in ast.walk(node):  # runs later, if at all: a warning, not an error
+                what = _stdin_call(sub)
+                if what is not None and self.line(sub) not in seen:
+                    seen.add(self.line(sub))
+                    self.facts.stdin.append((self.line(sub), False, what))
 
     def line(self, node: ast.AST) -> int:
         return getattr(node, "lineno", 1) + self.offset
@@ -412,6 +425,7 @@ class _CellWalker:
         for default in [*node.args.defaults, *node.args.kw_defaults]:
             if default is not None:
                 self.expr(default)
+        self.deferred.append(node)
         info = _Function(node, _returns_widget(node, self))
         self.scope.functions[node.name] = info
         for decorator in node.decorator_list:
@@ -428,6 +442,7 @@ class _CellWalker:
         self.emit(Bind(node.name, self.line(node), None))
 
     def class_(self, node: ast.ClassDef) -> None:
+        self.deferred.append(node)
         widget_base = False
         for base in node.bases:
             self.expr(base)
@@ -545,6 +560,7 @@ class _CellWalker:
             self.call(node)
             return
         if isinstance(node, ast.Lambda):
+            self.deferred.append(node)
             for default in [*node.args.defaults, *node.args.kw_defaults]:
                 if default is not None:
                     self.expr(default)
@@ -699,6 +715,16 @@ class _CellWalker:
         elif kind[1:] in BLOCK_MAGICS:
             names = tuple(w for w in text.split() if w.isidentifier())
             self.facts.markers.append(Marker(line, kind, names))
+        elif kind[1:] in PYTHON_CELL_MAGICS:  # `%time x = f(y)` runs its argument as code
+            try:
+                tree = ast.parse(text)
+            except (SyntaxError, ValueError):
+                return
+            saved, self.offset = self.offset, line - 1
+            try:
+                self.block(tree.body)
+            finally:
+                self.offset = saved
 
     # -- widget values ------------------------------------------------------------------------
 
@@ -836,11 +862,18 @@ def library_candidates(
     modules: dict[str, str] = {}
     from_imports: dict[str, tuple[str, str]] = {}
     where: dict[str, tuple[int, int]] = {}
-    trees = [(index, parsed) for index, parsed in cells if parsed.tree is not None]
-    for index, parsed in trees:
-        assert parsed.tree is not None
+    callees: list[list[str]] = []
+    for index, parsed in cells:
+        if parsed.tree is None:
+            continue
         for node in ast.walk(parsed.tree):
-            if isinstance(node, ast.Import):
+            if isinstance(node, ast.Call):
+                parts = dotted(node.func)
+                if parts is not None:
+                    callees.append(parts)
+            elif isinstance(node, ast.ClassDef):
+                callees.extend(p for p in map(dotted, node.bases) if p is not None)
+            elif isinstance(node, ast.Import):
                 for alias in node.names:
                     target = alias.name if alias.asname else alias.name.split(".")[0]
                     modules[alias.asname or target] = target
@@ -850,25 +883,13 @@ def library_candidates(
                     from_imports[alias.asname or alias.name] = (node.module, alias.name)
                     where.setdefault(node.module, (index, node.lineno + parsed.offset))
     found: set[tuple[str, str]] = set()
-    for _, parsed in trees:
-        assert parsed.tree is not None
-        for node in ast.walk(parsed.tree):
-            if isinstance(node, ast.Call):
-                callees = [node.func]
-            elif isinstance(node, ast.ClassDef):
-                callees = node.bases
-            else:
-                continue
-            for callee in callees:
-                parts = dotted(callee)
-                if parts is None:
-                    continue
-                head, rest = parts[0], parts[1:]
-                if head in modules and rest:
-                    found.add((modules[head], ".".join(rest)))
-                elif head in from_imports:
-                    module, attr = from_imports[head]
-                    found.add((module, ".".join([attr, *rest])))
+    for parts in callees:
+        head, rest = parts[0], parts[1:]
+        if head in modules and rest:
+            found.add((modules[head], ".".join(rest)))
+        elif head in from_imports:
+            module, attr = from_imports[head]
+            found.add((module, ".".join([attr, *rest])))
     found = {(m, q) for m, q in found if libwidgets.is_resolvable(m)}
     return found, where
 

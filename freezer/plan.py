@@ -347,12 +347,13 @@ class _Planner:
             else:
                 for name in event.names:
                     self.pending[name] = _Pending("callback", index, event.how)
-        if index in self.traced:
+        if index in self.traced and not facts.shows_widgets:
+            # Widgets the analysis cannot see: the names the cell binds from calls hold them.
             names = [e.name for e in facts.events if isinstance(e, Bind) and e.by_call
                      and e.widget is None]
             for name in names:
                 self.pending[name] = _Pending("traced", index)
-            if not names and not facts.shows_widgets:
+            if not names:
                 self.note("traced-nothing-bound", "warning", index, None,
                           "the --trace run saw this cell show widgets, but it binds no name to "
                           "wait on; if later cells use what the person does here, tag the next "
@@ -500,16 +501,47 @@ def _plain(title: str) -> str:
 
 
 def render_text(plan: Plan, source_name: str) -> str:
-    """What `freezer plan` prints."""
-    lines = [f"{source_name}: {len(plan.stages)} stages"]
+    """What `freezer plan` prints: each stage and its cells, why it ends, then diagnostics."""
+    cells = sum(len(s.cells) for s in plan.stages)
+    errors = sum(d.severity == "error" for d in plan.diagnostics)
+    warnings = len(plan.diagnostics) - errors
+    lines = [
+        f"{source_name}: {_count(len(plan.stages), 'stage')}, {_count(cells, 'cell')} in the app"
+        f" ({len(plan.skipped_cells)} left out), {_count(warnings, 'warning')}, "
+        f"{_count(errors, 'error')}",
+    ]
     for stage in plan.stages:
-        lines.append(f"Stage {stage.index + 1}: {stage.title}")
+        lines.append("")
+        lines.append(f"Stage {stage.index + 1}: {stage.title}" + ("  (warm)" if stage.warm else ""))
         for cell in stage.cells:
-            lines.append(f"  cell {cell.index + 1}  {cell.kind}")
+            first = next((ln.strip() for ln in cell.source.splitlines() if ln.strip()), "")
+            if len(first) > 60:
+                first = first[:57] + "..."
+            tags = f"  [{', '.join(cell.tags)}]" if cell.tags else ""
+            lines.append(f"  cell {cell.index + 1:<3} {cell.kind:<8}  {first}{tags}".rstrip())
+        if stage.collect:
+            lines.append(f"  collects: {', '.join(stage.collect)}")
         if stage.ends_with is not None:
             lines.append(f"  -- Next: {stage.ends_with.reason}")
-    lines.extend(d.describe(source_name) for d in plan.diagnostics)
+    if plan.parameters:
+        lines.append("")
+        lines.append("Parameters: " + ", ".join(
+            f"{p.name} = {p.default!r} ({p.type})" for p in plan.parameters))
+    if plan.pip_installs:
+        lines.append("")
+        lines.append("Commented out in the app: " + "; ".join(
+            f"cell {cell + 1}: {line}" for cell, line in plan.pip_installs))
+    if plan.skipped_cells:
+        lines.append("")
+        lines.append("Left out: cells " + ", ".join(str(c + 1) for c in plan.skipped_cells))
+    if plan.diagnostics:
+        lines.append("")
+        lines.extend(d.describe(source_name) for d in plan.diagnostics)
     return "\n".join(lines) + "\n"
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def to_json(plan: Plan, source_name: str) -> dict[str, Any]:
