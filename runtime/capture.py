@@ -7,8 +7,8 @@ outputs then exist in the kernel whether or not a browser is attached, unlike `w
 relies on a front-end to route messages into the widget.
 
 Output that a cell sends inside a `with out:` block of one of the notebook's own `Output`
-widgets (for example the first call of an `interact` function) is passed through to the
-kernel's own publisher, so the front-end routes it to that widget as in Jupyter.
+widgets (for example the first call of an `interact` function) goes to that widget's
+`outputs`, the way a front-end would route it, but in the kernel.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -49,10 +49,11 @@ class OutputSink:
     each push sends the whole list; :meth:`push` at the end of a cell sends the final state.
     """
 
-    def __init__(self) -> None:
-        self.outputs: list[Output] = []
-        self._display_ids: list[str | None] = []
+    def __init__(self, outputs: Iterable[Output] = ()) -> None:
+        self.outputs: list[Output] = list(outputs)
+        self._display_ids: list[str | None] = [None] * len(self.outputs)
         self._clear_on_next = False
+        self._cell_start = 0  # clear_output clears the current cell's outputs only
         self._widget: Any = None
         self._lock = threading.RLock()
         self._last_push = 0.0
@@ -71,7 +72,14 @@ class OutputSink:
             self.outputs.clear()
             self._display_ids.clear()
             self._clear_on_next = False
+            self._cell_start = 0
             self._changed()
+
+    def begin_cell(self) -> None:
+        """The outputs from here on belong to a new cell."""
+        with self._lock:
+            self._clear_on_next = False
+            self._cell_start = len(self.outputs)
 
     def add(self, output: Output, display_id: str | None = None) -> None:
         """Append one nbformat output dict."""
@@ -92,7 +100,7 @@ class OutputSink:
             return
         with self._lock:
             self._clear_if_pending()
-            last = self.outputs[-1] if self.outputs else None
+            last = self.outputs[-1] if len(self.outputs) > self._cell_start else None
             if last is not None and last["output_type"] == "stream" and last["name"] == name:
                 merged = dict(last, text=apply_carriage_returns(last["text"] + text))
                 self.outputs[-1] = merged
@@ -119,8 +127,7 @@ class OutputSink:
                 self._clear_on_next = True
                 return
             self._clear_on_next = False
-            self.outputs.clear()
-            self._display_ids.clear()
+            self._clear_cell()
             self._changed()
 
     def push(self) -> None:
@@ -137,8 +144,11 @@ class OutputSink:
     def _clear_if_pending(self) -> None:
         if self._clear_on_next:
             self._clear_on_next = False
-            self.outputs.clear()
-            self._display_ids.clear()
+            self._clear_cell()
+
+    def _clear_cell(self) -> None:
+        del self.outputs[self._cell_start :]
+        del self._display_ids[self._cell_start :]
 
     def _changed(self) -> None:
         if self._widget is None:
@@ -189,10 +199,9 @@ class CaptureStream:
     def write(self, text: str) -> int:
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
-        if self._capture.passthrough():
-            self._original.write(text)
-        elif self._capture.sink is not None:
-            self._capture.sink.add_stream(self.stream_name, text)
+        sink = self._capture.target()
+        if sink is not None:
+            sink.add_stream(self.stream_name, text)
         return len(text)
 
     def writelines(self, lines: list[str]) -> None:
@@ -214,6 +223,21 @@ class CaptureStream:
     def fileno(self) -> int:
         return self._original.fileno()
 
+    # ipykernel's shell sets the parent request on the streams (`Output.__enter__` does).
+    def set_parent(self, parent: Any) -> None:
+        _delegate(self._original, "set_parent", parent)
+
+    def set_thread_parent(self, parent: Any) -> Any:
+        return _delegate(self._original, "set_thread_parent", parent)
+
+    def reset_thread_parent(self, token: Any) -> None:
+        _delegate(self._original, "reset_thread_parent", token)
+
+
+def _delegate(target: Any, method: str, *args: Any) -> Any:
+    func = getattr(target, method, None)
+    return func(*args) if func is not None else None
+
 
 class CapturePublisher(DisplayPublisher):
     """The shell's display publisher while a cell runs: `display`, updates, `clear_output`."""
@@ -232,32 +256,34 @@ class CapturePublisher(DisplayPublisher):
         **kwargs: Any,
     ) -> None:
         capture = self._capture
-        if capture.passthrough():
-            capture.original_pub.publish(
-                data, metadata, transient=transient, update=update, **kwargs
-            )
-            return
         display_id = (transient or {}).get("display_id")
         metadata = metadata or {}
         if update:
             if display_id is not None and not capture.update_display(display_id, data, metadata):
-                # Shown outside any stage (or before this kernel captured it): let the
-                # front-end update it where it is.
+                # Shown outside any stage: let the front-end update it where it is.
                 capture.original_pub.publish(
                     data, metadata, transient=transient, update=True, **kwargs
                 )
             return
-        if capture.sink is None:
-            return
-        output = {"output_type": "display_data", "data": data, "metadata": metadata}
-        capture.sink.add(output, display_id)
+        sink = capture.target()
+        if sink is not None:
+            output = {"output_type": "display_data", "data": data, "metadata": metadata}
+            sink.add(output, display_id)
+
+    # ipykernel's shell sets the parent request on its publisher (`Output.__enter__` does).
+    def set_parent(self, parent: Any) -> None:
+        _delegate(self._capture.original_pub, "set_parent", parent)
+
+    def set_thread_parent(self, parent: Any) -> Any:
+        return _delegate(self._capture.original_pub, "set_thread_parent", parent)
+
+    def reset_thread_parent(self, token: Any) -> None:
+        _delegate(self._capture.original_pub, "reset_thread_parent", token)
 
     def clear_output(self, wait: bool = False) -> None:
-        capture = self._capture
-        if capture.passthrough():
-            capture.original_pub.clear_output(wait)
-        elif capture.sink is not None:
-            capture.sink.clear(wait)
+        sink = self._capture.target()
+        if sink is not None:
+            sink.clear(wait)
 
 
 class CaptureHook:
@@ -301,6 +327,8 @@ class Capture:
         self.original_pub: Any = shell.display_pub
         self._sinks: list[OutputSink] = []
         self._own_widgets: set[int] = set()
+        self._nested: dict[int, OutputSink] = {}
+        self.show_tracebacks = False  # set by the runner from the run's configuration
         self._outputs_cache: tuple[tuple[int, str | None], list[Any]] = ((-1, None), [])
 
     def register(self, sink: OutputSink, widget: Any) -> None:
@@ -322,6 +350,8 @@ class Capture:
         """Capture while the body runs `source`; `sink=None` discards the outputs."""
         shell = self.shell
         self.sink, self.source, self.error = sink, source, None
+        if sink is not None:
+            sink.begin_cell()
         saved_out, saved_err, saved_hook = sys.stdout, sys.stderr, sys.displayhook
         self.original_pub = shell.display_pub
         original_hook = shell.displayhook
@@ -342,30 +372,49 @@ class Capture:
             sys.displayhook = saved_hook
             shell.display_pub = self.original_pub
             sys.stdout, sys.stderr = saved_out, saved_err
-            if sink is not None:
-                sink.push()
+            for written in [sink, *self._nested.values()]:
+                if written is not None:
+                    written.push()
+            self._nested.clear()
             self.sink = None
 
-    def passthrough(self) -> bool:
-        """Whether a notebook `Output` widget is capturing (`with out:`) right now."""
-        kernel = getattr(self.shell, "kernel", None)
-        if kernel is None:
-            return False
-        parent = kernel.get_parent() or {}
-        msg_id = parent.get("header", {}).get("msg_id")
+    def target(self) -> OutputSink | None:
+        """Where output goes now: a notebook `Output` inside `with out:`, else the cell's sink."""
+        nested = self._active_output()
+        if nested is None:
+            return self.sink
+        sink = self._nested.get(id(nested))
+        if sink is None:
+            # Written in the kernel, like the stage outputs, so that the output exists even
+            # when no browser is attached to route it (a page that connects later, a replay).
+            sink = OutputSink(nested.outputs)
+            sink.attach(nested)
+            self._nested[id(nested)] = sink
+        return sink
+
+    def _active_output(self) -> Any:
+        """The notebook `Output` widget inside whose `with out:` block the cell is, if any."""
+        # The same parent request `Output.__enter__` takes its msg_id from.
+        get_parent = getattr(self.shell, "get_parent", None)
+        parent = get_parent() if get_parent is not None else None
+        if not parent:
+            kernel = getattr(self.shell, "kernel", None)
+            parent = kernel.get_parent() if kernel is not None else None
+        msg_id = (parent or {}).get("header", {}).get("msg_id")
         if not msg_id:
-            return False
-        return any(
-            w.msg_id == msg_id and id(w) not in self._own_widgets for w in self._output_widgets()
-        )
+            return None
+        for widget in self._output_widgets():
+            if widget.msg_id == msg_id and id(widget) not in self._own_widgets:
+                return widget
+        return None
 
     def _output_widgets(self) -> list[Any]:
         # Scanning every widget on each write would be slow with thousands of widgets; the
         # list of Output widgets changes only when widgets are created or closed.
         from ipywidgets import Output as OutputWidget
-        from ipywidgets import Widget
+        from ipywidgets.widgets import widget as widget_module
 
-        instances = Widget.widgets
+        instances: dict[str, Any] = widget_module._instances
         key = (len(instances), next(reversed(instances), None) if instances else None)
         if key != self._outputs_cache[0]:
             found = [w for w in list(instances.values()) if isinstance(w, OutputWidget)]
@@ -373,7 +422,26 @@ class Capture:
         return self._outputs_cache[1]
 
     def _showtraceback(self, etype: type[BaseException], evalue: Any, stb: list[str]) -> None:
-        if self.passthrough():
-            type(self.shell)._showtraceback(self.shell, etype, evalue, stb)
+        error = CellError(etype.__name__, str(evalue), list(stb))
+        nested = self._active_output()
+        if nested is None:
+            self.error = error  # the runner decides how the stage shows it
             return
-        self.error = CellError(etype.__name__, str(evalue), list(stb))
+        sink = self.target()
+        if sink is not None:
+            for output in self.error_outputs(error):
+                sink.add(output)
+
+    def error_outputs(self, error: CellError) -> list[Output]:
+        """How an error a cell showed looks: the traceback, or one line without it."""
+        if self.show_tracebacks:
+            return [
+                {
+                    "output_type": "error",
+                    "ename": error.ename,
+                    "evalue": error.evalue,
+                    "traceback": error.traceback,
+                }
+            ]
+        text = f"{error.ename}: {error.evalue}".splitlines()[0] + "\n"
+        return [{"output_type": "stream", "name": "stderr", "text": text}]

@@ -201,6 +201,7 @@ class Runner:
         from comm import create_comm
 
         self.config = config
+        self.capture.show_tracebacks = config.show_tracebacks
         if self.view is not None:
             self.view.saved = True
         if self.comm is not None:
@@ -336,6 +337,10 @@ class Runner:
                 self._in_cell = False
             cell_error = self.capture.error
         if result.success:
+            if cell_error is not None and target is not None:
+                # The cell caught an exception and showed it (as `interact` does).
+                for output in self.capture.error_outputs(cell_error):
+                    target.add(output)
             if PARAMETERS_TAG in cell.tags:
                 self._parameters_ran = True
                 if self.config is not None:
