@@ -76,11 +76,12 @@ _TOUCH_RUNS = (
     .where(_RUNS.c.id.in_(bindparam("run_ids", expanding=True)))
     .values(updated_at=bindparam("now", type_=UTCDateTime()))
 )
-_LAST_SEQS = (
-    select(_EVENTS.c.run_id, func.max(_EVENTS.c.seq))
-    .where(_EVENTS.c.run_id.in_(bindparam("run_ids", expanding=True)))
-    .group_by(_EVENTS.c.run_id)
-)
+# One max() per run as a correlated subquery: each is a single index lookup on (run_id, seq).
+# (`... WHERE run_id IN (...) GROUP BY run_id` makes SQLite read every event of those runs.)
+_LAST_SEQS = select(
+    _RUNS.c.id,
+    select(func.max(_EVENTS.c.seq)).where(_EVENTS.c.run_id == _RUNS.c.id).scalar_subquery(),
+).where(_RUNS.c.id.in_(bindparam("run_ids", expanding=True)))
 _INSERT_EVENTS = _EVENTS.insert()
 
 
@@ -505,10 +506,10 @@ class Store:
         if touched.rowcount != len(ids):
             known = set(session.scalars(select(RunRecord.id).where(RunRecord.id.in_(ids))))
             raise UnknownRunError(sorted(set(ids) - known)[0])
-        next_seq = dict.fromkeys(ids, 1)
-        for run_id, last in connection.execute(_LAST_SEQS, {"run_ids": ids}):
-            next_seq[run_id] = int(last) + 1
-        return next_seq
+        return {
+            run_id: (last or 0) + 1
+            for run_id, last in connection.execute(_LAST_SEQS, {"run_ids": ids})
+        }
 
     async def events(
         self, run_id: str, kinds: Collection[str] | None = None, after: int = 0
