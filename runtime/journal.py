@@ -104,6 +104,11 @@ class Journal:
         """Whether :meth:`close` was called."""
         return self._closed
 
+    @property
+    def queued(self) -> int:
+        """Appends waiting for the next transaction (not counting the one being committed)."""
+        return len(self._queue)
+
     async def _write_loop(self) -> None:
         """The writer task: commit whatever is queued, one batch at a time, until cancelled."""
         while True:

@@ -102,7 +102,7 @@ async def test_appends_during_a_commit_go_into_the_next_one(
         first = asyncio.create_task(journal.append(msg(run, 0)))
         await wait_until(lambda: gated.calls == [1])  # the first commit is in flight
         rest = [asyncio.create_task(journal.append(msg(run, i))) for i in range(1, 51)]
-        await wait_until(lambda: len(journal._queue) == 50)
+        await wait_until(lambda: journal.queued == 50)
         gated.gate.set()
         seqs = await asyncio.gather(first, *rest)
     finally:
@@ -282,7 +282,7 @@ async def test_cancelled_append_is_not_written(gated: GatedStore, wait_until: Wa
         await wait_until(lambda: gated.calls == [1])
         dropped = asyncio.create_task(journal.append(msg(run, 1)))
         kept = asyncio.create_task(journal.append(msg(run, 2)))
-        await wait_until(lambda: len(journal._queue) == 2)
+        await wait_until(lambda: journal.queued == 2)
         dropped.cancel()
         gated.gate.set()
         assert await first == 1 and await kept == 2
