@@ -529,10 +529,18 @@ class Person:
             )
         return parse_page(response.effective_url, response.code, html)
 
-    async def login(self, name: str | None = None, path: str = "login", **fields: str) -> Page:
+    async def login(
+        self,
+        name: str | None = None,
+        path: str = "login",
+        *,
+        follow_redirects: bool = True,
+        **fields: str,
+    ) -> Page:
         """Sign in through a form like a person: GET it for `_xsrf`, POST `name` and fields.
 
-        Returns the page the sign-in led to; a status >= 400 raises :class:`ClientError`.
+        Returns the page the sign-in led to (or the redirect itself without
+        `follow_redirects`); a status >= 400 raises :class:`ClientError`.
         """
         form_page = await self.get_page(path)
         form = dict(fields)
@@ -541,7 +549,9 @@ class Person:
         xsrf = form_page.xsrf or self.cookies.get("_xsrf")
         if xsrf:
             form["_xsrf"] = xsrf
-        response = await self.fetch(path, method="POST", form=form)
+        response = await self.fetch(
+            path, method="POST", form=form, follow_redirects=follow_redirects
+        )
         html = response.body.decode("utf-8", errors="replace") if response.body else ""
         if response.code >= 400:
             raise ClientError(f"sign-in at {path} answered {response.code}: {html[:300]!r}")

@@ -1,0 +1,37 @@
+"""The benchmark harness runs end to end against plain Voila and writes its figures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_first_stage_benchmark_quick_against_voila_writes_figures(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/first_stage.py",
+            "--quick",
+            "--voila-only",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads((tmp_path / "first_stage.json").read_text())
+    voila = data["targets"]["voila"]
+    assert voila["errors"] == []
+    assert voila["first_stage"]["n"] == 1
+    assert 0 < voila["first_stage"]["p50"] <= voila["first_stage"]["max"]
+    assert data["targets"]["voila preheat"]["first_stage"]["n"] == 1
+    assert data["targets"]["freezer"] == {"unavailable": "not requested"}
+    assert (tmp_path / "first_stage.png").stat().st_size > 0
+    assert "vs voila cold" in proc.stdout
