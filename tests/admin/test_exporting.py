@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
+import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +18,8 @@ from admin_seed import (
     HOSTILE_INPUT,
     HOSTILE_NAME,
     SeededApp,
+    make_manifest,
+    seed,
     write_app,
 )
 
@@ -152,3 +158,36 @@ def test_unwritable_output_is_exit_2(
     target = tmp_path / "no" / "such" / "dir" / "runs.csv"
     assert export_main([str(seeded_app.app_dir), "-o", str(target)]) == 2
     assert "cannot write" in capsys.readouterr().err
+
+
+PG_SERVER = os.environ.get("FREEZER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL schema (dropped afterwards), or a skip when the server is not there."""
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        with psycopg.connect(PG_SERVER, connect_timeout=3, autocommit=True) as conn:
+            schema = f"admin_test_{uuid.uuid4().hex[:12]}"
+            conn.execute(f'CREATE SCHEMA "{schema}"')
+    except psycopg.OperationalError:
+        pytest.skip(f"PostgreSQL not reachable at {PG_SERVER}")
+    try:
+        yield f"{PG_SERVER}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(PG_SERVER, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def test_export_from_postgresql(
+    postgres_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = make_manifest()
+    write_app(tmp_path / "app", manifest)
+    run_ids = asyncio.run(seed(postgres_url, manifest))
+    assert export_main([str(tmp_path / "app"), "--db", postgres_url, "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {row["run_id"] for row in rows} == set(run_ids.values())
+    assert runs_main([str(tmp_path / "app"), "--db", postgres_url]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 4
