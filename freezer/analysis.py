@@ -457,6 +457,10 @@ class _CellWalker:
 
     def assign(self, targets: list[ast.expr], value: ast.expr, node: ast.stmt) -> None:
         self.value(value)
+        names = [t.id for t in targets if isinstance(t, ast.Name)]
+        if len(names) > 1 and self.widget_value(value) is not None:
+            for name in names:  # `a = b = Slider()`: showing one shows the other
+                self.scope.contains.setdefault(name, set()).update(names)
         for target in targets:
             if isinstance(target, ast.Tuple | ast.List) \
                     and isinstance(value, ast.Tuple | ast.List) \
@@ -798,6 +802,8 @@ class _CellWalker:
         return WidgetValue(kind, any(w.input for w in found))
 
     def _contain(self, container: str, value: ast.expr) -> None:
+        if isinstance(value, ast.Name):  # `x = picker`: one widget, two names
+            self.scope.contains.setdefault(self._canon(value.id), set()).add(container)
         children = self.scope.contains.setdefault(container, set())
         children.update(self._canon(n) for n in _literal_names(value))
         for call in _calls(value):
