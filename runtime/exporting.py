@@ -102,11 +102,29 @@ def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def csv_columns(flat_rows: Iterable[dict[str, Any]]) -> list[str]:
-    """Every column of the flat rows, fixed ones first, the rest in order of first appearance."""
-    columns = dict.fromkeys(FIXED_COLUMNS)
+    """Every column of the flat rows: fixed ones, then stage by stage, params, results."""
+    seen = dict.fromkeys(FIXED_COLUMNS)
     for flat in flat_rows:
-        columns.update(dict.fromkeys(flat))
-    return list(columns)
+        seen.update(dict.fromkeys(flat))
+    order = {name: i for i, name in enumerate(seen)}
+    return sorted(seen, key=lambda name: (column_group(name), order[name]))
+
+
+def column_group(name: str) -> tuple[int, int, int]:
+    """Where a column goes: fixed, stage N (status first), params, results, anything else."""
+    if name in FIXED_COLUMNS:
+        return (0, 0, 0)
+    if name.startswith("stage_"):
+        index, _, rest = name.removeprefix("stage_").partition("_")
+        if "." in index:  # stage_N.NAME
+            index, rest = index.split(".", 1)[0], "."
+        if index.isdigit():
+            return (1, int(index), 0 if rest == "status" else 1)
+    if name.startswith("param."):
+        return (2, 0, 0)
+    if name.startswith("result."):
+        return (3, 0, 0)
+    return (4, 0, 0)
 
 
 def rows_to_csv(rows: Sequence[dict[str, Any]]) -> str:
@@ -222,7 +240,7 @@ def format_runs(rows: Sequence[dict[str, Any]], out: IO[str]) -> None:
             printable(row["user"]),
             row["status"],
             stage_position(row),
-            row["updated_at"] or row["created_at"] or "",
+            short_time(row["updated_at"] or row["created_at"]),
         )
         for row in rows
     ]
@@ -230,6 +248,11 @@ def format_runs(rows: Sequence[dict[str, Any]], out: IO[str]) -> None:
     for line in lines:
         cells = [cell.ljust(width) for cell, width in zip(line, widths, strict=False)]
         out.write("  ".join([*cells, line[4]]) + "\n")
+
+
+def short_time(value: str | None) -> str:
+    """An ISO timestamp to the second, `2026-11-23 12:41:07Z`."""
+    return value[:19].replace("T", " ") + "Z" if value else ""
 
 
 def printable(text: str) -> str:
