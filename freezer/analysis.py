@@ -102,7 +102,6 @@ class CellFacts:
     markers: list[Marker] = field(default_factory=list)
     marker_only: bool = False
     code_after_marker: int | None = None  # first line of code after the last marker
-    bound: set[str] = field(default_factory=set)
     shows_widgets: bool = False  # constructs or shows widgets the analysis can see
 
 
@@ -379,7 +378,6 @@ class _CellWalker:
     def emit(self, event: Event) -> None:
         self.facts.events.append(event)
         if isinstance(event, Bind):
-            self.facts.bound.add(event.name)
             if event.widget is not None:
                 self.scope.widgets[event.name] = event.widget
                 self.facts.shows_widgets = True
@@ -673,7 +671,7 @@ class _CellWalker:
                 self.facts.shows_widgets = True
             else:
                 if self.widget_value(inner) is not None:
-                    self.widget_args_of(inner, show=True)
+                    self._show_children(inner)
                 self.expr(inner)
         for keyword in node.keywords:
             self.expr(keyword.value)
@@ -686,12 +684,11 @@ class _CellWalker:
                 self.scope.shown.update(self._canon(n) for n in _literal_names(arg))
             self.children(arg)
 
-    def widget_args_of(self, node: ast.expr, *, show: bool) -> None:
+    def _show_children(self, node: ast.expr) -> None:
+        """`display(VBox([a, b]))`: the widgets passed to the shown widget are shown too."""
         for call in _calls(node):
             for arg in [*call.args, *(k.value for k in call.keywords)]:
-                for name in _literal_names(arg):
-                    if show:
-                        self.scope.shown.add(self._canon(name))
+                self.scope.shown.update(self._canon(n) for n in _literal_names(arg))
 
     def _args(self, node: ast.Call, skip: ast.expr | None = None) -> None:
         for arg in node.args:
