@@ -47,6 +47,7 @@ class Figures:
     events: int
     runs: int
     seconds: float
+    cpu_seconds: float  # CPU time of this process (all threads) while appending
     commits: int
     largest_batch: int
     latencies: list[float]
@@ -60,14 +61,19 @@ class Figures:
             f"{self.database:<10} {self.events:>7} events  {self.runs:>4} runs  "
             f"{per_s:>9,.0f} events/s  {self.commits:>6} commits  "
             f"{self.events / self.commits:>6.1f} events/commit (max {self.largest_batch})  "
-            f"append p50 {p50:.2f} ms  p99 {p99:.2f} ms"
+            f"append p50 {p50:.2f} ms  p99 {p99:.2f} ms  "
+            f"CPU {self.cpu_seconds / self.events * 1e6:.0f} us/event"
         )
 
 
 def manifest() -> Manifest:
     return Manifest(
-        title="benchmark", source_name="bench.ipynb", source_sha256="0" * 64,
-        freezer_version="0.1.0", created="2026-01-01T00:00:00+00:00", kernel_name="python3",
+        title="benchmark",
+        source_name="bench.ipynb",
+        source_sha256="0" * 64,
+        freezer_version="0.1.0",
+        created="2026-01-01T00:00:00+00:00",
+        kernel_name="python3",
         kernel_language="python",
         stages=(Stage(index=0, title="Step 1", cells=(Cell("c", "code", "x = 1"),)),),
     ).with_app_id()
@@ -93,19 +99,26 @@ async def measure(url: str, label: str, events: int, runs: int, max_batch: int) 
                 await journal.append(NewEvent(run_id, "comm_msg", 7, payload))
                 latencies.append(time.perf_counter() - started)
 
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         try:
             await asyncio.gather(*(person(r, n) for r, n in zip(run_ids, per_run, strict=True)))
         finally:
             await journal.close()
         seconds = time.perf_counter() - started
+        cpu_seconds = time.process_time() - cpu_started
 
         for run_id, count in zip(run_ids, per_run, strict=True):
             seqs = [e.seq for e in await store.events(run_id)]
             if seqs != list(range(1, count + 1)):
                 raise SystemExit(f"{label}: run {run_id} lost or reordered events")
         return Figures(
-            label, events, runs, seconds, journal.stats.batches, journal.stats.largest_batch,
+            label,
+            events,
+            runs,
+            seconds,
+            cpu_seconds,
+            journal.stats.batches,
+            journal.stats.largest_batch,
             latencies,
         )
     finally:
