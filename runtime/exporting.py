@@ -77,23 +77,18 @@ def compact_json(value: Any) -> str:
 
 
 def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
-    """An export row as flat CSV columns (values not yet made safe).
+    """An export row as flat CSV columns (values not yet made safe; order: :func:`csv_columns`).
 
-    Per stage: `stage_N_status`, then one `stage_N.NAME` column per snapshot name (instead of
-    the row's `stage_N_snapshot` JSON text); then `param.NAME` and `result.NAME`.
+    Each stage's snapshot becomes one `stage_N.NAME` column per name, in place of the row's
+    `stage_N_snapshot` JSON text; params and results become `param.NAME` and `result.NAME`.
     """
     flat = {name: row.get(name) for name in FIXED_COLUMNS}
-    snapshots = row.get("snapshots") or {}
     for key, value in row.items():
-        if key in flat or key in NESTED_KEYS or key.endswith("_snapshot"):
-            continue
-        flat[key] = value
-        index = key.removeprefix("stage_").removesuffix("_status")
-        for name, snapped in (snapshots.get(index) or {}).items():
+        if key not in flat and key not in NESTED_KEYS and not key.endswith("_snapshot"):
+            flat[key] = value  # stage_N_status, and whatever the store adds later
+    for index, snapshot in (row.get("snapshots") or {}).items():
+        for name, snapped in snapshot.items():
             flat[f"stage_{index}.{name}"] = snapped
-    for index in sorted(snapshots, key=int):  # snapshots without a status column
-        for name, snapped in snapshots[index].items():
-            flat.setdefault(f"stage_{index}.{name}", snapped)
     for name, value in (row.get("params") or {}).items():
         flat[f"param.{name}"] = value
     for name, value in (row.get("results") or {}).items():

@@ -24,7 +24,7 @@ from admin_seed import (
     write_app,
 )
 
-from runtime.exporting import export_main, flatten_row, runs_main, safe_cell
+from runtime.exporting import csv_columns, export_main, flatten_row, runs_main, safe_cell
 
 
 def read_csv(text: str) -> list[dict[str, str]]:
@@ -94,16 +94,16 @@ def test_json_is_a_list_of_run_objects(
     assert by_user["alice"]["results"]["count"] == 3
 
 
-def test_flatten_row_orders_columns_by_stage() -> None:
+def test_csv_columns_go_stage_by_stage() -> None:
     row = {
         "run_id": "r", "app_id": "a", "user": "u", "status": "active", "stage": 1, "stages": 2,
         "created_at": None, "updated_at": None, "finished_at": None,
-        "params": {"p": 1}, "snapshots": {"0": {"x": 1}, "1": {"y": 2}}, "results": {"r": 3},
-        "stage_0_status": "finished", "stage_0_snapshot": '{"x": 1}',
-        "stage_1_status": "finished", "stage_1_snapshot": '{"y": 2}',
+        "results": {"r": 3}, "params": {"p": 1}, "snapshots": {"10": {"z": 1}, "2": {"y": 2}},
+        "stage_10_status": "finished", "stage_10_snapshot": '{"z": 1}',
+        "stage_2_status": "finished", "stage_2_snapshot": '{"y": 2}',
     }
-    assert list(flatten_row(row))[9:] == [
-        "stage_0_status", "stage_0.x", "stage_1_status", "stage_1.y", "param.p", "result.r",
+    assert csv_columns([flatten_row(row)])[9:] == [
+        "stage_2_status", "stage_2.y", "stage_10_status", "stage_10.z", "param.p", "result.r",
     ]
 
 
