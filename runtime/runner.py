@@ -37,6 +37,7 @@ HIDE_OUTPUT_TAGS = frozenset({"remove-cell", "hide-output", "remove-output"})
 HIDE_MARKDOWN_TAGS = frozenset({"remove-cell"})
 PARAMETERS_TAG = "parameters"
 WARM_TAG = "freeze:warm"
+SKIP_TAG = "freeze:skip"
 COLLECT_PREFIX = "collect:"
 RUN_NAMES = ("freezer_user", "freezer_run")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -266,9 +267,15 @@ class Runner:
         sink = self.sinks[index]
         sink.reset()
         self._send("stage_started", stage=index)
-        if index == 0:
-            self._seed()
-        failure = self._run_cells(index, sink)
+        try:
+            if index == 0:
+                self._seed()
+            failure = self._run_cells(index, sink)
+        except Exception as exc:  # a fault of the runner itself: the person can still retry
+            log.exception("stage %d could not run", index)
+            error = f"{type(exc).__name__}: {exc}"
+            failure = Failure(error, error, None, "This step could not run: " + error)
+        sink.push()
         # The page is complete before the server hears about it.
         if failure is not None:
             self.state = "failed"
@@ -306,6 +313,8 @@ class Runner:
             for pos, cell in enumerate(stage.cells):
                 if self._interrupted:
                     return self._interrupt_failure(None)
+                if SKIP_TAG in cell.tags:
+                    continue
                 if cell.kind == "markdown":
                     if not HIDE_MARKDOWN_TAGS & set(cell.tags):
                         sink.add(markdown_output(cell.source))
