@@ -67,7 +67,7 @@ def emit_app(
             write_app_notebook(manifest, tmp / mf.NOTEBOOK_NAME)
             if requirements is not None:
                 (tmp / REQUIREMENTS_NAME).write_text(requirements.text(), encoding="utf-8")
-            copy_includes(includes, tmp / mf.FILES_DIR, skip=target)
+            copy_includes(includes, tmp / mf.FILES_DIR, skip=target.resolve())
             _apply_umask(tmp)
             swap_into_place(tmp, target)
     except OSError as exc:
@@ -163,6 +163,8 @@ def resolve_includes(
         path = Path(given).resolve()
         if not path.exists():
             raise IncludeError(f"--include {given}: no such file or directory")
+        if not (path.is_file() or path.is_dir()):
+            raise IncludeError(f"--include {given}: not a regular file or directory")
         try:
             relative = path.relative_to(notebook_dir)
         except ValueError:
