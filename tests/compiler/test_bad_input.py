@@ -1,8 +1,9 @@
 """Bad input: each case is one line on stderr naming the file, exit status 2, nothing written.
 
-The corpus of bad notebooks lives in `tests/compiler/bad/`; cases that are not a committed file
-(a directory, a missing path, a 50 MB notebook, an output directory that cannot be written)
-are made in the test.
+The corpus of bad notebooks lives in `tests/compiler/bad/` as `NAME.ipynb.bad` (so that linters
+that read notebooks leave them alone); each test copies one to `NAME.ipynb`. Cases that are not
+a committed file (a directory, a missing path, a 50 MB notebook, an output directory that
+cannot be written) are made in the test.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ CORPUS: dict[str, tuple[str, ...]] = {
 
 
 def test_every_corpus_file_has_an_expectation() -> None:
-    assert sorted(p.name for p in BAD.glob("*.ipynb")) == sorted(CORPUS)
+    assert sorted(p.name.removesuffix(".bad") for p in BAD.iterdir()) == sorted(CORPUS)
 
 
 def assert_one_line(err: str, *fragments: str) -> None:
@@ -65,7 +66,7 @@ def test_bad_notebook(
     name: str, main: Callable[[list[str]], int], tmp_path: Path,
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    shutil.copy(BAD / name, tmp_path / name)
+    shutil.copy(BAD / f"{name}.bad", tmp_path / name)
     monkeypatch.chdir(tmp_path)
     before = snapshot(tmp_path)
     assert main([name]) == 2
@@ -75,12 +76,12 @@ def test_bad_notebook(
 
 def test_the_freezer_command_exits_2_without_a_traceback(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "freezer", "build", str(BAD / "not_json.ipynb"),
+        [sys.executable, "-m", "freezer", "build", str(BAD / "not_json.ipynb.bad"),
          "-o", str(tmp_path / "app")],
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 2
-    assert_one_line(proc.stderr, str(BAD / "not_json.ipynb"), "invalid JSON")
+    assert_one_line(proc.stderr, str(BAD / "not_json.ipynb.bad"), "invalid JSON")
     assert proc.stdout == ""
     assert list(tmp_path.iterdir()) == []
 
