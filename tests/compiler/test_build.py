@@ -269,6 +269,7 @@ def test_requirements_pin_what_the_notebook_imports(
         new_code_cell("def later():\n    import nosuchdistribution_xyz\n    from . import rel"),
         new_code_cell("from helpers import X"),
         new_code_cell("import pandas_never", metadata={"tags": ["freeze:skip"]}),
+        new_code_cell("%pip install -q 'labelkit-extras>=2.1' numpy\nimport os"),
     ]
     notebook = write_nb(tmp_path / "nb.ipynb", cells)
     assert build_main([str(notebook), "-o", str(tmp_path / "app")]) == 0
@@ -280,6 +281,8 @@ def test_requirements_pin_what_the_notebook_imports(
     assert f"numpy=={metadata.version('numpy')}" in lines
     assert f"ipywidgets=={metadata.version('ipywidgets')}" in lines
     assert f"matplotlib=={metadata.version('matplotlib')}" in lines
+    assert "labelkit-extras>=2.1" in lines  # installed by the notebook itself, as written
+    assert sum(line.startswith("numpy") for line in lines) == 1  # the import's pin wins
     assert not any(name in text for name in ("os==", "json==", "pandas_never", "helpers"))
 
     err = capsys.readouterr().err.splitlines()
