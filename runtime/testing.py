@@ -655,6 +655,9 @@ class PageSession:
         except (HTTPClientError, OSError) as error:
             raise ClientError(f"kernel websocket {self.ws_url} refused: {error}") from error
         self._v1 = self._ws.selected_subprotocol == WS_PROTOCOL_V1
+        if self._ws.protocol is not None:
+            # Browsers send small frames at once; Nagle's algorithm would hold them back.
+            self._ws.protocol.set_nodelay(True)
         self._reader = asyncio.create_task(self._read_loop(), name=f"page {self.kernel_id}")
         await self.request("shell", "kernel_info_request", {})
         self.timings["connected"] = time.perf_counter() - self.started

@@ -1,0 +1,157 @@
+"""Widget message round trip: a slider update to the resulting state update, Voila vs Freezer.
+
+One person per server moves the first stage's slider to a new value and waits for the label the
+slider's callback updates; the time in between is one round trip (websocket, server, kernel,
+callback, back). On Freezer's server the update also goes through the write-ahead journal.
+Both servers run at once and are measured in alternating batches, so that both see the same
+machine. p50/p95/p99, and the difference to plain Voila.
+
+After each update the person waits for the kernel to go idle and pauses (`--pause-ms`, 100 by
+default, a slider dragged in steps). With no pause every round trip takes ~40 ms more on both
+servers: neither sets TCP_NODELAY on its websocket, so the kernel's `idle` status waits for the
+client's delayed ACK (Nagle's algorithm), and the next update queues behind it.
+
+    .venv/bin/python benchmarks/roundtrip.py [--updates 500] [--pause-ms 100] [--quick]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from pathlib import Path
+from typing import Any
+
+from common import (
+    ClientError,
+    PageSession,
+    Person,
+    Target,
+    environment,
+    label_text,
+    ms,
+    options,
+    parser,
+    plot_samples,
+    prepare_targets,
+    print_table,
+    ratio,
+    slider_description,
+    stage_ready,
+    summarize,
+    targets,
+    workspace,
+    write_json,
+)
+
+BATCH = 10
+WARM_UP = 20
+UPDATE_TIMEOUT = 30.0
+
+
+async def slider_round_trip(page: PageSession, slider: str, value: int, pause: float) -> float:
+    """Seconds from sending `value` to seeing the label the callback sets for it."""
+    label = label_text(0, value)
+    sent: list[str] = []
+
+    async def move() -> None:
+        sent.append(await page.set_value(slider, value))
+
+    seconds = await page.round_trip(
+        move, until=lambda p: bool(p.find_all(value=label)), timeout=UPDATE_TIMEOUT
+    )
+    await page.wait_idle(sent[0], UPDATE_TIMEOUT)
+    await asyncio.sleep(pause)
+    return seconds
+
+
+async def main() -> int:
+    args_parser = parser(__doc__.splitlines()[0])
+    args_parser.add_argument("--updates", type=int, default=500, help="updates per server")
+    args_parser.add_argument(
+        "--pause-ms", type=float, default=100.0, help="pause after each update (ms)"
+    )
+    opts = options(args_parser.parse_args())
+    updates = 30 if opts.quick else opts.extra["updates"]
+    warm_up = 5 if opts.quick else WARM_UP
+    pause = opts.extra["pause_ms"] / 1000
+    all_targets = targets(opts.freezer, opts.pool_args, opts.no_pool_args)
+    compared = [t for t in all_targets if t.name in ("voila", "freezer pool")]
+    samples: dict[str, list[float]] = {t.name: [] for t in compared}
+    errors: dict[str, list[str]] = {t.name: [] for t in compared}
+    with workspace(stages=2) as (notebook, app_dir, workdir):
+        try:
+            await prepare_targets(compared, notebook, app_dir, workdir)
+            live = [t for t in compared if not t.unavailable]
+            pages: dict[str, tuple[Person, PageSession, str]] = {}
+            for index, target in enumerate(live):
+                assert target.server is not None
+                person = Person(target.server.base_url)
+                page = await target.open_page(person, index)
+                await page.wait_for(stage_ready(0), 120, "the first stage")
+                pages[target.name] = (person, page, page.find(description=slider_description(0)))
+            print(f"measuring {', '.join(pages)} ({updates} updates each) ...", flush=True)
+            value = 0
+            for start in range(-warm_up, updates, BATCH):
+                for name, (_, page, slider) in pages.items():
+                    for _ in range(min(BATCH, updates - start)):
+                        value = value % 1000 + 1
+                        try:
+                            seconds = await slider_round_trip(page, slider, value, pause)
+                        except ClientError as error:
+                            errors[name].append(str(error).splitlines()[0])
+                            continue
+                        if start >= 0:
+                            samples[name].append(seconds)
+            for person, page, _ in pages.values():
+                await page.close(unload=True)
+                await person.close()
+        finally:
+            for target in compared:
+                target.stop()
+    report(compared, samples, errors, updates, opts.out)
+    return 0 if samples["voila"] else 1
+
+
+def report(
+    compared: list[Target],
+    samples: dict[str, list[float]],
+    errors: dict[str, list[str]],
+    updates: int,
+    out: Path,
+) -> None:
+    results: dict[str, Any] = {}
+    reference = summarize(samples["voila"])
+    rows = []
+    for target in compared:
+        if target.unavailable:
+            results[target.name] = {"unavailable": target.unavailable}
+            rows.append([target.name, target.figure_label, "", "", "", "", ""])
+            continue
+        stats = summarize(samples[target.name])
+        results[target.name] = {
+            "round_trip": stats,
+            "samples": samples[target.name],
+            "errors": errors[target.name],
+        }
+        delta = stats["p50"] - reference["p50"]
+        rows.append(
+            [
+                target.name,
+                ms(stats["p50"]),
+                ms(stats["p95"]),
+                ms(stats["p99"]),
+                "" if math.isnan(delta) else f"{delta * 1000:+.2f} ms",
+                ratio(stats["p50"], reference["p50"]),
+                str(len(errors[target.name])),
+            ]
+        )
+    print()
+    print_table(["server", "p50", "p95", "p99", "p50 vs voila", "ratio", "errors"], rows)
+    data = {"benchmark": "roundtrip", "updates": updates, **environment(), "targets": results}
+    path = write_json(out, "roundtrip", data)
+    png = plot_samples(out, "roundtrip", "Slider update to label update", samples)
+    print(f"\nwrote {path} and {png}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main()))
