@@ -97,12 +97,15 @@ def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def csv_columns(flat_rows: Iterable[dict[str, Any]]) -> list[str]:
-    """Every column of the flat rows: fixed ones, then stage by stage, params, results."""
-    seen = dict.fromkeys(FIXED_COLUMNS)
+    """Every column of the flat rows: fixed ones, then stage by stage, params, results.
+
+    Within a group names are sorted, so the header does not depend on the order of the rows.
+    """
+    names = set(FIXED_COLUMNS)
     for flat in flat_rows:
-        seen.update(dict.fromkeys(flat))
-    order = {name: i for i, name in enumerate(seen)}
-    return sorted(seen, key=lambda name: (column_group(name), order[name]))
+        names.update(flat)
+    fixed = {name: i for i, name in enumerate(FIXED_COLUMNS)}
+    return sorted(names, key=lambda name: (column_group(name), fixed.get(name, 0), name))
 
 
 def column_group(name: str) -> tuple[int, int, int]:

@@ -40,7 +40,7 @@ def test_csv_has_one_row_per_run_with_snapshots_and_results(
     assert text.splitlines()[0] == (
         "run_id,app_id,user,status,stage,stages,created_at,updated_at,finished_at,"
         "stage_0_status,stage_0.picker,stage_0.slider,stage_1_status,stage_1.labels,"
-        "stage_2_status,param.shard,result.note,result.threshold,result.count"
+        "stage_2_status,param.shard,result.count,result.note,result.threshold"
     )
     rows = {row["run_id"]: row for row in read_csv(text)}
     assert set(rows) == set(seeded_app.run_ids.values())
@@ -98,12 +98,14 @@ def test_csv_columns_go_stage_by_stage() -> None:
     row = {
         "run_id": "r", "app_id": "a", "user": "u", "status": "active", "stage": 1, "stages": 2,
         "created_at": None, "updated_at": None, "finished_at": None,
-        "results": {"r": 3}, "params": {"p": 1}, "snapshots": {"10": {"z": 1}, "2": {"y": 2}},
+        "results": {"r": 3, "a": 1}, "params": {"p": 1},
+        "snapshots": {"10": {"z": 1}, "2": {"y": 2, "b": 3}},
         "stage_10_status": "finished", "stage_10_snapshot": '{"z": 1}',
         "stage_2_status": "finished", "stage_2_snapshot": '{"y": 2}',
     }
     assert csv_columns([flatten_row(row)])[9:] == [
-        "stage_2_status", "stage_2.y", "stage_10_status", "stage_10.z", "param.p", "result.r",
+        "stage_2_status", "stage_2.b", "stage_2.y", "stage_10_status", "stage_10.z", "param.p",
+        "result.a", "result.r",
     ]
 
 
