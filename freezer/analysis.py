@@ -110,6 +110,16 @@ class _Function:
     node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda
     returns_widget: bool
     writes: tuple[str, ...] | None = None  # computed on first use
+    effects: _Effects | None = None  # computed on first call from top-level code
+
+
+@dataclass(frozen=True)
+class _Effects:
+    """What calling a notebook function does to globals: its body runs with the calling cell."""
+
+    reads: tuple[str, ...] = ()
+    binds: tuple[tuple[str, WidgetValue | None], ...] = ()  # `global x; x = ...`
+    shows: tuple[str, ...] = ()  # names it displays
 
 
 @dataclass
@@ -615,6 +625,24 @@ class _CellWalker:
         self.aliases = saved
 
     def call(self, node: ast.Call) -> None:
+        self._call(node)
+        func = node.func
+        if isinstance(func, ast.Name) and func.id in self.scope.functions \
+                and not any(func.id in s for s in self.locals):
+            self._run_function(self.scope.functions[func.id], node)
+
+    def _run_function(self, function: _Function, node: ast.Call) -> None:
+        """A notebook function called from top-level code: its body runs now (rule 3)."""
+        effects = _effects(function, self, set())
+        line = self.line(node)
+        for name in effects.reads:
+            name = self._canon(name)
+            self.emit(Read(name, line, self.scope.widgets.get(name)))
+        for name, widget in effects.binds:
+            self.emit(Bind(name, line, widget))
+        self.scope.shown.update(effects.shows)
+
+    def _call(self, node: ast.Call) -> None:
         func = node.func
         special = ipython_call(node)
         if special is not None:
@@ -990,6 +1018,79 @@ def _returns_widget(node: ast.FunctionDef | ast.AsyncFunctionDef, walker: _CellW
     return False
 
 
+def _local_names(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda,
+                 body: list[ast.AST]) -> tuple[set[str], set[str]]:
+    """(the function's local names, the names it declares global)."""
+    args = node.args
+    params = {a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]}
+    params.update(a.arg for a in (args.vararg, args.kwarg) if a is not None)
+    declared: set[str] = set()
+    assigned: set[str] = set()
+    for part in body:
+        for sub in ast.walk(part):
+            if isinstance(sub, ast.Global):
+                declared.update(sub.names)
+            elif isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store | ast.Del):
+                assigned.add(sub.id)
+            elif isinstance(sub, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                assigned.add(sub.name)
+            elif isinstance(sub, ast.Import | ast.ImportFrom):
+                assigned.update((a.asname or a.name).split(".")[0] for a in sub.names)
+    return params | (assigned - declared), declared
+
+
+def _effects(function: _Function, walker: _CellWalker, seen: set[int]) -> _Effects:
+    """Globals a function's body reads, binds and shows, following the notebook functions it
+    calls; nested function and class bodies are left out (they run later, if at all)."""
+    if function.effects is not None:
+        return function.effects
+    if id(function) in seen:
+        return _Effects()
+    seen.add(id(function))
+    node = function.node
+    body: list[ast.AST] = [node.body] if isinstance(node, ast.Lambda) else list(node.body)
+    local, declared = _local_names(node, body)
+    reads: list[str] = []
+    binds: list[tuple[str, WidgetValue | None]] = []
+    shows: set[str] = set()
+    made: dict[str, WidgetValue] = {}  # local names holding widgets the function builds
+    published: dict[str, set[str]] = {}  # local name -> the globals assigned from it
+    todo = list(reversed(body))
+    while todo:
+        sub = todo.pop()
+        if isinstance(sub, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
+            continue
+        if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load) and sub.id not in local \
+                and sub.id not in reads:
+            reads.append(sub.id)
+        elif isinstance(sub, ast.Assign):
+            value = sub.value
+            widget = made.get(value.id) if isinstance(value, ast.Name) else None
+            widget = widget or walker.widget_value(value)
+            for target in sub.targets:
+                if isinstance(target, ast.Name) and target.id in declared:
+                    binds.append((target.id, widget))
+                    if isinstance(value, ast.Name):
+                        published.setdefault(value.id, set()).add(target.id)
+                elif isinstance(target, ast.Name) and widget is not None:
+                    made[target.id] = widget
+        elif isinstance(sub, ast.Call):
+            parts = dotted(sub.func)
+            if parts is not None and parts[-1] == "display":
+                shows.update(n for a in sub.args for n in _literal_names(a))
+            callee = walker.scope.functions.get(sub.func.id) if isinstance(
+                sub.func, ast.Name) and sub.func.id not in local else None
+            if callee is not None:
+                inner = _effects(callee, walker, seen)
+                reads.extend(n for n in inner.reads if n not in reads)
+                binds.extend(inner.binds)
+                shows.update(inner.shows)
+        todo.extend(reversed(list(ast.iter_child_nodes(sub))))
+    shows.update(g for name in list(shows) for g in published.get(name, ()))
+    function.effects = _Effects(tuple(reads), tuple(binds), tuple(sorted(shows)))
+    return function.effects
+
+
 def _writes(function: _Function, scope: Scope, seen: set[int]) -> tuple[str, ...]:
     """Globals a callback assigns (`global x`) or mutates, following notebook functions."""
     if function.writes is not None:
@@ -998,19 +1099,8 @@ def _writes(function: _Function, scope: Scope, seen: set[int]) -> tuple[str, ...
         return ()
     seen.add(id(function))
     node = function.node
-    args = node.args
-    params = {a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]}
-    params.update(a.arg for a in (args.vararg, args.kwarg) if a is not None)
     body: list[ast.AST] = [node.body] if isinstance(node, ast.Lambda) else list(node.body)
-    declared: set[str] = set()
-    assigned: set[str] = set()
-    for part in body:
-        for sub in ast.walk(part):
-            if isinstance(sub, ast.Global):
-                declared.update(sub.names)
-            elif isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
-                assigned.add(sub.id)
-    local = params | (assigned - declared)
+    local, declared = _local_names(node, body)
     writes: list[str] = []
 
     def add(name: str | None) -> None:
