@@ -131,6 +131,7 @@ class Scope:
     widget_functions: dict[str, str] = field(default_factory=dict)  # local -> ipywidgets name
     modules: dict[str, str] = field(default_factory=dict)  # local name -> module path
     from_imports: dict[str, tuple[str, str]] = field(default_factory=dict)  # -> (module, attr)
+    star_modules: list[str] = field(default_factory=list)  # `from lib import *`, other packages
     functions: dict[str, _Function] = field(default_factory=dict)
     library_widgets: frozenset[tuple[str, str]] = frozenset()
     widgets: dict[str, WidgetValue] = field(default_factory=dict)  # current widget names
@@ -416,6 +417,8 @@ class _CellWalker:
                         scope.widget_classes[name] = _ipywidget(name)
                     for name in libwidgets.WIDGET_FUNCTIONS:
                         scope.widget_functions[name] = name
+                elif not module.startswith("ipywidgets") and module not in scope.star_modules:
+                    scope.star_modules.append(module)
                 continue
             local = alias.asname or alias.name
             if module.startswith("ipywidgets"):
@@ -774,6 +777,8 @@ class _CellWalker:
                 module, attr = scope.from_imports[head]
                 if (module, attr) in scope.library_widgets:
                     return WidgetValue("library", True)
+            elif any((m, head) in scope.library_widgets for m in scope.star_modules):
+                return WidgetValue("library", True)
             return None
         if head in scope.widget_modules:
             if rest[-1] in libwidgets.WIDGET_CLASSES and rest[:-1] in ([], ["widgets"]):
@@ -894,6 +899,7 @@ def library_candidates(
     from_imports: dict[str, tuple[str, str]] = {}
     where: dict[str, tuple[int, int]] = {}
     callees: list[list[str]] = []
+    stars: set[str] = set()  # `from lib import *`: any bare name called may come from lib
     for index, parsed in cells:
         if parsed.tree is None:
             continue
@@ -911,7 +917,10 @@ def library_candidates(
                     where.setdefault(target, (index, node.lineno + parsed.offset))
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
                 for alias in node.names:
-                    from_imports[alias.asname or alias.name] = (node.module, alias.name)
+                    if alias.name == "*":
+                        stars.add(node.module)
+                    else:
+                        from_imports[alias.asname or alias.name] = (node.module, alias.name)
                     where.setdefault(node.module, (index, node.lineno + parsed.offset))
     found: set[tuple[str, str]] = set()
     for parts in callees:
@@ -921,6 +930,8 @@ def library_candidates(
         elif head in from_imports:
             module, attr = from_imports[head]
             found.add((module, ".".join([attr, *rest])))
+        elif not rest and head not in _BUILTINS:
+            found.update((module, head) for module in stars)
     found = {(m, q) for m, q in found if libwidgets.is_resolvable(m)}
     return found, where
 
