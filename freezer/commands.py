@@ -141,24 +141,24 @@ def default_output(source: SourceNotebook) -> Path:
 def _build(args: argparse.Namespace) -> int:
     source = read_notebook(args.notebook)
     out = Path(args.output) if args.output else default_output(source)
+    where = str(source.path)
     # Options that cannot work are reported before the (possibly slow) trace.
-    resolve_includes(args.include, source.directory)
+    includes = resolve_includes(args.include, source.directory)
     check_target(out.absolute(), source, force=args.force)
     plan = _make_plan(source, args)
     raise_errors(plan, source)
-    cells = code_cells(plan)
     requirements = notebook_requirements(source, plan)
+    warnings = [
+        *source.warnings,
+        *(d.describe(where) for d in plan.diagnostics if d.severity == "warning"),
+        *requirements.warnings,
+        *missing_includes(code_cells(plan), source.directory, includes, where=where),
+    ]
     manifest = emit_app(
         source, plan, out, title=args.title, include=args.include, force=args.force,
         requirements=requirements,
     )
     print(summary(manifest, plan, out))
-    unshipped = missing_includes(
-        cells, source.directory, resolve_includes(args.include, source.directory),
-        where=str(source.path),
-    )
-    warnings = [*source.warnings, *_plan_warnings(plan, source), *requirements.warnings,
-                *unshipped]
     for warning in warnings:
         print(warning, file=sys.stderr)
     return 0
@@ -198,10 +198,6 @@ def raise_errors(plan: Plan, source: SourceNotebook) -> None:
     if len(errors) > MAX_ERROR_LINES:
         lines.append(f"{source.path}: {len(errors) - MAX_ERROR_LINES} more errors")
     raise PlanError(lines)
-
-
-def _plan_warnings(plan: Plan, source: SourceNotebook) -> list[str]:
-    return [d.describe(str(source.path)) for d in plan.diagnostics if d.severity == "warning"]
 
 
 def code_cells(plan: Plan) -> list[tuple[int, str]]:
