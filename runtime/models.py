@@ -266,6 +266,8 @@ def unpack_buffers(blob: bytes) -> list[bytes]:
     while offset < len(blob):
         (size,) = struct.unpack_from(">I", blob, offset)
         offset += 4
+        if offset + size > len(blob):
+            raise ValueError("malformed buffers blob: a buffer runs past its end")
         buffers.append(bytes(blob[offset : offset + size]))
         offset += size
     return buffers
@@ -277,10 +279,12 @@ def iso(value: datetime | None) -> str | None:
 
 
 def to_user(row: UserRecord) -> User:
+    """The frozen row of a `users` record."""
     return User(row.id, row.name, row.is_admin, row.created_at, row.token_hash is not None)
 
 
 def to_run(row: RunRecord, user_name: str) -> Run:
+    """The frozen row of a `runs` record, with its user's name."""
     return Run(
         id=row.id, app_id=row.app_id, user_id=row.user_id, user_name=user_name,
         status=row.status, stage=row.stage, seed=row.seed, params=dict(row.params or {}),
@@ -289,10 +293,12 @@ def to_run(row: RunRecord, user_name: str) -> Run:
 
 
 def to_event(row: EventRecord) -> Event:
+    """The frozen row of an `events` record."""
     return Event(row.run_id, row.seq, row.at, row.kind, row.ordinal, row.payload, row.buffers)
 
 
 def to_stage(row: StageRecord) -> StageRow:
+    """The frozen row of a `stages` record."""
     return StageRow(
         row.run_id, row.index, row.status, row.started_at, row.finished_at, row.snapshot,
         row.error, row.traceback,
@@ -300,7 +306,9 @@ def to_stage(row: StageRecord) -> StageRow:
 
 
 def to_result(row: ResultRecord) -> Result:
+    """The frozen row of a `results` record."""
     return Result(row.run_id, row.name, row.value, row.stage, row.at)
+
 
 def export_row(
     run: Run, stage_count: int, stages: Sequence[StageRow], results: Sequence[Result]
