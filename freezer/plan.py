@@ -164,7 +164,6 @@ class _Planner:
         self.parameters: list[Parameter] = []
         self.parameters_cell: int | None = None
         self.warm_leading = True
-        self.reported: set[tuple[str, int | None, str]] = set()
         self.widget_reads: list[tuple[str, int, int, bool]] = []  # name, cell, line, same cell
 
     def note(self, code: str, severity: Severity, cell: int | None, line: int | None,
