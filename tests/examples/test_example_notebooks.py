@@ -170,7 +170,7 @@ def test_example_runs_top_to_bottom(name: str) -> None:
 def test_labeling_shows_pngs_and_label_buttons() -> None:
     nb, collected = plain_run("labeling")
     images = [image_bytes(model) for model in widget_models(nb, "ImageModel")]
-    assert len(images) == 6 + 12, "six reference portraits and twelve borderline photos"
+    assert len(images) == 6 + 3 + 12, "portraits, the chosen reference photos, borderline photos"
     assert all(image.startswith(PNG_SIGNATURE) for image in images)
     toggles = [model["state"] for model in widget_models(nb, "ToggleButtonsModel")]
     people = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Ken"]
