@@ -61,10 +61,10 @@ def read_notebook(path: str | Path, *, max_bytes: int = MAX_NOTEBOOK_BYTES) -> S
     data = _parse_json(raw, where)
     _check_version(data, where)
     nb = nbformat.from_dict(data)  # type: ignore[no-untyped-call]
-    rejoin_lines(nb)  # type: ignore[no-untyped-call]
     _drop_saved_state(nb)
     _assign_cell_ids(nb)
     _validate(nb, where)
+    rejoin_lines(nb)  # type: ignore[no-untyped-call]  # sources saved as lists of lines
     _check_has_code(nb, where)
     kernel_name, language, warnings = map_kernel(nb, where)
     nb.metadata["kernelspec"] = kernelspec(kernel_name, language)

@@ -144,3 +144,30 @@ def test_a_notebook_over_the_limit_says_so(tmp_path: Path) -> None:
         read_notebook(notebook, max_bytes=1_000_000)
     assert "up to 1 MB" in info.value.message
     assert "--clear-output" in info.value.message
+
+
+MALFORMED = {
+    "cell-not-object": ('"metadata": {}, "cells": [1]', "cell 1: not a JSON object"),
+    "source-not-text": ('"metadata": {}, "cells": [{"cell_type": "code", "source": ["a", 3], '
+                        '"metadata": {}, "outputs": []}]', "cell 1"),
+    "tag-not-text": ('"metadata": {}, "cells": [{"cell_type": "code", "source": "x", '
+                     '"metadata": {"tags": [1]}, "outputs": []}]', "cells/0/metadata/tags/0"),
+    "cell-metadata-list": ('"metadata": {}, "cells": [{"cell_type": "code", "source": "x", '
+                           '"metadata": [], "outputs": []}]', "cell 1"),
+    "cells-object": ('"metadata": {}, "cells": {}', '"cells"'),
+    "metadata-missing": ('"cells": [{"cell_type": "code", "source": "x", "metadata": {}, '
+                         '"outputs": []}]', "'metadata' is a required property"),
+    "kernelspec-text": ('"metadata": {"kernelspec": "python3"}, "cells": []', "kernelspec"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_notebooks_are_one_line_too(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    body, fragment = MALFORMED[case]
+    path = tmp_path / "m.ipynb"
+    path.write_text(f'{{"nbformat": 4, "nbformat_minor": 5, {body}}}')
+    assert build_main([str(path)]) == 2
+    assert_one_line(capsys.readouterr().err, f"{path}: ", fragment)
+    assert snapshot(tmp_path) == {"m.ipynb"}
