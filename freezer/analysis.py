@@ -655,9 +655,11 @@ class _CellWalker:
         if what is not None:
             self.facts.stdin.append((self.line(node), True, what))
         parts = dotted(func)
-        if parts is not None and parts[-1] == "display" and (
-            len(parts) == 1 or parts[0] in ("IPython", "ipd", "display")
-        ):
+        if parts is not None and (parts == ["display"] or parts[-1] == "display" and parts[0] in (
+            "IPython", "ipd", "display"
+        ) or len(parts) == 1 and self.scope.from_imports.get(parts[0]) == (
+            "IPython.display", "display"
+        )):
             self.display(node)
             return
         function = self._widget_function(func)

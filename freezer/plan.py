@@ -165,6 +165,7 @@ class _Planner:
         self.parameters_cell: int | None = None
         self.warm_leading = True
         self.widget_reads: list[tuple[str, int, int, bool]] = []  # name, cell, line, same cell
+        self.shown: set[str] = set()  # widget names the --trace run saw shown
 
     def note(self, code: str, severity: Severity, cell: int | None, line: int | None,
              message: str) -> None:
@@ -200,6 +201,7 @@ class _Planner:
             else:
                 self.code_cell(index, tags, analyzer.analyze(index, _source(cell), parsed[index]))
         self.stages[-1].cells.extend(self.markdown)
+        analyzer.scope.shown.update(self.shown)
         self.check_widget_reads(analyzer.scope.shown_names())
         if not parsed:
             self.note("no-code-cells", "warning", None, None,
@@ -346,6 +348,9 @@ class _Planner:
             else:
                 for name in event.names:
                     self.pending[name] = _Pending("callback", index, event.how)
+        if index in self.traced:  # the trace saw this cell's widgets: whatever it holds is shown
+            self.shown.update(e.name for e in facts.events if isinstance(e, Bind | Read)
+                              and e.widget is not None)
         if index in self.traced and not facts.shows_widgets:
             # Widgets the analysis cannot see: the names the cell binds from calls hold them.
             names = [e.name for e in facts.events if isinstance(e, Bind) and e.by_call
