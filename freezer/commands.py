@@ -98,9 +98,9 @@ def plan_parser() -> argparse.ArgumentParser:
 def _add_trace_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--trace", action="store_true",
-        help="run the notebook once in a throw-away python3 kernel (in the notebook's "
-        "directory) to find cells that show widgets the code does not name, e.g. a library "
-        "function that displays them",
+        help="run the notebook once in a throw-away kernel, in the notebook's directory, to "
+        "find cells that show widgets the code does not name (e.g. a library function that "
+        "displays them); the notebook's code really runs, files it writes are written",
     )
     parser.add_argument(
         "--trace-timeout", metavar="S", type=float, default=DEFAULT_TRACE_TIMEOUT,
@@ -184,7 +184,7 @@ def _make_plan(source: SourceNotebook, args: argparse.Namespace) -> Plan:
 
         traced = trace_notebook(
             source.nb, cell_timeout=args.trace_timeout, cwd=source.directory,
-            where=str(source.path),
+            where=str(source.path), kernel_name=source.kernel_name,
         )
     return plan_notebook(source.nb, traced_cells=traced)
 

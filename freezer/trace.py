@@ -22,7 +22,7 @@ import nbformat
 from freezer.errors import TraceError
 
 WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
-TRACE_KERNEL = "python3"
+DEFAULT_KERNEL = "python3"
 KERNEL_START_TIMEOUT = 60.0
 """Seconds to wait for the throw-away kernel to answer."""
 SKIP_TAG = "freeze:skip"
@@ -38,20 +38,23 @@ def trace_notebook(
     env: Mapping[str, str] | None = None,
     progress: TextIO | None = None,
     where: str = "notebook",
+    kernel_name: str = DEFAULT_KERNEL,
 ) -> frozenset[int]:
-    """Execute `nb` once in a fresh python3 kernel; return the indices of widget-showing cells.
+    """Execute `nb` once in a fresh kernel; return the indices of widget-showing cells.
 
-    `cell_timeout` is seconds per cell (0 means no limit). The kernel runs in `cwd` (the
-    notebook's directory, so relative paths work) with `env` (default: this process's
-    environment). Cells tagged ``freeze:skip`` and ``%block`` markers are not run. Each cell's
-    outcome is one line on `progress` (default: stderr); a cell that raises is reported and the
-    trace goes on; a cell that times out ends it with :class:`TraceError`.
+    `cell_timeout` is seconds per cell (0 means no limit). The kernel (`kernel_name`, the one
+    the app runs on) starts in `cwd` (the notebook's directory, so relative paths work, and
+    files the notebook writes are written there, as with `jupyter nbconvert --execute`) with
+    `env` (default: this process's environment). Cells tagged ``freeze:skip`` and ``%block``
+    markers are not run. Each cell's outcome is one line on `progress` (default: stderr); a
+    cell that raises is reported and the trace goes on; a cell that times out ends it with
+    :class:`TraceError`.
     """
     from jupyter_client.manager import KernelManager
 
     out = sys.stderr if progress is None else progress
     cells = [(i, c) for i, c in enumerate(nb.cells) if _runs_in_trace(c)]
-    manager = KernelManager(kernel_name=TRACE_KERNEL)
+    manager = KernelManager(kernel_name=kernel_name)
     try:
         # The kernel's own log lines (not the cells' output, which comes over iopub) are noise.
         manager.start_kernel(
@@ -61,14 +64,14 @@ def trace_notebook(
             stderr=subprocess.DEVNULL,
         )
     except Exception as exc:
-        raise TraceError(f"--trace: cannot start a {TRACE_KERNEL} kernel: {exc}") from None
+        raise TraceError(f"--trace: cannot start a {kernel_name} kernel: {exc}") from None
     client = manager.client()
     client.start_channels()
     try:
         try:
             client.wait_for_ready(timeout=KERNEL_START_TIMEOUT)
         except RuntimeError as exc:
-            raise TraceError(f"--trace: the {TRACE_KERNEL} kernel did not start: {exc}") from None
+            raise TraceError(f"--trace: the {kernel_name} kernel did not start: {exc}") from None
         showing: set[int] = set()
         for n, (index, cell) in enumerate(cells, start=1):
             label = f"trace: cell {index + 1} ({n}/{len(cells)})"
