@@ -25,6 +25,8 @@ WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
 DEFAULT_KERNEL = "python3"
 KERNEL_START_TIMEOUT = 60.0
 """Seconds to wait for the throw-away kernel to answer."""
+ALIVE_CHECK_SECONDS = 1.0
+"""While a cell is silent, how often the kernel process is checked for being alive."""
 SKIP_TAG = "freeze:skip"
 _BLOCK_MAGICS = ("%block", "%blockrun")
 _DISPLAY_TYPES = ("display_data", "execute_result", "update_display_data")
@@ -76,7 +78,7 @@ def trace_notebook(
         for n, (index, cell) in enumerate(cells, start=1):
             label = f"trace: cell {index + 1} ({n}/{len(cells)})"
             started = time.monotonic()
-            widgets, error = _execute(client, cell.source, cell_timeout, where, index)
+            widgets, error = _execute(manager, client, cell.source, cell_timeout, where, index)
             elapsed = time.monotonic() - started
             if widgets:
                 showing.add(index)
@@ -97,7 +99,7 @@ def _runs_in_trace(cell: Any) -> bool:
 
 
 def _execute(
-    client: Any, source: str, timeout: float, where: str, index: int
+    manager: Any, client: Any, source: str, timeout: float, where: str, index: int
 ) -> tuple[bool, str | None]:
     """Run one cell; return (showed a widget view, one-line error or None)."""
     msg_id = client.execute(source, store_history=True, allow_stdin=False)
@@ -105,14 +107,23 @@ def _execute(
     widgets = False
     error: str | None = None
     while True:
-        wait = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-        try:
-            msg = client.get_iopub_msg(timeout=wait)
-        except queue.Empty:
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
             raise TraceError(
                 f"{where}: cell {index + 1}: still running after {timeout:g} s under --trace; "
                 "raise --trace-timeout, or tag the cell freeze:skip"
-            ) from None
+            )
+        wait = ALIVE_CHECK_SECONDS if deadline is None else min(ALIVE_CHECK_SECONDS,
+                                                                 deadline - now)
+        try:
+            msg = client.get_iopub_msg(timeout=wait)
+        except queue.Empty:
+            if not manager.is_alive():
+                raise TraceError(
+                    f"{where}: cell {index + 1}: the kernel died running it under --trace; "
+                    "fix the cell or tag it freeze:skip"
+                ) from None
+            continue
         if msg.get("parent_header", {}).get("msg_id") != msg_id:
             continue
         kind, content = msg["msg_type"], msg["content"]

@@ -106,3 +106,10 @@ def test_a_cell_that_hangs_ends_the_trace(
     err = capsys.readouterr().err.splitlines()
     assert err[-1].startswith(f"freezer: {path}: cell 2: still running after 1 s")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hangs.ipynb"]
+
+
+def test_a_kernel_that_dies_ends_the_trace(tmp_path: Path) -> None:
+    nb = new_notebook(cells=[new_code_cell("import os\nos._exit(3)")])
+    with pytest.raises(TraceError) as info:
+        trace_notebook(nb, cwd=tmp_path, cell_timeout=0, progress=io.StringIO(), where="nb")
+    assert info.value.message.startswith("nb: cell 1: the kernel died")
