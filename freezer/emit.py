@@ -305,12 +305,25 @@ def _apply_umask(app_dir: Path) -> None:
 
     Temporary files and directories are private (0600/0700); a served app is read by others.
     """
-    umask = os.umask(0)
-    os.umask(umask)
+    umask = _current_umask()
     app_dir.chmod(0o777 & ~umask)
     for path in app_dir.iterdir():
         if path.is_file():
             path.chmod(0o666 & ~umask)
+
+
+def _current_umask() -> int:
+    # Linux reports it without changing it; os.umask() sets it process-wide for a moment,
+    # which races with other threads (`freezer preview` rebuilds inside a running server).
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
 
 
 def swap_into_place(built: Path, target: Path) -> None:
