@@ -13,7 +13,6 @@ import ast
 import asyncio
 import html
 import logging
-import math
 import os
 import random
 import re
@@ -28,7 +27,7 @@ from typing import Any, cast
 from runtime import manifest as mf
 from runtime.capture import Capture, CellError, Output, OutputSink
 from runtime.errors import RuntimeAppError
-from runtime.stepper import AppView
+from runtime.stepper import AppView, disable_widgets, json_value, markdown_output
 
 log = logging.getLogger("freezer.runner")
 
@@ -67,73 +66,6 @@ class Failure:
     traceback: str
     cell_error: CellError | None
     message: str
-
-
-def json_value(value: Any, depth: int = 0) -> Any:
-    """A JSON value for `value`: widgets give their value, containers recurse, else `repr`."""
-    from ipywidgets import Box, Widget, interactive
-
-    if depth > 20:
-        return repr(value)
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else repr(value)
-    if isinstance(value, interactive):
-        return {name: json_value(v, depth + 1) for name, v in value.kwargs.items()}
-    if isinstance(value, Widget):
-        if value.has_trait("value"):
-            return json_value(value.value, depth + 1)
-        if isinstance(value, Box):
-            return [json_value(child, depth + 1) for child in value.children]
-        return repr(value)
-    if isinstance(value, (list, tuple)):
-        return [json_value(v, depth + 1) for v in value]
-    if isinstance(value, dict):
-        return {str(k): json_value(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, (set, frozenset)):
-        return sorted((json_value(v, depth + 1) for v in value), key=repr)
-    tolist = getattr(value, "tolist", None)  # numpy scalars and arrays, pandas Series
-    if callable(tolist):
-        try:
-            return json_value(tolist(), depth + 1)
-        except Exception:  # noqa: BLE001 - an odd object: fall back to its repr
-            pass
-    return repr(value)
-
-
-def disable_widgets(value: Any, depth: int = 0) -> None:
-    """Disable a widget, the widgets inside a container, or a collection of widgets."""
-    from ipywidgets import Box, Widget
-
-    if depth > 20:
-        return
-    if isinstance(value, Widget):
-        if value.has_trait("disabled"):
-            value.disabled = True
-        if isinstance(value, Box):
-            for child in value.children:
-                disable_widgets(child, depth + 1)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            disable_widgets(item, depth + 1)
-    elif isinstance(value, dict):
-        for item in value.values():
-            disable_widgets(item, depth + 1)
-
-
-def markdown_output(source: str) -> Output:
-    """A markdown cell as a rendered-HTML display output."""
-    import mistune
-
-    render = mistune.create_markdown(
-        escape=False, plugins=["strikethrough", "table", "url", "task_lists", "math"]
-    )
-    return {
-        "output_type": "display_data",
-        "data": {"text/html": str(render(source))},
-        "metadata": {},
-    }
 
 
 def declared_names(source: str) -> set[str]:
@@ -181,6 +113,14 @@ class Runner:
         if self._prepared:
             return
         self._prepared = True
+        # What the first stage needs anyway, loaded before the person arrives (pool kernels).
+        import ipywidgets  # noqa: F401
+
+        markdown_output("")
+        try:
+            import numpy  # noqa: F401  (seeded before stage 0)
+        except ImportError:
+            pass
         for pos, cell in enumerate(self.manifest.stages[0].cells):
             if cell.kind == "markdown":
                 continue
@@ -407,8 +347,10 @@ class Runner:
         if self.config is None:
             return
         random.seed(self.config.seed)
-        import numpy
-
+        try:
+            import numpy
+        except ImportError:
+            return
         numpy.random.seed(self.config.seed % 2**32)
 
     def _inject_parameters(self) -> Failure | None:

@@ -1,15 +1,20 @@
-"""The app's root widget: a stepper, one `Output` per stage, a Next button and a status line.
+"""What the person sees: the root widget (stepper, one `Output` per stage, Next, status line),
+rendered markdown, and the values read from (and the freezing of) the widgets they used.
 
-Only presentation lives here; :mod:`runtime.runner` decides what happens and when.
+:mod:`runtime.runner` decides what happens and when.
 """
 
 from __future__ import annotations
 
+import functools
 import html
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import ipywidgets as widgets
+
+from runtime.capture import Output
 
 StageState = Literal["pending", "running", "ready", "failed", "done"]
 
@@ -115,3 +120,72 @@ class AppView:
 
     def _status_text(self, text: str) -> str:
         return text if self.saved else f"{text}  {UNSAVED_NOTE}"
+
+
+def json_value(value: Any, depth: int = 0) -> Any:
+    """A JSON value for `value`: widgets give their value, containers recurse, else `repr`."""
+    if depth > 20:
+        return repr(value)
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, widgets.interactive):
+        return {name: json_value(v, depth + 1) for name, v in value.kwargs.items()}
+    if isinstance(value, widgets.Widget):
+        if value.has_trait("value"):
+            return json_value(value.value, depth + 1)
+        if isinstance(value, widgets.Box):
+            return [json_value(child, depth + 1) for child in value.children]
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return [json_value(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        return {str(k): json_value(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (set, frozenset)):
+        return sorted((json_value(v, depth + 1) for v in value), key=repr)
+    tolist = getattr(value, "tolist", None)  # numpy scalars and arrays, pandas Series
+    if callable(tolist):
+        try:
+            return json_value(tolist(), depth + 1)
+        except Exception:  # noqa: BLE001 - an odd object: fall back to its repr
+            pass
+    return repr(value)
+
+
+def disable_widgets(value: Any, depth: int = 0) -> None:
+    """Disable a widget, the widgets inside a container, or a collection of widgets."""
+    if depth > 20:
+        return
+    if isinstance(value, widgets.Widget):
+        if value.has_trait("disabled"):
+            value.disabled = True
+        if isinstance(value, widgets.Box):
+            for child in value.children:
+                disable_widgets(child, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            disable_widgets(item, depth + 1)
+    elif isinstance(value, dict):
+        for item in value.values():
+            disable_widgets(item, depth + 1)
+
+
+@functools.cache
+def _markdown_renderer() -> Any:
+    import mistune
+
+    # escape=False: the notebook's author is trusted, and Jupyter renders their HTML too.
+    return mistune.create_markdown(
+        escape=False, plugins=["strikethrough", "table", "url", "task_lists", "math"]
+    )
+
+
+def markdown_output(source: str) -> Output:
+    """A markdown cell as a rendered-HTML display output."""
+    render = _markdown_renderer()
+    return {
+        "output_type": "display_data",
+        "data": {"text/html": str(render(source))},
+        "metadata": {},
+    }

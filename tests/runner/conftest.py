@@ -196,6 +196,25 @@ class Frontend:
         assert reply["content"]["status"] == "ok", reply["content"]
         return reply
 
+    async def execute_idle(self, source: str) -> Json:
+        """Run code successfully and wait until its iopub messages have all arrived."""
+        reply = await self.execute_ok(source)
+        msg_id = reply["parent_header"]["msg_id"]
+        await self.wait_for(lambda: any(
+            m["msg_type"] == "status" and m["content"]["execution_state"] == "idle"
+            and m["parent_header"].get("msg_id") == msg_id
+            for m in self.iopub
+        ))
+        return reply
+
+    async def execute_text(self, source: str) -> str:
+        """Run code; return what it printed."""
+        reply = await self.execute_idle(source)
+        msg_id = reply["parent_header"]["msg_id"]
+        return "".join(
+            m["content"]["text"] for m in self.iopub_outputs(msg_id) if m["msg_type"] == "stream"
+        )
+
     def send_comm(self, comm_id: str, data: Json) -> None:
         msg = self.kc.session.msg("comm_msg", {"comm_id": comm_id, "data": data})
         self.kc.shell_channel.send(msg)

@@ -131,6 +131,4 @@ async def test_parameters_are_overridden_and_results_collected(
     assert fe.has_event("collected", stage=1) == {
         "event": "collected", "stage": 1, "name": "final", "value": 30,
     }
-    reply = await fe.execute_ok("print('undeclared' in globals())")
-    streams = [m for m in fe.iopub_outputs(reply["parent_header"]["msg_id"])]
-    assert streams[0]["content"]["text"] == "False\n"
+    assert await fe.execute_text("print('undeclared' in globals())") == "False\n"
