@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -240,10 +241,54 @@ SCHEMA: dict[str, Any] = {
 }
 
 
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "object": dict, "array": list, "string": str, "integer": int, "boolean": bool,
+}
+
+
+def schema_errors(data: Any, schema: dict[str, Any], path: str = "") -> list[str]:
+    """Check `data` against the subset of JSON Schema that :data:`SCHEMA` uses.
+
+    The runtime validates every manifest it loads, in every kernel it starts; importing the
+    `jsonschema` package costs seconds there (its format checkers build grammars on import), so
+    this small checker interprets the schema instead. The tests compare it with `jsonschema`.
+    """
+    where = path or "(top level)"
+    expected = schema.get("type")
+    if expected is not None:
+        ok = isinstance(data, _TYPES[expected])
+        if expected in ("integer", "object", "array", "string") and isinstance(data, bool):
+            ok = False
+        if not ok:
+            return [f"{where}: {data!r} is not of type {expected!r}"]
+    if "enum" in schema and data not in schema["enum"]:
+        return [f"{where}: {data!r} is not one of {schema['enum']!r}"]
+    if "minimum" in schema and data < schema["minimum"]:
+        return [f"{where}: {data!r} is less than the minimum of {schema['minimum']}"]
+    if "pattern" in schema and not re.search(schema["pattern"], data):
+        return [f"{where}: {data!r} does not match {schema['pattern']!r}"]
+    errors: list[str] = []
+    if isinstance(data, dict):
+        for name in schema.get("required", ()):
+            if name not in data:
+                errors.append(f"{where}: {name!r} is a required property")
+        properties = schema.get("properties", {})
+        for name, value in data.items():
+            if name in properties:
+                errors += schema_errors(value, properties[name], f"{path}/{name}".lstrip("/"))
+            elif schema.get("additionalProperties") is False:
+                errors.append(f"{where}: additional property {name!r} is not allowed")
+    if isinstance(data, list):
+        if len(data) < schema.get("minItems", 0):
+            errors.append(f"{where}: should have at least {schema['minItems']} item(s)")
+        if "items" in schema:
+            for i, item in enumerate(data):
+                errors += schema_errors(item, schema["items"], f"{path}/{i}".lstrip("/"))
+    return errors
+
+
 def validate(data: Any, where: str = MANIFEST_NAME) -> None:
     """Raise :class:`ManifestError` unless `data` is a manifest this runtime can serve."""
-    import jsonschema
-
     if not isinstance(data, dict):
         raise ManifestError(f"{where}: not a Freezer manifest (expected a JSON object)")
     fmt = data.get("format")
@@ -252,11 +297,9 @@ def validate(data: Any, where: str = MANIFEST_NAME) -> None:
             f"{where}: manifest format {fmt} is newer than this Freezer understands "
             f"(format {FORMAT}); upgrade Freezer or rebuild the app with this version"
         )
-    try:
-        jsonschema.validate(data, SCHEMA)
-    except jsonschema.ValidationError as exc:
-        path = "/".join(str(p) for p in exc.absolute_path) or "(top level)"
-        raise ManifestError(f"{where}: invalid manifest at {path}: {exc.message}") from None
+    errors = schema_errors(data, SCHEMA)
+    if errors:
+        raise ManifestError(f"{where}: invalid manifest at {errors[0]}")
 
 
 def loads(text: str, where: str = MANIFEST_NAME) -> Manifest:

@@ -70,3 +70,28 @@ def test_schema_violation_names_the_path(tmp_path: Path) -> None:
 def test_missing_manifest_says_what_is_wrong(tmp_path: Path) -> None:
     with pytest.raises(mf.ManifestError, match="Freezer app directory"):
         mf.load(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: d,
+        lambda d: d.pop("title"),
+        lambda d: d.update(format="1"),
+        lambda d: d.update(format=True),
+        lambda d: d.update(app_id="not-hex"),
+        lambda d: d.update(stages=[]),
+        lambda d: d["stages"][0].update(index=-1),
+        lambda d: d["stages"][0]["cells"][0].update(extra=1),
+        lambda d: d["stages"][0]["waits_on"][0].update(kind="guess"),
+        lambda d: d["stages"][0].update(collect=[1]),
+        lambda d: d["kernel"].pop("language"),
+    ],
+)
+def test_builtin_checker_agrees_with_jsonschema(mutate: object) -> None:
+    import jsonschema
+
+    data = sample().to_json()
+    mutate(data)  # type: ignore[operator]
+    reference = list(jsonschema.Draft202012Validator(mf.SCHEMA).iter_errors(data))
+    assert bool(mf.schema_errors(data, mf.SCHEMA)) == bool(reference)
