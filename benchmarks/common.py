@@ -36,6 +36,7 @@ from runtime.testing import (
     ServerProcess,
     child_pids,
     free_port,
+    start_freezer,
     start_voila,
 )
 
@@ -134,7 +135,7 @@ class Target:
             if self.kind == "voila":
                 self.server = start_voila(notebook, extra_args=self.extra_args)
             else:
-                self.server = start_freezer(app_dir, workdir, self.extra_args)
+                self.server = start_target_freezer(app_dir, workdir, self.extra_args)
             await self.server.wait_ready(START_TIMEOUT)
         except (ClientError, OSError) as error:
             self.unavailable = f"server did not start: {str(error).splitlines()[0]}"
@@ -178,17 +179,13 @@ def build_app(notebook: Path, app_dir: Path) -> str | None:
     return None
 
 
-def start_freezer(app_dir: Path, workdir: Path, extra_args: Sequence[str]) -> ServerProcess:
-    """Start `freezer serve APP` on a free loopback port with its own SQLite file."""
+def start_target_freezer(app_dir: Path, workdir: Path, extra_args: Sequence[str]) -> ServerProcess:
+    """`freezer serve APP` signing people in by name, with a SQLite file of its own."""
     port = free_port()
-    db = workdir / f"freezer-{port}.db"
-    argv = [
-        sys.executable, "-m", "freezer", "serve", str(app_dir),
-        f"--port={port}", "--ip=127.0.0.1", "--FreezerApp.port_retries=0", "--no-browser",
-        "--auth", "name", f"--db=sqlite:///{db}",
-        *extra_args,
-    ]  # fmt: skip
-    return ServerProcess(argv, port, cwd=workdir, ready_path="health", name="freezer")
+    db_url = f"sqlite:///{workdir / f'freezer-{port}.db'}"
+    return start_freezer(
+        app_dir, port=port, db_url=db_url, extra_args=["--auth", "name", *extra_args]
+    )
 
 
 @contextlib.contextmanager
@@ -200,17 +197,12 @@ def workspace(stages: int) -> Iterator[tuple[Path, Path, Path]]:
         yield notebook, workdir / "app", workdir
 
 
-async def prepare_targets(
-    all_targets: list[Target], notebook: Path, app_dir: Path, workdir: Path
-) -> None:
-    """Build the app if a Freezer target is wanted, then start every available server."""
-    if any(t.kind == "freezer" and not t.unavailable for t in all_targets):
-        failure = build_app(notebook, app_dir)
-        for target in all_targets:
-            if target.kind == "freezer" and failure:
-                target.unavailable = failure
-    for target in all_targets:
-        await target.start(notebook, app_dir, workdir)
+def build_for(all_targets: list[Target], notebook: Path, app_dir: Path) -> None:
+    """`freezer build` the notebook when a Freezer target is wanted; a failure marks them."""
+    wanted = [t for t in all_targets if t.kind == "freezer" and not t.unavailable]
+    failure = build_app(notebook, app_dir) if wanted else None
+    for target in wanted:
+        target.unavailable = failure
 
 
 # --- process figures --------------------------------------------------------------------------

@@ -20,12 +20,12 @@ from common import (
     ClientError,
     Person,
     Target,
+    build_for,
     environment,
     ms,
     options,
     parser,
     plot_samples,
-    prepare_targets,
     print_table,
     ratio,
     stage_ready,
@@ -89,8 +89,9 @@ async def main() -> int:
     results: dict[str, Any] = {}
     with workspace(stages=2) as (notebook, app_dir, workdir):
         try:
-            await prepare_targets(all_targets, notebook, app_dir, workdir)
+            build_for(all_targets, notebook, app_dir)
             for target in all_targets:
+                await target.start(notebook, app_dir, workdir)  # one server at a time
                 if target.unavailable:
                     results[target.name] = {"unavailable": target.unavailable}
                     continue

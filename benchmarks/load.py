@@ -30,6 +30,7 @@ from common import (
     PageSession,
     Person,
     Target,
+    build_for,
     environment,
     label_text,
     ms,
@@ -37,7 +38,6 @@ from common import (
     parser,
     percentile,
     plot_samples,
-    prepare_targets,
     print_table,
     ratio,
     slider_description,
@@ -268,8 +268,9 @@ async def main() -> int:
     results: dict[str, Any] = {}
     with workspace(stages) as (notebook, app_dir, workdir):
         try:
-            await prepare_targets(compared, notebook, app_dir, workdir)
+            build_for(compared, notebook, app_dir)
             for target in compared:
+                await target.start(notebook, app_dir, workdir)  # one server at a time
                 if target.unavailable:
                     results[target.name] = {"unavailable": target.unavailable}
                     continue

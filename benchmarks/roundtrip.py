@@ -26,13 +26,13 @@ from common import (
     PageSession,
     Person,
     Target,
+    build_for,
     environment,
     label_text,
     ms,
     options,
     parser,
     plot_samples,
-    prepare_targets,
     print_table,
     ratio,
     slider_description,
@@ -80,7 +80,9 @@ async def main() -> int:
     errors: dict[str, list[str]] = {t.name: [] for t in compared}
     with workspace(stages=2) as (notebook, app_dir, workdir):
         try:
-            await prepare_targets(compared, notebook, app_dir, workdir)
+            build_for(compared, notebook, app_dir)
+            for target in compared:
+                await target.start(notebook, app_dir, workdir)
             live = [t for t in compared if not t.unavailable]
             pages: dict[str, tuple[Person, PageSession, str]] = {}
             for index, target in enumerate(live):

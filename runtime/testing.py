@@ -37,10 +37,12 @@ from urllib.parse import urlencode, urljoin, urlsplit
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
+from runtime.errors import RuntimeAppError
+
 LOOPBACK = "127.0.0.1"
 
 
-class ClientError(Exception):
+class ClientError(RuntimeAppError):
     """The page, the server or the kernel did not behave as a person's browser expects."""
 
 
@@ -183,6 +185,27 @@ def start_voila(
         *extra_args,
     ]
     return ServerProcess(argv, port, cwd=notebook.parent, name="voila")
+
+
+def start_freezer(
+    app_dir: str | os.PathLike[str],
+    *,
+    port: int | None = None,
+    db_url: str | None = None,
+    extra_args: Sequence[str] = ("--auth", "name"),
+) -> ServerProcess:
+    """Start `freezer serve APP` on a loopback port (ready at `/health`); call
+    :meth:`ServerProcess.wait_ready`. The database defaults to the app's own SQLite file.
+    """
+    app_dir = Path(app_dir).resolve()
+    port = port or free_port()
+    argv = [
+        sys.executable, "-m", "freezer", "serve", str(app_dir),
+        f"--port={port}", f"--ip={LOOPBACK}", "--FreezerApp.port_retries=0", "--no-browser",
+        *([f"--db={db_url}"] if db_url else []),
+        *extra_args,
+    ]  # fmt: skip
+    return ServerProcess(argv, port, cwd=app_dir.parent, ready_path="health", name="freezer")
 
 
 # --- the kernel websocket protocol ---------------------------------------------------------
@@ -426,6 +449,16 @@ class CookieJar:
         return "; ".join(f"{name}={value}" for name, value in self._coded.items())
 
 
+def _seconds(retry_after: str | None) -> float | None:
+    """A `Retry-After` header in seconds (the HTTP-date form counts as one second)."""
+    if retry_after is None:
+        return None
+    try:
+        return max(0.0, float(retry_after))
+    except ValueError:
+        return 1.0
+
+
 def _expired(expires: str, max_age: str) -> bool:
     if max_age:
         with contextlib.suppress(ValueError):
@@ -458,6 +491,7 @@ class Person:
         self.cookies = CookieJar(cookies)
         self.request_timeout = request_timeout
         self.sessions: list[PageSession] = []
+        self.busy_retries = 0  # "busy, retrying" answers waited out
         # One client per person, like one browser: Tornado's shared client queues requests
         # beyond 10 at a time, which would distort load tests.
         self._http = AsyncHTTPClient(force_instance=True, max_clients=4)
@@ -519,9 +553,21 @@ class Person:
                 method, body = "GET", None
         raise ClientError(f"too many redirects from {self.url(path)}")
 
-    async def get_page(self, path: str = "") -> Page:
-        """GET an HTML page (after redirects) and read it; an error status raises."""
-        response = await self.fetch(path)
+    async def get_page(self, path: str = "", *, busy_timeout: float = 300.0) -> Page:
+        """GET an HTML page (after redirects) and read it; an error status raises.
+
+        A 503 with `Retry-After` (Freezer's "busy, retrying" page) is requested again after the
+        seconds it asks for, as that page does, for at most `busy_timeout` seconds.
+        """
+        deadline = time.monotonic() + busy_timeout
+        while True:
+            response = await self.fetch(path)
+            retry_after = _seconds(response.headers.get("Retry-After"))
+            remaining = deadline - time.monotonic()
+            if response.code != 503 or retry_after is None or remaining <= 0:
+                break
+            self.busy_retries += 1
+            await asyncio.sleep(min(retry_after, remaining))
         html = response.body.decode("utf-8", errors="replace") if response.body else ""
         if response.code >= 400:
             raise ClientError(
@@ -764,11 +810,12 @@ class PageSession:
         content: Json,
         *,
         metadata: Json | None = None,
+        msg_id: str | None = None,
     ) -> str:
         """Send one message to the kernel; returns its msg_id."""
         if self._ws is None or self.closed_reason is not None:
             raise ClientError(f"page {self.kernel_id} is not connected ({self.closed_reason})")
-        msg_id = uuid.uuid4().hex
+        msg_id = msg_id or uuid.uuid4().hex
         header = {
             "msg_id": msg_id,
             "msg_type": msg_type,
@@ -788,9 +835,11 @@ class PageSession:
     ) -> KernelMessage:
         """Send a request and wait for its reply (the message whose parent it is, on `channel`)."""
         future: asyncio.Future[KernelMessage] = asyncio.get_running_loop().create_future()
-        msg_id = await self.send(channel, msg_type, content)
+        # Registered before sending: the reply may be read before `send` returns.
+        msg_id = uuid.uuid4().hex
         self._replies[msg_id] = future
         try:
+            await self.send(channel, msg_type, content, msg_id=msg_id)
             return await asyncio.wait_for(future, timeout)
         except asyncio.TimeoutError:
             raise ClientError(f"no reply to {msg_type} within {timeout:g} s") from None
