@@ -15,15 +15,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Browser tests drive Debian's chromium through Playwright; no browser is downloaded.
+# Browser tests drive Debian's chromium through Playwright (no browser is downloaded); the
+# deployment tests put Debian's nginx in front of the server.
 browser:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@{ command -v chromium && command -v nginx; } >/dev/null 2>&1 || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    $$SUDO apt-get install -y -qq chromium nginx >/dev/null; }
 
+# Build the labeling example and serve it at http://127.0.0.1:8866/ (SQLite in build/labeling/).
+PORT ?= 8866
 demo: $(STAMP)
-	$(BIN)/freezer build examples/labeling.ipynb -o build/labeling --force
-	$(BIN)/freezer plan examples/labeling.ipynb
+	$(BIN)/freezer build examples/labeling.ipynb -o build/labeling
+	$(BIN)/freezer serve build/labeling --port $(PORT) --auth name --admin-token demo-admin
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest
