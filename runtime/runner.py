@@ -301,7 +301,7 @@ class Runner:
         if cell_error is None:
             name = type(exc).__name__ if exc is not None else "Error"
             cell_error = CellError(name, str(exc), [f"{name}: {exc}"])
-        error = f"{cell_error.ename}: {cell_error.evalue}".splitlines()[0]
+        error = one_line(cell_error)
         trace = _plain(cell_error.traceback)
         return Failure(error, trace, cell_error, f"This step failed: {error}")
 
@@ -365,7 +365,7 @@ class Runner:
         ignored = sorted(set(self.config.params) - declared)
         if ignored:
             log.warning("parameters not declared by the notebook, ignored: %s", ignored)
-        run_values = {"freezer_user": self.config.user, "freezer_run": self.config.run_id}
+        run_values = dict(zip(RUN_NAMES, (self.config.user, self.config.run_id), strict=True))
         values.update({k: v for k, v in run_values.items() if k in declared})
         if not values:
             return None
@@ -459,7 +459,14 @@ class Runner:
                 done = True
             if timer is not None:
                 timer.cancel()
-            signal.signal(signal.SIGINT, previous)
+            if previous is not None:  # None: a handler installed outside Python; leave ours
+                signal.signal(signal.SIGINT, previous)
+
+
+def one_line(error: CellError) -> str:
+    """`ValueError: bad value`, on one line."""
+    text = f"{error.ename}: {error.evalue}" if error.evalue else error.ename
+    return text.splitlines()[0] if text.strip() else error.ename
 
 
 def _plain(traceback: list[str]) -> str:

@@ -168,7 +168,8 @@ async def test_timeout_stops_a_stage_and_tracebacks_show_when_asked(
 ) -> None:
     app = make_app([
         stage(0, "Slow", [
-            code("import time\nprint('working')\nwhile True:\n    time.sleep(0.05)"),
+            code("import time\nprint('working')\n"
+                 "while not globals().get('fast'):\n    time.sleep(0.05)"),
         ]),
     ])
     fe = await start_app(app)
@@ -183,6 +184,14 @@ async def test_timeout_stops_a_stage_and_tracebacks_show_when_asked(
     assert errors and errors[0]["ename"] == "KeyboardInterrupt"
     # The kernel is healthy afterwards and the interrupt did not leak out of the stage.
     assert await fe.execute_text("print('still here')") == "still here\n"
+    # Next re-runs a failed stage 0 (nothing to finish before it).
+    await fe.execute_idle("fast = True")
+    fe.click(fe.next_button() or "")
+    await fe.wait_for(lambda: fe.has_event("finished"))
+    assert fe.event_kinds() == [
+        "hello", "stage_started", "stage_failed", "stage_started", "stage_ready", "finished",
+    ]
+    assert "took longer" not in fe.stage_text(0)
 
 
 async def test_show_twice_redisplays_without_running_again(
