@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from runtime.store import Event
 
 BOOTSTRAP_CODE = "from runtime import runner\nrunner.show()\n"
-ORDINAL_WAIT = 10.0  # seconds a replayed event waits for its widget to appear
 
 
 class RunDivergedError(RuntimeAppError):
@@ -73,16 +72,13 @@ async def replay_event(
     ordinal = event.ordinal
     if ordinal is None:
         raise RunDivergedError(run_id, event.seq, ordinal)
-    if listener.comm_of(ordinal) is None:
-        # a stage started by an earlier Next may still be creating its widgets
-        try:
-            await listener.wait_until(
-                lambda: listener.comm_of(ordinal) is not None, min(timeout, ORDINAL_WAIT)
-            )
-        except RuntimeAppError:
-            raise RunDivergedError(run_id, event.seq, ordinal) from None
+    # a stage started by an earlier Next may still be creating its widgets
+    await listener.wait_until(
+        lambda: listener.comm_of(ordinal) is not None or not listener.stage_running, timeout
+    )
     comm_id = listener.comm_of(ordinal)
-    assert comm_id is not None
+    if comm_id is None:
+        raise RunDivergedError(run_id, event.seq, ordinal)
     msg_id = listener.send_comm_msg(comm_id, event.payload, unpack_buffers(event.buffers))
     await listener.wait_idle(msg_id, timeout)
     await listener.wait_until(lambda: not listener.stage_running, timeout)

@@ -143,6 +143,7 @@ class RunPageHandler(TornadoVoilaHandler):  # type: ignore[misc]
                 self.flush()
         finally:
             page_kernel.reset(token)
+            live.touch()  # the idle clock starts when the page is complete, not before
 
     def show_message(self, status: int, headline: str, detail: str) -> None:
         """A plain page with one sentence for the person (details are in the server log)."""

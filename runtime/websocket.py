@@ -73,6 +73,14 @@ class RunWebsocketConnection(ZMQChannelsWebsocketConnection):
     _pump: asyncio.Task[None] | None = None
     _busy = False  # the queue task holds a message (journaling or forwarding it)
     _closing = False  # the page went away; disconnect once the queue is done
+    _framing: tuple[str | None] | None = None  # the subprotocol, kept past the socket's close
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The framing the page chose; remembered, as queued messages outlive the socket."""
+        if self._framing is None:
+            self._framing = (super().subprotocol,)
+        return self._framing[0]
 
     @property
     def runs(self) -> RunKernels:
@@ -114,6 +122,7 @@ class RunWebsocketConnection(ZMQChannelsWebsocketConnection):
 
     def handle_incoming_message(self, incoming_msg: Any) -> None:
         """Check a page's message against the allowlist and queue it for journal + forward."""
+        self._framing = (super().subprotocol,)
         try:
             message = self.parse_browser_message(incoming_msg)
         except Exception:
@@ -167,12 +176,18 @@ class RunWebsocketConnection(ZMQChannelsWebsocketConnection):
     async def _forward_in_order(self, queue: asyncio.Queue[BrowserMessage]) -> None:
         while True:
             if self._closing and queue.empty():
-                self._finish_disconnect()
+                try:
+                    self._finish_disconnect()
+                except Exception:
+                    self.log.exception("closing the websocket of kernel %s", self.kernel_id)
                 return
             message = await queue.get()
             self._busy = True
             try:
                 await self._journal_and_forward(message)
+            except Exception:
+                self.log.exception("%s from the page of kernel %s not forwarded",
+                                   message.msg_type, self.kernel_id)
             finally:
                 self._busy = False
 

@@ -36,7 +36,7 @@ def slider(page: PageSession) -> str:
 
 
 def next_button(page: PageSession) -> str:
-    return page.find(_model_name="ButtonModel", description="Next")
+    return page.find(_model_name="ButtonModel", description="Next", disabled=False)
 
 
 def page_text(page: PageSession) -> str:
