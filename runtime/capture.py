@@ -47,11 +47,14 @@ class OutputSink:
 
     Pushes are throttled to one per :data:`PUSH_INTERVAL` (a timer pushes the rest), because
     each push sends the whole list; :meth:`push` at the end of a cell sends the final state.
+    Stream text is merged into the previous output of the same stream lazily, at most once
+    per push, so that a cell printing many lines costs linear time.
     """
 
     def __init__(self, outputs: Iterable[Output] = ()) -> None:
-        self.outputs: list[Output] = list(outputs)
-        self._display_ids: list[str | None] = [None] * len(self.outputs)
+        self._outputs: list[Output] = list(outputs)
+        self._display_ids: list[str | None] = [None] * len(self._outputs)
+        self._tail: list[str] = []  # text still to be appended to the last (stream) output
         self._clear_on_next = False
         self._cell_start = 0  # clear_output clears the current cell's outputs only
         self._widget: Any = None
@@ -59,6 +62,13 @@ class OutputSink:
         self._last_push = 0.0
         self._dirty = False
         self._timer: threading.Timer | None = None
+
+    @property
+    def outputs(self) -> list[Output]:
+        """A copy of the outputs so far."""
+        with self._lock:
+            self._merge_tail()
+            return list(self._outputs)
 
     def attach(self, widget: Any) -> None:
         """Show this sink's outputs in `widget` (an `ipywidgets.Output`) from now on."""
@@ -69,7 +79,8 @@ class OutputSink:
     def reset(self) -> None:
         """Forget every output (a stage re-runs from its first cell)."""
         with self._lock:
-            self.outputs.clear()
+            self._tail.clear()
+            self._outputs.clear()
             self._display_ids.clear()
             self._clear_on_next = False
             self._cell_start = 0
@@ -78,14 +89,16 @@ class OutputSink:
     def begin_cell(self) -> None:
         """The outputs from here on belong to a new cell."""
         with self._lock:
+            self._merge_tail()
             self._clear_on_next = False
-            self._cell_start = len(self.outputs)
+            self._cell_start = len(self._outputs)
 
     def add(self, output: Output, display_id: str | None = None) -> None:
         """Append one nbformat output dict."""
         with self._lock:
+            self._merge_tail()
             self._clear_if_pending()
-            self.outputs.append(output)
+            self._outputs.append(output)
             self._display_ids.append(display_id)
             self._changed()
 
@@ -100,12 +113,12 @@ class OutputSink:
             return
         with self._lock:
             self._clear_if_pending()
-            last = self.outputs[-1] if len(self.outputs) > self._cell_start else None
+            last = self._outputs[-1] if len(self._outputs) > self._cell_start else None
             if last is not None and last["output_type"] == "stream" and last["name"] == name:
-                merged = dict(last, text=apply_carriage_returns(last["text"] + text))
-                self.outputs[-1] = merged
+                self._tail.append(text)
                 self._changed()
             else:
+                text = apply_carriage_returns(text)
                 self.add({"output_type": "stream", "name": name, "text": text})
 
     def update_display(self, display_id: str, data: dict[str, Any], metadata: Any) -> bool:
@@ -114,7 +127,7 @@ class OutputSink:
             found = False
             for i, known in enumerate(self._display_ids):
                 if known == display_id:
-                    self.outputs[i] = dict(self.outputs[i], data=data, metadata=metadata)
+                    self._outputs[i] = dict(self._outputs[i], data=data, metadata=metadata)
                     found = True
             if found:
                 self._changed()
@@ -139,7 +152,15 @@ class OutputSink:
             self._dirty = False
             self._last_push = time.monotonic()
             if self._widget is not None:
-                self._widget.outputs = tuple(self.outputs)
+                self._merge_tail()
+                self._widget.outputs = tuple(self._outputs)
+
+    def _merge_tail(self) -> None:
+        if self._tail:
+            last = self._outputs[-1]
+            text = apply_carriage_returns(last["text"] + "".join(self._tail))
+            self._outputs[-1] = dict(last, text=text)
+            self._tail.clear()
 
     def _clear_if_pending(self) -> None:
         if self._clear_on_next:
@@ -147,7 +168,8 @@ class OutputSink:
             self._clear_cell()
 
     def _clear_cell(self) -> None:
-        del self.outputs[self._cell_start :]
+        self._tail.clear()
+        del self._outputs[self._cell_start :]
         del self._display_ids[self._cell_start :]
 
     def _changed(self) -> None:
