@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from tornado.httpclient import AsyncHTTPClient
 
 from freezer.preview import preview_main
 from runtime.testing import ServerProcess, free_port
@@ -65,6 +66,12 @@ async def fetch_page(server: ServerProcess) -> str:
         raise AssertionError(f"GET {exc.url}: {exc.code}\n{server.log_tail(80)}") from None
 
 
+async def fetch_health(server: ServerProcess) -> str:
+    """The server's `/health` JSON text."""
+    response = await AsyncHTTPClient().fetch(server.base_url + "health", request_timeout=30)
+    return str(response.body.decode())
+
+
 async def wait_for_log(
     server: ServerProcess, pattern: str, timeout: float = WAIT
 ) -> re.Match[str]:
@@ -92,17 +99,20 @@ async def test_preview_serves_and_rebuilds_on_save(tmp_path: Path) -> None:
     try:
         first = await wait_for_log(server, r"built hello.ipynb into (\S+)")
         await server.wait_ready(WAIT)
-        assert "First version" in await fetch_page(server)
+        page = await fetch_page(server)
+        assert "First version" in page
+        first_app = json.loads(await fetch_health(server))["app_id"]
 
         source.write_text("{ not json", encoding="utf-8")  # saved mid-edit
         await wait_for_log(server, r"the build failed; still serving the previous version")
-        assert "First version" in await fetch_page(server)
+        assert json.loads(await fetch_health(server))["app_id"] == first_app  # still serving
 
         source.write_text(json.dumps(notebook("Second version")), encoding="utf-8")
         await wait_for_log(server, r"rebuilt \(build 3\)")
         second = await wait_for_log(server, r"built hello.ipynb into (\S+build-3)")
         assert not Path(first.group(1)).exists()  # the previous build was removed
         assert "Second version" in await fetch_page(server)
+        assert json.loads(await fetch_health(server))["app_id"] != first_app
         assert Path(second.group(1)).is_dir()
     finally:
         server.stop()
