@@ -30,6 +30,9 @@ from runtime.store import Store
 
 TEMPLATES = Path(__file__).parent / "templates"
 
+VALUE_LIMIT = 300
+"""Characters of a value shown in a table cell; the exports carry every value whole."""
+
 StoreGetter = Callable[[], Store]
 """Returns the server's open :class:`runtime.store.Store` (looked up per request)."""
 
@@ -110,15 +113,17 @@ def fmt_number(value: float) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def fmt_value(value: Any) -> str:
-    """A collected value or snapshot as text (escaped later by the template)."""
+def fmt_value(value: Any, limit: int = VALUE_LIMIT) -> str:
+    """A collected value or snapshot as text (escaped later by the template), cut at `limit`."""
     if value is None:
         return ""
     if isinstance(value, str):
-        return value
-    if isinstance(value, float):
-        return fmt_number(value)
-    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "), sort_keys=True)
+        text = value
+    elif isinstance(value, float):
+        text = fmt_number(value)
+    else:
+        text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "), sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def fmt_pairs(values: dict[str, Any]) -> str:

@@ -25,8 +25,9 @@ from jupyter_server.auth.identity import IdentityProvider
 from playwright.sync_api import Page
 from tornado.httpserver import HTTPServer
 
-from runtime.admin import admin_routes
+from runtime.admin import VALUE_LIMIT, admin_routes, fmt_value
 from runtime.auth import FreezerUser
+from runtime.exporting import rows_to_json
 from runtime.testing import free_port
 
 USER_HEADER = "X-Test-User"
@@ -203,3 +204,13 @@ def test_export_endpoints(admin_server: AdminServer, seeded_app: SeededApp) -> N
     data = json.loads(reply.body)
     assert {row["run_id"] for row in data} == set(seeded_app.run_ids.values())
     assert any(row["results"].get("note") == HOSTILE_INPUT for row in data)
+
+
+def test_long_values_are_cut_in_the_page_but_not_in_exports() -> None:
+    labels = list(range(1000))
+    text = fmt_value(labels)
+    assert len(text) == VALUE_LIMIT and text.endswith("…") and text.startswith("[0, 1, 2")
+    assert fmt_value("short") == "short" and fmt_value(0.123456789) == "0.1235"
+    assert json.loads(rows_to_json([{"results": {"labels": labels}}]))[0]["results"]["labels"] == (
+        labels
+    )
