@@ -109,6 +109,8 @@ class Preview:
                 say(f"{self.notebook}: the build failed; fix the notebook and run preview again")
                 return 2
             await self.serve(app_dir)
+            if self.stopped.is_set():
+                return 0
             say(f"serving {self.notebook.name} at {self.url} (Ctrl-C to stop)")
             if self.open_browser:
                 await asyncio.to_thread(webbrowser.open, self.url)
@@ -157,7 +159,7 @@ class Preview:
         """Return once the server answers any HTTP request, else raise :class:`PreviewError`."""
         client = AsyncHTTPClient()
         deadline = time.monotonic() + START_TIMEOUT
-        while True:
+        while not self.stopped.is_set():  # Ctrl-C while the server starts: stop waiting
             server = self.server
             if server is None or server.returncode is not None:
                 code = server.returncode if server else None
