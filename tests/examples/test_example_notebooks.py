@@ -117,7 +117,7 @@ def person_run(name: str) -> Run:
     return execute(with_actions(read_example(name), PERSON_ACTIONS[name]))
 
 
-def top_level_targets(source: str) -> set[str]:
+def bound_names(source: str) -> set[str]:
     """Names a cell binds when it runs (its own functions' locals included: an over-estimate)."""
     names: set[str] = set()
     for node in ast.parse(source).body:
@@ -140,7 +140,7 @@ def test_example_is_a_clean_source(name: str) -> None:
     assert len({c.id for c in nb.cells}) == len(nb.cells)
     bound: set[str] = set()
     for cell in code:
-        bound |= top_level_targets(cell.source)
+        bound |= bound_names(cell.source)
         for tag in tags_of(cell):
             assert tag in ("freeze:warm", "parameters") or tag.startswith("collect:"), tag
             if tag.startswith("collect:"):
