@@ -99,6 +99,7 @@ class Runner:
         self.state = "new"  # new | running | ready | failed | finished
         self.warm_outputs: dict[int, list[Output]] = {}  # stage-0 warm cells run by prepare()
         self._prepared = False
+        self._shown = False
         self._parameters_ran = False
         self._busy = False
         self._in_cell = False
@@ -131,6 +132,12 @@ class Runner:
                 # Left for show(), which runs it again and reports the failure properly.
                 break
             self.warm_outputs[pos] = sink.outputs
+        # Built here rather than in show(): a pool kernel has it ready before the person comes.
+        titles = [stage.title for stage in self.manifest.stages]
+        self.view = AppView(titles, self._on_next, saved=self.config is not None)
+        for sink, widget in zip(self.sinks, self.view.outputs, strict=True):
+            self.capture.register(sink, widget)
+            sink.attach(widget)
 
     def configure(self, config: RunConfig) -> None:
         """Bind the kernel to a run; open the `freezer.run` comm and say hello."""
@@ -144,7 +151,7 @@ class Runner:
         self.config = config
         self.capture.show_tracebacks = config.show_tracebacks
         if self.view is not None:
-            self.view.saved = True
+            self.view.set_saved(True)
         if self.comm is not None:
             self.comm.close()
         self.comm = create_comm(target_name=COMM_TARGET, data={})
@@ -155,20 +162,15 @@ class Runner:
                 raise RunnerError(failure.error)
 
     def show(self) -> None:
-        """Display the root widget; the first time, build it and run stage 0 afterwards."""
+        """Display the root widget; the first time, run stage 0 right after this request."""
         from IPython.display import display
 
-        if self.view is None:
-            self.prepare()
-            titles = [stage.title for stage in self.manifest.stages]
-            self.view = AppView(titles, self._on_next, saved=self.config is not None)
-            for sink, widget in zip(self.sinks, self.view.outputs, strict=True):
-                self.capture.register(sink, widget)
-                sink.attach(widget)
-            cast(Any, display)(self.view.root)
+        self.prepare()
+        assert self.view is not None
+        cast(Any, display)(self.view.root)
+        if not self._shown:
+            self._shown = True
             self._after_current_request(self._start)
-        else:
-            cast(Any, display)(self.view.root)
 
     # --- stages ---------------------------------------------------------------------------
 

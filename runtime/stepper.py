@@ -64,11 +64,12 @@ class AppView:
         self.current = -1
         self._on_next = on_next
         self.saved = saved
+        self._message = "Starting…"
         self.stepper = widgets.HTML(render_stepper(self.titles, self.states, self.current))
         self.outputs = [
             widgets.Output(layout=widgets.Layout(display="none")) for _ in self.titles
         ]
-        self.status = widgets.Label(self._status_text("Starting…"))
+        self.status = widgets.Label(self._status_text())
         self.footer = widgets.HBox(
             [self.status], layout=widgets.Layout(align_items="center", margin="0.8em 0 0 0")
         )
@@ -85,7 +86,8 @@ class AppView:
         self.current = index
         self.outputs[index].layout.display = None
         self.stepper.value = render_stepper(self.titles, self.states, self.current)
-        self.status.value = self._status_text(status)
+        self._message = status
+        self.status.value = self._status_text()
 
     def mark_done(self, index: int) -> None:
         """A stage the person moved on from."""
@@ -118,8 +120,13 @@ class AppView:
         self.button = None
         self.footer.children = (self.status,)
 
-    def _status_text(self, text: str) -> str:
-        return text if self.saved else f"{text}  {UNSAVED_NOTE}"
+    def set_saved(self, saved: bool) -> None:
+        """Whether a Freezer server saves the progress (else the status line says it does not)."""
+        self.saved = saved
+        self.status.value = self._status_text()
+
+    def _status_text(self) -> str:
+        return self._message if self.saved else f"{self._message}  {UNSAVED_NOTE}"
 
 
 def json_value(value: Any, depth: int = 0) -> Any:

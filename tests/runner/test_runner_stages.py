@@ -206,9 +206,11 @@ async def test_show_twice_redisplays_without_running_again(
         ]),
     ])
     fe = await start_app(app)
-    await fe.execute_ok("from runtime import runner\nrunner.prepare()")
-    assert fe.root() is None  # prepare() shows nothing
-    await fe.execute_ok(configure())
+    prepared = await fe.execute_idle("from runtime import runner\nrunner.prepare()")
+    assert fe.iopub_outputs(prepared["parent_header"]["msg_id"]) == []  # prepare() shows nothing
+    assert fe.root() is not None and "not saved" in fe.status()  # built, ready to show
+    await fe.execute_idle(configure())
+    assert "not saved" not in fe.status()
     first = await fe.execute_idle(BOOTSTRAP)
     await fe.wait_for(lambda: fe.has_event("finished"))
     second = await fe.execute_idle(BOOTSTRAP)
