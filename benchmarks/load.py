@@ -297,7 +297,7 @@ def report(results: dict[str, Any], plan: Plan, out: Path) -> None:
     rows = []
     for name, result in results.items():
         if "unavailable" in result:
-            rows.append([name, f"n/a ({result['unavailable']})"] + [""] * 8)
+            rows.append([name, f"n/a ({result['unavailable']})"] + [""] * 10)
             continue
         rt = result["round_trip"]
         lost = result["lost_events"]
@@ -311,6 +311,8 @@ def report(results: dict[str, Any], plan: Plan, out: Path) -> None:
                 ms(rt["p95"]),
                 ms(rt["p99"]),
                 ratio(rt["p95"], reference),
+                ms(result["open"]["p50"]),
+                ms(result["next"]["p50"]),
                 f"{result['server_cpu_mean'] * 100:.0f}%",
                 f"{result['server_rss_mb_max']:.0f} MB",
             ]
@@ -318,7 +320,7 @@ def report(results: dict[str, Any], plan: Plan, out: Path) -> None:
     print()
     print_table(
         ["server", "acked/sent", "errors", "lost", "rt p50", "p95", "p99", "p95 vs voila",
-         "cpu", "rss max"],
+         "open p50", "next p50", "cpu", "rss max"],
         rows,
     )  # fmt: skip
     data = {"benchmark": "load", **environment(), "plan": vars(plan), "targets": results}
