@@ -217,6 +217,7 @@ class CaptureStream:
         self.stream_name = name
         self.encoding = "utf-8"
         self.errors = "replace"
+        self.closed = False
 
     def write(self, text: str) -> int:
         if not isinstance(text, str):
