@@ -127,6 +127,24 @@ def is_local_url(url: str) -> bool:
     return parts.hostname in LOCAL_HOSTS
 
 
+class OfflineGuard:
+    """A route handler that lets loopback requests through and aborts the others, noting
+    those to hosts not `tolerated` in :attr:`foreign`."""
+
+    def __init__(self, tolerated: set[str] | None = None) -> None:
+        self.tolerated = tolerated or set()
+        self.foreign: list[str] = []
+
+    def __call__(self, route: Route) -> None:
+        url = route.request.url
+        if is_local_url(url):
+            route.continue_()
+            return
+        if urlsplit(url).hostname not in self.tolerated:
+            self.foreign.append(url)
+        route.abort()
+
+
 @pytest.fixture
 def page(
     browser: Browser, playwright_loop: PlaywrightLoop, request: pytest.FixtureRequest
@@ -137,21 +155,10 @@ def page(
     Tests that use it are plain (sync) functions.
     """
     playwright_loop.claim()
-    tolerated = {
-        host for marker in request.node.iter_markers("allow_hosts") for host in marker.args
-    }
+    guard = OfflineGuard(
+        {host for marker in request.node.iter_markers("allow_hosts") for host in marker.args}
+    )
     context = browser.new_context()
-    foreign: list[str] = []
-
-    def guard(route: Route) -> None:
-        url = route.request.url
-        if is_local_url(url):
-            route.continue_()
-            return
-        if urlsplit(url).hostname not in tolerated:
-            foreign.append(url)
-        route.abort()
-
     context.route("**/*", guard)
     try:
         yield context.new_page()
@@ -160,8 +167,8 @@ def page(
             context.close()
         finally:
             playwright_loop.release()
-    if foreign:
-        pytest.fail(f"the page requested hosts other than loopback: {foreign[:5]}")
+    if guard.foreign:
+        pytest.fail(f"the page requested hosts other than loopback: {guard.foreign[:5]}")
 
 
 @pytest.fixture(scope="module")
