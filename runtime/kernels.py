@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jupyter_core.utils import ensure_async
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 from tornado import web
 
@@ -229,8 +230,12 @@ class RunKernels:
         async with lock:
             live = self._by_run.get(run.id)
             if live is not None and live.kernel_id in self.manager:
-                live.touch()
-                return live
+                if await self._is_alive(live):
+                    live.touch()
+                    return live
+                # died before the restarter noticed (it polls): replay in a fresh kernel
+                self.log.warning("run %s: kernel %s is dead; replaying", run.id, live.kernel_id)
+                await self._shutdown(live)
             events = await self.store.events(run.id, kinds=["comm_msg"])
             live = await self._acquire()
             try:
@@ -272,6 +277,14 @@ class RunKernels:
             if live.connections == 0 and not self._is_locked(live.run_id)
         ]
         return min(idle, key=lambda live: live.last_used, default=None)
+
+    async def _is_alive(self, live: LiveKernel) -> bool:
+        """Whether the kernel's process still runs (a SIGKILLed kernel is not yet removed)."""
+        try:
+            kernel = self.manager.get_kernel(live.kernel_id)
+            return bool(await ensure_async(kernel.is_alive()))
+        except KeyError:
+            return False
 
     def _is_locked(self, run_id: str | None) -> bool:
         lock = self._locks.get(run_id) if run_id else None
