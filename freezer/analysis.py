@@ -56,6 +56,7 @@ class Read:
     name: str
     line: int
     widget: WidgetValue | None = None  # what `name` held at that point, if widgets
+    via_call: bool = False  # in the body of a notebook function the cell calls
 
 
 @dataclass(frozen=True)
@@ -640,7 +641,7 @@ class _CellWalker:
         line = self.line(node)
         for name in effects.reads:
             name = self._canon(name)
-            self.emit(Read(name, line, self.scope.widgets.get(name)))
+            self.emit(Read(name, line, self.scope.widgets.get(name), via_call=True))
         for name, widget in effects.binds:
             self.emit(Bind(name, line, widget))
         self.scope.shown.update(effects.shows)
@@ -1067,6 +1068,19 @@ def _effects(function: _Function, walker: _CellWalker, seen: set[int]) -> _Effec
     binds: list[tuple[str, WidgetValue | None]] = []
     shows: set[str] = set()
     made: dict[str, WidgetValue] = {}  # local names holding widgets the function builds
+    not_read: set[int] = set()  # `x.a = v`, `x[k] = v`, `x.append(v)`: x is changed, not read
+    for part in body:
+        for sub in ast.walk(part):
+            if isinstance(sub, ast.Attribute | ast.Subscript) and isinstance(sub.ctx, ast.Store):
+                target = sub.value
+            elif isinstance(sub, ast.Call) and isinstance(sub.func, ast.Attribute) \
+                    and sub.func.attr in COLLECTING_METHODS | QUIET_METHODS | REGISTER_METHODS:
+                target = sub.func.value
+            else:
+                continue
+            while isinstance(target, ast.Attribute | ast.Subscript):
+                target = target.value
+            not_read.add(id(target))
     published: dict[str, set[str]] = {}  # local name -> the globals assigned from it
     todo = list(reversed(body))
     while todo:
@@ -1074,7 +1088,7 @@ def _effects(function: _Function, walker: _CellWalker, seen: set[int]) -> _Effec
         if isinstance(sub, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
             continue
         if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load) and sub.id not in local \
-                and sub.id not in reads:
+                and sub.id not in reads and id(sub) not in not_read:
             reads.append(sub.id)
         elif isinstance(sub, ast.Assign):
             value = sub.value

@@ -330,6 +330,9 @@ class _Planner:
             if isinstance(event, Read):
                 pending = self.pending.get(event.name)
                 here = pending is not None and pending.cell == index and pending.kind != "traced"
+                # A helper called by the cell that sets the widgets up draws their first state:
+                # no same-cell-read for reads inside it.
+                here = here and not event.via_call
                 if event.widget is not None and event.widget.input:
                     self.widget_reads.append((event.name, index, event.line, here))
                 elif here and pending is not None and pending.kind == "callback" \
