@@ -31,6 +31,14 @@ from voila.app import Voila
 
 from runtime import manifest as manifest_module
 from runtime.auth import AUTH_MODES, FreezerIdentityProvider, LoginHandler, LogoutHandler
+from runtime.config import (
+    DEPLOY_ALIASES,
+    DEPLOY_FLAGS,
+    DeploymentOptions,
+    listen,
+    load_app_config,
+    shutdown_within,
+)
 from runtime.errors import RuntimeAppError
 from runtime.handlers import (
     HealthHandler,
@@ -59,7 +67,7 @@ class AppDirError(RuntimeAppError):
     """The directory given to `freezer serve` is not a servable app."""
 
 
-class FreezerApp(Voila):  # type: ignore[misc]
+class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
     """Serve one app directory to many people, each with their own run and kernel."""
 
     name = "freezer-serve"
@@ -80,6 +88,7 @@ class FreezerApp(Voila):  # type: ignore[misc]
         "cull-idle-timeout": "FreezerApp.cull_idle_timeout",
         "kernel-timeout": "FreezerApp.kernel_timeout",
         "base-url": "FreezerApp.base_url",
+        **DEPLOY_ALIASES,
     }
     flags = {
         "show-tracebacks": (
@@ -91,6 +100,7 @@ class FreezerApp(Voila):  # type: ignore[misc]
             "Do not open a web browser on startup.",
         ),
         "debug": ({"FreezerApp": {"log_level": logging.DEBUG}}, "Log at debug level."),
+        **DEPLOY_FLAGS,
     }
     classes: list[type] = []
 
@@ -179,6 +189,7 @@ class FreezerApp(Voila):  # type: ignore[misc]
         self.identity_provider_class = FreezerIdentityProvider
         super().initialize(argv)
         self.init_app_dir()
+        load_app_config(self, self.app_dir, self.config_file)
         self.voila_configuration.show_tracebacks = self.show_tracebacks
         self.notebook_path = str(self.app_dir / manifest_module.NOTEBOOK_NAME)
         path = str(self.base_url).strip("/")
@@ -239,7 +250,7 @@ class FreezerApp(Voila):  # type: ignore[misc]
             await stop.wait()
             self.log.info("stopping")
         finally:
-            await self.shutdown()
+            await shutdown_within(self.shutdown(), self.shutdown_timeout, self.log)
 
     def init_connection_dir(self) -> None:
         """A private directory for the kernels' connection files."""
@@ -326,7 +337,7 @@ class FreezerApp(Voila):  # type: ignore[misc]
 
     def init_http_server(self) -> None:
         """Listen on `--ip`:`--port`."""
-        self.http_server = self.app.listen(self.port, self.ip)
+        self.http_server = listen(self.app, self.port, self.ip, trust_proxy=self.trust_proxy)
 
     def open_in_browser(self) -> None:
         if self.open_browser:
