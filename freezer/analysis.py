@@ -468,7 +468,7 @@ class _CellWalker:
             self.scope.widget_classes.pop(node.name, None)
 
     def assign(self, targets: list[ast.expr], value: ast.expr, node: ast.stmt) -> None:
-        self.value(value)
+        self.children(value)
         names = [t.id for t in targets if isinstance(t, ast.Name)]
         if len(names) > 1 and self.widget_value(value) is not None:
             for name in names:  # `a = b = Slider()`: showing one shows the other
@@ -487,11 +487,11 @@ class _CellWalker:
         if isinstance(target, ast.Name):
             name = self._canon(target.id)
             self.emit(Read(name, self.line(node), self.scope.widgets.get(name)))
-            self.value(node.value)
+            self.children(node.value)
             widget = self.widget_value(node.value) or self.scope.widgets.get(target.id)
             self.emit(Bind(target.id, self.line(node), widget))
             return
-        self.value(node.value)
+        self.children(node.value)
         self.store(target, node.value, node)
 
     def for_(self, node: ast.For | ast.AsyncFor) -> None:
@@ -543,10 +543,6 @@ class _CellWalker:
                 self.emit(Bind(root, self.line(node), widget))
 
     # -- expressions --------------------------------------------------------------------------
-
-    def value(self, node: ast.expr) -> None:
-        """A value being bound: widget names in it are aliased or collected, not read."""
-        self.children(node)
 
     def children(self, node: ast.expr) -> None:
         """`a`, `[a, b, make()]`, `{k: a}`: widget names in literals are held, not read."""
