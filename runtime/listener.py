@@ -126,6 +126,10 @@ class KernelListener:
             return self.comm_ids[ordinal]
         return None
 
+    def is_output_widget(self, comm_id: str) -> bool:
+        """Whether `comm_id` is one of the notebook's `Output` widgets."""
+        return comm_id in self._outputs
+
     def is_runner_comm(self, comm_id: str) -> bool:
         """Whether `comm_id` is the runner's `freezer.run` comm."""
         return comm_id in self.runner_comms

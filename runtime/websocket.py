@@ -46,6 +46,9 @@ BROWSER_MESSAGE_TYPES = frozenset(
 BROWSER_COMM_TARGETS = frozenset({WIDGET_TARGET, "jupyter.widget.control"})
 JOURNALED_METHODS = frozenset({"update", "custom"})
 """Widget message methods that change the kernel's state (others only ask for state)."""
+FRONTEND_OUTPUT_STATE = frozenset({"outputs", "msg_id"})
+"""What a page writes back into an `Output` widget: the outputs it routed there. Not a person's
+action, so not journaled; replay routes those outputs itself (see :mod:`runtime.listener`)."""
 COMM_TYPES = frozenset({"comm_open", "comm_msg", "comm_close"})
 ORDINAL_WAIT = 5.0  # seconds to wait for the listener to see a widget the page already knows
 SAVE_FAILED = (
@@ -211,7 +214,17 @@ class RunWebsocketConnection(ZMQChannelsWebsocketConnection):
             return False
         data = message.content.get("data") or {}
         comm_id = str(message.content.get("comm_id"))
-        return data.get("method") in JOURNALED_METHODS and comm_id not in self._browser_comms
+        if data.get("method") not in JOURNALED_METHODS or comm_id in self._browser_comms:
+            return False
+        live = self._live
+        state = data.get("state") or {}
+        is_output_sync = (
+            data.get("method") == "update"
+            and set(state) <= FRONTEND_OUTPUT_STATE
+            and live is not None
+            and live.listener.is_output_widget(comm_id)
+        )
+        return not is_output_sync
 
     async def _journal(self, message: BrowserMessage) -> None:
         live = self._live

@@ -214,3 +214,45 @@ async def test_kernel_cap_evicts_idle_runs_and_says_busy(
         back = await ada.open(page_a.page.url)  # Ada's run comes back by replay
         await back.wait_for(has_slider("number"), TIMEOUT)
         assert back.value(slider(back, "number")) == 4
+
+
+INTERACT_STAGES = (
+    (
+        "Square",
+        "from ipywidgets import interact\n"
+        "@interact(x=(0, 10))\n"
+        "def square(x=2):\n"
+        "    print(f'x squared={x * x}')\n",
+        (),
+    ),
+    ("Done", "print('done')", ()),
+)
+
+
+async def test_replay_fills_the_notebooks_own_output_widgets(
+    tmp_path: Path, serve: Callable[..., ServerProcess], open_store: Callable[..., Any]
+) -> None:
+    app = write_app(tmp_path / "app", INTERACT_STAGES)
+    server = await asyncio.to_thread(
+        serve, app, "--pool-size", "0", "--cull-idle-timeout", "2"
+    )
+    async with Person(server.base_url) as person:
+        page = await person.open("")
+        await page.wait_for(has_slider("x"), TIMEOUT)
+        await act(page, await page.set_value(slider(page, "x"), 7))
+        await page.wait_for(shows("x squared=49"), TIMEOUT)
+        run_path = page.page.url
+        await page.close()
+        await wait_culled(person)
+        # the person's one action; not the outputs the page routed into the Output widget
+        store = await open_store(app)
+        journal = await store.events(run_path.rsplit("/", 1)[-1], kinds=["comm_msg"])
+        assert [e.payload for e in journal] == [
+            {"method": "update", "state": {"value": 7}, "buffer_paths": []}
+        ]
+
+        again = await person.open(run_path)
+        assert again.value(slider(again, "x")) == 7
+        assert "x squared=49" in text(again)
+        assert "x squared=4\n" not in text(again)  # the interact output was replaced, not added
+
