@@ -7,9 +7,11 @@ Both servers run at once and are measured in alternating batches, so that both s
 machine. p50/p95/p99, and the difference to plain Voila.
 
 After each update the person waits for the kernel to go idle and pauses (`--pause-ms`, 100 by
-default, a slider dragged in steps). With no pause every round trip takes ~40 ms more on both
-servers: neither sets TCP_NODELAY on its websocket, so the kernel's `idle` status waits for the
-client's delayed ACK (Nagle's algorithm), and the next update queues behind it.
+default, a slider dragged in steps). An update sent less than ~40 ms after the kernel's previous
+`idle` takes ~48 ms instead of ~8 ms, on both servers alike: the delay lies between
+jupyter_server's kernel websocket and the kernel (the same updates sent straight to the kernel
+with jupyter_client take ~5 ms back to back; TCP_NODELAY on the server does not change it).
+`--pause-ms 0` measures that case.
 
     .venv/bin/python benchmarks/roundtrip.py [--updates 500] [--pause-ms 100] [--quick]
 """
