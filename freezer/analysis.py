@@ -98,6 +98,7 @@ class CellFacts:
     source: str  # as it runs in the app: pip and marker lines commented out
     events: list[Event] = field(default_factory=list)
     syntax_error: tuple[int, str] | None = None
+    too_deep: bool = False  # nested too deeply to analyse: its events are incomplete
     stdin: list[tuple[int, bool, str]] = field(default_factory=list)  # line, top level?, what
     pip_lines: list[tuple[int, str]] = field(default_factory=list)
     markers: list[Marker] = field(default_factory=list)
@@ -179,6 +180,8 @@ def parse_cell(source: str) -> ParsedCell:
             return ParsedCell(ast.parse(source), offset)
         except (SyntaxError, ValueError):
             pass
+        except (RecursionError, MemoryError):
+            return ParsedCell(None, offset, (1 + offset, "too deeply nested for Python to parse"))
     try:
         return ParsedCell(ast.parse(transform_cell(source)), offset)
     except SyntaxError as exc:
@@ -272,7 +275,10 @@ class NotebookAnalyzer:
         if tree is None:
             return facts
         walker = _CellWalker(self.scope, facts, offset)
-        walker.walk(tree)
+        try:
+            walker.walk(tree)
+        except RecursionError:
+            facts.too_deep = True
         lines = source.split("\n")
         facts.pip_lines = [(ln, lines[ln - 1].strip() if ln <= len(lines) else text)
                            for ln, text in facts.pip_lines]

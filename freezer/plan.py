@@ -269,6 +269,10 @@ class _Planner:
         if facts.syntax_error is not None:
             line, message = facts.syntax_error
             self.note("syntax-error", "error", index, line, f"cannot parse this cell: {message}")
+        if facts.too_deep:
+            self.note("too-deep", "warning", index, None,
+                      "this cell nests too deeply to analyse completely; if a later cell needs "
+                      "what the person does here, tag it freeze:break")
         for line, top_level, what in facts.stdin:
             if top_level:
                 self.note("stdin-input", "error", index, line,

@@ -95,3 +95,10 @@ def test_plan_fills_a_valid_manifest() -> None:
     ).with_app_id()
     mf.validate(manifest.to_json())
     assert mf.loads(mf.dumps(manifest)) == manifest
+
+
+@pytest.mark.parametrize(("terms", "code"), [(1500, "too-deep"), (20000, "syntax-error")])
+def test_deeply_nested_cells_are_diagnosed_not_crashed(terms: int, code: str) -> None:
+    source = "total = " + " + ".join(["a"] * terms)
+    plan = plan_notebook(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)]))
+    assert [d.code for d in plan.diagnostics] == [code]
