@@ -8,10 +8,11 @@ machine. p50/p95/p99, and the difference to plain Voila.
 
 After each update the person waits for the kernel to go idle and pauses (`--pause-ms`, 100 by
 default, a slider dragged in steps). An update sent less than ~40 ms after the kernel's previous
-`idle` takes ~48 ms instead of ~8 ms, on both servers alike: the delay lies between
-jupyter_server's kernel websocket and the kernel (the same updates sent straight to the kernel
-with jupyter_client take ~5 ms back to back; TCP_NODELAY on the server does not change it).
-`--pause-ms 0` measures that case.
+`idle` takes ~48 ms instead of ~8 ms, on both servers alike: the kernel sends its replies
+within a millisecond (header dates), but after the first (`busy`) the others reach the client
+~40 ms later, so the delay appears to be in jupyter_server's forwarding of iopub messages (the
+same updates straight to the kernel with jupyter_client take ~5 ms back to back; TCP_NODELAY on
+the server's sockets does not change it). `--pause-ms 0` measures that case.
 
     .venv/bin/python benchmarks/roundtrip.py [--updates 500] [--pause-ms 100] [--quick]
 """
