@@ -133,7 +133,7 @@ def resolve_widget_classes(
             wanted.setdefault(module, set()).add(qualname)
     todo = sorted((m, sorted(q)) for m, q in wanted.items())
     while todo:
-        done = _run_resolver(todo, key_path, timeout)
+        done, ending = _run_resolver(todo, key_path, timeout)
         for module, qualnames in todo:
             answer = _cache.setdefault((key_path, module), _ModuleAnswer({}))
             if module in done:
@@ -141,9 +141,8 @@ def resolve_widget_classes(
                 answer.checked.update({q: q in found for q in qualnames})
                 answer.error = error
         remaining = [(m, q) for m, q in todo if m not in done]
-        if remaining:  # the first unanswered module hung: blame it, go on with the rest
-            hung = remaining[0][0]
-            _cache[(key_path, hung)].error = f"import did not finish within {timeout:g} s"
+        if remaining:  # the first unanswered module hung or killed the process: blame it
+            _cache[(key_path, remaining[0][0])].error = ending
             remaining = remaining[1:]
         todo = remaining
     widgets: set[tuple[str, str]] = set()
@@ -161,8 +160,8 @@ def resolve_widget_classes(
 
 def _run_resolver(
     todo: list[tuple[str, list[str]]], path: tuple[str, ...], timeout: float
-) -> dict[str, tuple[set[str], str | None]]:
-    """One subprocess over `todo`; the answers it gave before finishing or timing out."""
+) -> tuple[dict[str, tuple[set[str], str | None]], str]:
+    """One subprocess over `todo`: the answers it gave, and how it ended if it ended early."""
     request = json.dumps({"modules": todo, "path": list(path)})
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", MPLBACKEND="Agg")
     proc = subprocess.Popen(
@@ -172,12 +171,14 @@ def _run_resolver(
     )
     try:
         out, _ = proc.communicate(request, timeout=timeout)
+        ending = f"importing it ended the process (exit status {proc.returncode})"
     except subprocess.TimeoutExpired:
         proc.kill()
         out, _ = proc.communicate()
+        ending = f"import did not finish within {timeout:g} s"
     done: dict[str, tuple[set[str], str | None]] = {}
     for line in out.splitlines():
         if line.startswith(_MARK):
             answer = json.loads(line[len(_MARK):])
             done[answer["module"]] = (set(answer["widgets"]), answer["error"])
-    return done
+    return done, ending

@@ -176,3 +176,14 @@ def test_widget_tables_match_installed_ipywidgets() -> None:
     assert not libwidgets.INPUT_CLASSES & libwidgets.DISPLAY_CLASSES
     for name in libwidgets.WIDGET_FUNCTIONS:
         assert callable(getattr(ipywidgets, name))
+
+
+def test_library_that_ends_the_process_is_blamed_alone() -> None:
+    resolution = libwidgets.resolve_widget_classes(
+        [("exitwidgets", "Grid"), ("facewidgets", "LabelGrid"), ("brokenwidgets", "Panel")],
+        path=[str(FAKELIB)],
+    )
+    assert resolution.widgets == {("facewidgets", "LabelGrid")}
+    failures = dict(resolution.failures)
+    assert failures["exitwidgets"] == "importing it ended the process (exit status 3)"
+    assert failures["brokenwidgets"] == "ImportError: brokenwidgets needs a GPU"
