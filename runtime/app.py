@@ -295,6 +295,7 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
             self.journal,
             self.manifest,
             self.app_dir,
+            Path(self.connection_dir) / "versions",
             pool_size=self.pool_size,
             max_kernels=self.max_kernels,
             cull_idle_timeout=self.cull_idle_timeout,

@@ -29,7 +29,7 @@ from tornado import web
 
 from runtime.errors import RuntimeAppError
 from runtime.listener import KernelListener
-from runtime.manifest import Manifest
+from runtime.manifest import FILES_DIR, MANIFEST_NAME, Manifest, dump
 from runtime.replay import replay_run
 
 if TYPE_CHECKING:
@@ -137,6 +137,7 @@ class RunKernels:
         journal: Journal,
         manifest: Manifest,
         app_dir: Path,
+        versions_dir: Path,
         *,
         pool_size: int,
         max_kernels: int,
@@ -150,6 +151,7 @@ class RunKernels:
         self.journal = journal
         self.manifest = manifest
         self.app_dir = app_dir
+        self.versions_dir = versions_dir
         self.pool_size = pool_size
         self.max_kernels = max_kernels
         self.cull_idle_timeout = cull_idle_timeout
@@ -237,7 +239,7 @@ class RunKernels:
                 self.log.warning("run %s: kernel %s is dead; replaying", run.id, live.kernel_id)
                 await self._shutdown(live)
             events = await self.store.events(run.id, kinds=["comm_msg"])
-            live = await self._acquire()
+            live = await self._acquire(await self._app_dir_of(run))
             try:
                 await self._bind(live, run)
                 if events:
@@ -257,11 +259,35 @@ class RunKernels:
 
     # --- acquiring kernels -------------------------------------------------------------------
 
-    async def _acquire(self) -> LiveKernel:
+    async def _app_dir_of(self, run: Run) -> Path:
+        """The app directory of the version `run` started on (a run keeps its version)."""
+        if run.app_id == self.manifest.app_id:
+            return self.app_dir
+        version_dir = self.versions_dir / run.app_id
+        if not (version_dir / MANIFEST_NAME).is_file():
+            manifest = await self.store.get_manifest(run.app_id)
+            if manifest is None:
+                raise RuntimeAppError(f"run {run.id}: its app version {run.app_id} is not stored")
+            version_dir.mkdir(parents=True, exist_ok=True)
+            dump(manifest, version_dir)
+            files = self.app_dir / FILES_DIR
+            if files.is_dir() and not (version_dir / FILES_DIR).exists():
+                (version_dir / FILES_DIR).symlink_to(files, target_is_directory=True)
+        return version_dir
+
+    async def _acquire(self, app_dir: Path) -> LiveKernel:
+        if app_dir != self.app_dir:
+            await self._make_room()
+            return await self._start_prepared(app_dir)
         if self._pool:
             live = self._pool.pop(0)
             self._refill_pool()
             return live
+        await self._make_room()
+        return await self._start_prepared(self.app_dir)
+
+    async def _make_room(self) -> None:
+        """Under the kernel cap, shut down the least recently used idle run kernel, or raise."""
         if self.max_kernels and self.live_count >= self.max_kernels:
             victim = self._least_recently_used_idle()
             if victim is None:
@@ -269,7 +295,6 @@ class RunKernels:
             self.log.info("kernel cap %d reached: culling idle run %s", self.max_kernels,
                           victim.run_id)
             await self._shutdown(victim)
-        return await self._start_prepared()
 
     def _least_recently_used_idle(self) -> LiveKernel | None:
         idle = [
@@ -290,9 +315,9 @@ class RunKernels:
         lock = self._locks.get(run_id) if run_id else None
         return lock is not None and lock.locked()
 
-    async def _start_prepared(self) -> LiveKernel:
-        """Start a kernel, attach its listener, and run `runner.prepare()` in it."""
-        env = {**os.environ, "FREEZER_APP_DIR": str(self.app_dir)}
+    async def _start_prepared(self, app_dir: Path) -> LiveKernel:
+        """Start a kernel for the app in `app_dir`, attach its listener, run `runner.prepare()`."""
+        env = {**os.environ, "FREEZER_APP_DIR": str(app_dir)}
         self._starting += 1
         try:
             kernel_id = await self.manager.start_run_kernel(
@@ -328,7 +353,7 @@ class RunKernels:
                 not self.max_kernels or self.live_count < self.max_kernels
             ):
                 try:
-                    live = await self._start_prepared()
+                    live = await self._start_prepared(self.app_dir)
                 except Exception:
                     self.log.exception("could not start a pool kernel; the pool stays short")
                     return

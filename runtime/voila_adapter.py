@@ -106,10 +106,6 @@ class RunPageHandler(TornadoVoilaHandler):  # type: ignore[misc]
             self.show_message(404, "There is no such run of yours.",
                               "Go to your runs to continue one or start a new one.")
             return
-        if run.app_id != app.app_id:
-            self.show_message(409, "This run was started on an earlier version of the app.",
-                              "Start over to use the current version.")
-            return
         if run.status == "diverged":
             self.show_message(409, "This run cannot be restored.",
                               "The notebook no longer rebuilds the same widgets from your "

@@ -256,3 +256,37 @@ async def test_replay_fills_the_notebooks_own_output_widgets(
         assert "x squared=49" in text(again)
         assert "x squared=4\n" not in text(again)  # the interact output was replaced, not added
 
+
+
+async def test_a_run_finishes_on_the_app_version_it_started_on(tmp_path: Path) -> None:
+    app = write_app(tmp_path / "app")  # stage 1 prints doubled=...
+    server = await asyncio.to_thread(start_server, app, "--pool-size", "0")
+    restarted: ServerProcess | None = None
+    try:
+        async with Person(server.base_url) as person:
+            page = await person.open("")
+            await page.wait_for(has_slider("number"), TIMEOUT)
+            await act(page, await page.set_value(slider(page, "number"), 6))
+            run_path = page.page.url
+            await page.close()
+            await asyncio.to_thread(server.stop)
+
+            tripled = ("Result", "tripled = number.value * 3\nprint(f'tripled={tripled}')", ())
+            write_app(app, (THREE_STAGES[0], tripled))  # a new build of the notebook
+            restarted = await asyncio.to_thread(
+                start_server, app, "--pool-size", "0", port=server.port
+            )
+            old = await person.open(run_path)
+            assert old.value(slider(old, "number")) == 6
+            await click_next(old)
+            await old.wait_for(shows("doubled=12"), TIMEOUT, "the old version's stage 1")
+
+            new = await person.open("new")
+            await new.wait_for(has_slider("number"), TIMEOUT)
+            await act(new, await new.set_value(slider(new, "number"), 6))
+            await click_next(new)
+            await new.wait_for(shows("tripled=18"), TIMEOUT, "the new version's stage 1")
+    finally:
+        server.stop()
+        if restarted is not None:
+            restarted.stop()
