@@ -155,15 +155,20 @@ class Target:
         return await person.open("new")
 
 
-def targets(include_freezer: bool, pool_args: list[str], no_pool_args: list[str]) -> list[Target]:
-    """Plain Voila cold, Voila with preheated kernels, Freezer with and without a pool."""
-    reason = freezer_available() if include_freezer else "not requested"
-    return [
+def targets(opts: Options) -> list[Target]:
+    """Plain Voila cold, Voila with preheated kernels, Freezer with and without a pool; those
+    the options leave out say "not requested"."""
+    freezer = freezer_available() if opts.freezer else "not requested"
+    all_targets = [
         Target("voila", "voila", []),
         Target("voila preheat", "voila", ["--preheat_kernel=True"]),
-        Target("freezer pool", "freezer", pool_args, unavailable=reason),
-        Target("freezer", "freezer", no_pool_args, unavailable=reason),
+        Target("freezer pool", "freezer", opts.pool_args, unavailable=freezer),
+        Target("freezer", "freezer", opts.no_pool_args, unavailable=freezer),
     ]
+    for target in all_targets:
+        if opts.only and target.name not in opts.only:
+            target.unavailable = "not requested"
+    return all_targets
 
 
 def build_app(notebook: Path, app_dir: Path) -> str | None:
@@ -373,6 +378,7 @@ class Options:
     freezer: bool
     pool_args: list[str]
     no_pool_args: list[str]
+    only: list[str]
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -385,6 +391,11 @@ def parser(description: str) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--voila-only", action="store_true", help="measure plain Voila only, not Freezer"
+    )
+    p.add_argument(
+        "--only",
+        default="",
+        help="comma-separated servers to measure (voila, voila preheat, freezer pool, freezer)",
     )
     p.add_argument(
         "--pool-args",
@@ -406,5 +417,6 @@ def options(args: argparse.Namespace) -> Options:
         freezer=not args.voila_only,
         pool_args=args.pool_args.split(),
         no_pool_args=args.no_pool_args.split(),
+        only=[name.strip() for name in args.only.split(",") if name.strip()],
         extra=vars(args),
     )

@@ -85,7 +85,7 @@ async def main() -> int:
     args_parser.add_argument("--people", type=int, default=20, help="people per server")
     opts = options(args_parser.parse_args())
     people = 1 if opts.quick else opts.extra["people"]
-    all_targets = targets(opts.freezer, opts.pool_args, opts.no_pool_args)
+    all_targets = targets(opts)
     results: dict[str, Any] = {}
     with workspace(stages=2) as (notebook, app_dir, workdir):
         try:

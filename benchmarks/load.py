@@ -263,7 +263,7 @@ async def main() -> int:
     ramp = opts.extra["ramp"] if opts.extra["ramp"] is not None else min(60.0, people * 0.5)
     stages = int(duration / interval / next_every) + 2
     plan = Plan(people, duration, interval, next_every, ramp, stages)
-    all_targets = targets(opts.freezer, opts.pool_args, opts.no_pool_args)
+    all_targets = targets(opts)
     compared = [t for t in all_targets if t.name in ("voila", "freezer pool")]
     results: dict[str, Any] = {}
     with workspace(stages) as (notebook, app_dir, workdir):
@@ -289,7 +289,7 @@ async def main() -> int:
             for target in compared:
                 target.stop()
     report(results, plan, opts.out)
-    return 0 if "round_trip" in results.get("voila", {}) else 1
+    return 0 if any("round_trip" in result for result in results.values()) else 1
 
 
 def report(results: dict[str, Any], plan: Plan, out: Path) -> None:
