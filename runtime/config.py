@@ -4,7 +4,8 @@
   `--shutdown-timeout`), mixed into :class:`runtime.app.FreezerApp`, so they are command-line
   flags, config-file entries and `--help-all` lines like every other option.
 - :func:`load_app_config` — `freezer_config.py` / `freezer_config.json` in the app directory, or
-  the file `--config` names, read the way Jupyter servers read theirs: the command line wins.
+  the file `--config` names, read the way Jupyter servers read theirs: the command line wins;
+  a file that cannot be used is a one-line error (exit status 2), not a traceback.
 - :func:`listen` — the HTTP server; behind a trusted proxy it takes the client's address,
   protocol and host from `X-Forwarded-For`/`X-Real-Ip`, `X-Forwarded-Proto`/`X-Scheme` and
   `X-Forwarded-Host`, and marks every cookie `Secure` when the person's protocol is https.
@@ -25,8 +26,9 @@ from typing import Any
 
 from tornado import httputil
 from tornado.httpserver import HTTPServer
-from traitlets import Bool, Float, Unicode
-from traitlets.config import Application, Configurable
+from traitlets import Bool, Float, TraitError, Unicode
+from traitlets.config import Application, Config, Configurable
+from traitlets.config.loader import JSONFileConfigLoader, PyFileConfigLoader
 
 CONFIG_NAME = "freezer_config"
 """`freezer_config.py` or `freezer_config.json` in the app directory is read at startup."""
@@ -76,44 +78,54 @@ class DeploymentOptions(Configurable):
     )
 
 
-def config_file_of(app_dir: Path, config_file: str) -> tuple[str, Path] | None:
-    """(name without extension, directory) of the config file to read, or None if none."""
+def config_files_of(app_dir: Path, config_file: str) -> list[Path]:
+    """The config files to read: the one `--config` names, else the app directory's."""
     if config_file:
         path = Path(config_file).expanduser().resolve()
         if path.suffix not in (".py", ".json"):
             raise ConfigFileError(f"{config_file}: a config file ends in .py or .json")
         if not path.is_file():
             raise ConfigFileError(f"{config_file}: no such config file")
-        return path.stem, path.parent
-    if any((app_dir / f"{CONFIG_NAME}{ext}").is_file() for ext in (".py", ".json")):
-        return CONFIG_NAME, app_dir
-    return None
+        return [path]
+    return [p for p in (app_dir / f"{CONFIG_NAME}.py", app_dir / f"{CONFIG_NAME}.json")
+            if p.is_file()]
 
 
-def load_app_config(app: Application, app_dir: Path, config_file: str) -> list[str]:
-    """Read the app's config file into `app` (the command line keeps priority).
-
-    With `--config a.py`, a `a.json` beside it is read too (as Jupyter does). Components the
-    app made before this call (Voila's configuration) are given the new config. Returns the
-    files read.
-    """
-    found = config_file_of(app_dir, config_file)
-    if found is None:
-        return []
-    name, directory = found
-    before = set(app._loaded_config_files)
-    app.raise_config_file_errors = True  # a broken config file stops the server: exit status 2
+def read_config_file(path: Path, log: logging.Logger) -> Config:
+    """One traitlets config file (.py or .json); raises :class:`ConfigFileError`."""
+    loader_class = PyFileConfigLoader if path.suffix == ".py" else JSONFileConfigLoader
+    loader = loader_class(path.name, str(path.parent), log=log)
     try:
-        app.load_config_file(name, path=[str(directory)])
+        config: Config = loader.load_config()
     except Exception as exc:  # the file's own code raised, or it is not valid JSON
-        raise ConfigFileError(f"{directory / name}: {type(exc).__name__}: {exc}") from exc
-    voila_configuration = getattr(app, "voila_configuration", None)
-    if voila_configuration is not None:
-        voila_configuration.update_config(app.config)
-    loaded = [str(f) for f in app._loaded_config_files if f not in before]
-    for path in loaded:
+        raise ConfigFileError(f"{path}: {type(exc).__name__}: {exc}") from exc
+    return config
+
+
+def load_app_config(app: Application, app_dir: Path, config_file: str) -> list[Path]:
+    """Read the app's config files into `app` (the command line keeps priority).
+
+    Components the app made before this call (Voila's configuration) get the new config too.
+    Returns the files read; raises :class:`ConfigFileError` for a file that cannot be used.
+    """
+    files = config_files_of(app_dir, config_file)
+    if not files:
+        return []
+    config = Config()
+    for path in files:
+        config.merge(read_config_file(path, app.log))
+    config.merge(app.cli_config)
+    try:
+        app.update_config(config)
+        voila_configuration = getattr(app, "voila_configuration", None)
+        if voila_configuration is not None:
+            voila_configuration.update_config(app.config)
+    except TraitError as exc:
+        names = ", ".join(str(path) for path in files)
+        raise ConfigFileError(f"{names}: {exc}") from exc
+    for path in files:
         app.log.info("read config file %s", path)
-    return loaded
+    return files
 
 
 # --- behind a reverse proxy ------------------------------------------------------------------
