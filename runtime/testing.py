@@ -35,7 +35,7 @@ from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
-from tornado.websocket import WebSocketClientConnection, websocket_connect
+from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
 
 from runtime.errors import RuntimeAppError
 
@@ -825,9 +825,12 @@ class PageSession:
             "version": KERNEL_PROTOCOL_VERSION,
         }
         msg = KernelMessage(channel, header, {}, metadata or {}, content)
-        await self._ws.write_message(
-            encode_v1(msg) if self._v1 else encode_legacy(msg), binary=self._v1
-        )
+        try:
+            await self._ws.write_message(
+                encode_v1(msg) if self._v1 else encode_legacy(msg), binary=self._v1
+            )
+        except WebSocketClosedError as error:
+            raise ClientError(f"page {self.kernel_id}: the websocket closed") from error
         return msg_id
 
     async def request(
@@ -1021,7 +1024,10 @@ class PageSession:
                     decode_v1(data) if self._v1 and isinstance(data, bytes) else decode_legacy(data)
                 )
                 self.received += 1
-                await self._handle(msg)
+                try:
+                    await self._handle(msg)
+                except ClientError:
+                    pass  # an Output's sync-back met a closing websocket; the next read ends
                 self._notify()
         finally:
             if self.closed_reason is None:
@@ -1096,6 +1102,8 @@ class PageSession:
             else:
                 outputs.append(output)
         state["outputs"] = outputs
+        if self.closed_reason is not None:
+            return
         await self.send(
             "shell",
             "comm_msg",
