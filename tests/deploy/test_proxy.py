@@ -124,6 +124,9 @@ def stop_mid_run(
     then start it again on the same port (nginx stays up) and return the new server."""
     kernels = child_pids(server.pid)
     assert kernels, "the server runs no kernel processes"
+    interpreters = {Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+                    for pid in kernels}
+    assert interpreters == {str(python)}, "kernels must run on the app's own environment"
     before = journal_rows(app_dir, run_id)
     server.process.send_signal(signal.SIGTERM)
     try:
