@@ -80,6 +80,7 @@ class LiveKernel:
     run_id: str | None = None
     user_id: int | None = None
     connections: int = 0
+    page_html: str | None = None  # the app page as rendered for this kernel (see voila_adapter)
     last_used: float = field(default_factory=time.monotonic)
     detached_since: float | None = field(default_factory=time.monotonic)
 

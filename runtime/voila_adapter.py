@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 KERNEL_ID = r"(?P<kernel_id>\w+-\w+-\w+-\w+-\w+)"
 CDN_STYLESHEET = re.compile(r'<link rel="stylesheet" href="https://cdn\.jsdelivr\.net/[^"]*"[^>]*>')
 """Voila's `lab` template links Font Awesome from a CDN; an app must work offline."""
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 REPLACED_VOILA_HANDLERS: tuple[type, ...] = (
     TornadoVoilaHandler,
     TornadoVoilaTreeHandler,
@@ -132,11 +133,25 @@ class RunPageHandler(TornadoVoilaHandler):  # type: ignore[misc]
                               "The server log says why. Try again in a moment.")
             return
         self.xsrf_token  # noqa: B018  (sets the _xsrf cookie the unload beacon sends back)
+        if live.page_html is not None:
+            # Re-attach: Voila would execute the bootstrap cell again only to display the same
+            # root widget; the page it rendered for this kernel is that page.
+            self.set_header("Content-Type", "text/html")
+            self.set_header("Cache-Control", "no-cache, no-store, must-revalidate")
+            self.finish(live.page_html)
+            live.touch()
+            return
         token = page_kernel.set(live.kernel_id)
+        parts: list[str] = []
         try:
             async for html in self.get_generator(path=None):
-                self.write(CDN_STYLESHEET.sub("", html))
+                html = CDN_STYLESHEET.sub("", html)
+                parts.append(html)
+                self.write(html)
                 self.flush()
+            page = "".join(parts)
+            if WIDGET_VIEW in page:  # the app showed; an error page is not worth keeping
+                live.page_html = page
         finally:
             page_kernel.reset(token)
             live.touch()  # the idle clock starts when the page is complete, not before

@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,15 @@ async def open_store() -> AsyncIterator[Callable[[Path], Any]]:
     finally:
         for store in stores:
             await store.close()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
+    """Wait until `check()` is true: what the server stores as a kernel reports it lands a
+    moment after the page shows it."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, f"still not true after {timeout:g} s: {check}"
+        await asyncio.sleep(0.05)
 
 
 def health(server: ServerProcess) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.websocket import websocket_connect
 
 from runtime.testing import ClientError, PageSession, Person, ServerProcess
-from tests.server.conftest import write_app
+from tests.server.conftest import eventually, write_app
 
 TIMEOUT = 60.0
 
@@ -70,11 +70,16 @@ async def test_two_people_get_their_own_kernel_and_result(
         run_b = page_b.page.url.rsplit("/", 1)[-1]
 
     store = await open_store(app_dir)
+
+    async def both_finished() -> bool:
+        runs = {run.id: run for run in await store.list_runs()}
+        return runs[run_a].status == runs[run_b].status == "finished"
+
+    await eventually(both_finished)
     results = {run: {r.name: r.value for r in await store.results(run)} for run in (run_a, run_b)}
     assert results == {run_a: {"doubled": 14}, run_b: {"doubled": 42}}
     runs = {run.id: run for run in await store.list_runs()}
     assert runs[run_a].user_id != runs[run_b].user_id
-    assert runs[run_a].status == runs[run_b].status == "finished"
     journal_a = await store.events(run_a, kinds=["comm_msg"])
     assert [e.payload.get("method") for e in journal_a] == ["update", "custom"]
     assert journal_a[0].payload["state"] == {"value": 7}

@@ -20,7 +20,7 @@ import pytest
 
 from runtime.store import NewEvent
 from runtime.testing import PageSession, Person, ServerProcess, child_pids
-from tests.server.conftest import start_server, write_app
+from tests.server.conftest import eventually, start_server, write_app
 
 TIMEOUT = 60.0
 
@@ -133,8 +133,12 @@ async def test_sigkill_and_restart_replays_the_run(
         # three actions before the crash, one Next after; replay wrote nothing
         assert [e.payload.get("method") for e in journal] == ["update", "custom", "update",
                                                                "custom"]
-        run = await store.get_run(run_id)
-        assert run is not None and run.status == "finished"
+
+        async def finished() -> bool:
+            run = await store.get_run(run_id)
+            return run is not None and run.status == "finished"
+
+        await eventually(finished)
     finally:
         server.stop()
         if restarted is not None:
