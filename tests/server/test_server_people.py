@@ -7,6 +7,7 @@ One server for the module (auth none, pool 1), driven at the protocol level with
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,14 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.websocket import websocket_connect
 
-from runtime.testing import ClientError, PageSession, Person, ServerProcess
+from runtime.testing import (
+    ClientError,
+    KernelMessage,
+    PageSession,
+    Person,
+    ServerProcess,
+    encode_legacy,
+)
 from tests.server.conftest import eventually, write_app
 
 TIMEOUT = 60.0
@@ -151,3 +159,35 @@ async def test_unsigned_websocket_is_refused(server: ServerProcess) -> None:
         + "0" * 12 + "/channels"
     with pytest.raises(Exception, match="403"):
         await websocket_connect(HTTPRequest(url))
+
+
+async def test_legacy_json_framing_is_journaled_and_filtered(
+    server: ServerProcess, app_dir: Path, open_store: Callable[..., Any]
+) -> None:
+    async with Person(server.base_url) as person:
+        page = await person.open("")
+        await page.wait_for(lambda p: bool(p.find_all(_model_name="IntSliderModel")), TIMEOUT)
+        number = slider(page)
+        run_id = page.page.url.rsplit("/", 1)[-1]
+        request = HTTPRequest(
+            page.ws_url.replace("session_id=", "session_id=legacy"),
+            headers={"Cookie": person.cookies.header(), "Origin": person.origin},
+        )
+        ws = await websocket_connect(request)  # no subprotocol: JSON text frames
+        assert ws.selected_subprotocol is None
+
+        def legacy(msg_type: str, content: dict[str, Any]) -> str:
+            header = {"msg_id": uuid.uuid4().hex, "msg_type": msg_type, "session": "legacy",
+                      "username": "", "version": "5.3", "date": ""}
+            return encode_legacy(KernelMessage("shell", header, content=content))
+
+        ws.write_message(legacy("execute_request", {"code": "1/0", "silent": False}))
+        ws.write_message(legacy("comm_msg", {"comm_id": number, "data": {
+            "method": "update", "state": {"value": 61}, "buffer_paths": []}}))
+        await page.wait_for(lambda p: p.value(number) == 61, TIMEOUT, "the echo of value 61")
+        assert not page.kernel_errors  # 1/0 never ran (it would have, before the update)
+        ws.close()
+
+    store = await open_store(app_dir)
+    journal = await store.events(run_id, kinds=["comm_msg"])
+    assert [e.payload["state"] for e in journal] == [{"value": 61}]
