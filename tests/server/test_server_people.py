@@ -191,3 +191,24 @@ async def test_legacy_json_framing_is_journaled_and_filtered(
     store = await open_store(app_dir)
     journal = await store.events(run_id, kinds=["comm_msg"])
     assert [e.payload["state"] for e in journal] == [{"value": 61}]
+
+
+async def test_run_list_continue_and_start_over(
+    server: ServerProcess, app_dir: Path, open_store: Callable[..., Any]
+) -> None:
+    async with Person(server.base_url) as person:
+        first = await person.open("")
+        old_run = first.page.url.rsplit("/", 1)[-1]
+        await first.close()
+        runs_page = await person.get_page("")
+        assert f"run/{old_run}" in runs_page.html and "Start over" in runs_page.html
+        assert runs_page.xsrf
+        response = await person.fetch(
+            "new", method="POST", form={"abandon": old_run, "_xsrf": runs_page.xsrf}
+        )
+        assert response.code == 200 and "/run/" in response.effective_url
+        new_run = response.effective_url.rsplit("/", 1)[-1]
+        assert new_run != old_run
+    store = await open_store(app_dir)
+    old = await store.get_run(old_run)
+    assert old is not None and old.status == "abandoned"
