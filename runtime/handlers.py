@@ -125,18 +125,30 @@ class FreezerHandler(JupyterHandler):
 
 
 class RunListHandler(FreezerHandler):
-    """`/`: the person's runs of this app (continue / start over), or a new run if none."""
+    """`/`: the person's runs of this app (continue / start over), or a new run if none.
+
+    Runs started on an earlier build of the same notebook are listed too: they continue on
+    the version they started on."""
 
     @web.authenticated
     async def get(self) -> None:
         app = self.freezer
-        runs = await app.store.runs_for_user(self.user_id, app_id=app.app_id)
-        runs = [run for run in runs if run.status != "abandoned"]
+        stage_titles = {app.app_id: [stage.title for stage in app.manifest.stages]}
+        runs = []
+        for run in await app.store.runs_for_user(self.user_id):
+            if run.status == "abandoned":
+                continue
+            if run.app_id not in stage_titles:  # an earlier build: same notebook?
+                manifest = await app.store.get_manifest(run.app_id)
+                same = manifest is not None and manifest.source_name == app.manifest.source_name
+                stages = manifest.stages if manifest is not None and same else ()
+                stage_titles[run.app_id] = [stage.title for stage in stages]
+            if stage_titles[run.app_id]:
+                runs.append(run)
         if not runs:
             self.redirect(app.base_url + "new")
             return
-        titles = [stage.title for stage in app.manifest.stages]
-        self.finish(app.pages.render("runs.html", self, runs=runs, titles=titles))
+        self.finish(app.pages.render("runs.html", self, runs=runs, stage_titles=stage_titles))
 
 
 class NewRunHandler(FreezerHandler):

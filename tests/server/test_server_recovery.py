@@ -280,6 +280,8 @@ async def test_a_run_finishes_on_the_app_version_it_started_on(tmp_path: Path) -
             restarted = await asyncio.to_thread(
                 start_server, app, "--pool-size", "0", port=server.port
             )
+            runs_page = await person.get_page("")  # the run of the earlier build is listed
+            assert run_path.rsplit("/", 1)[-1] in runs_page.html
             old = await person.open(run_path)
             assert old.value(slider(old, "number")) == 6
             await click_next(old)
