@@ -14,6 +14,13 @@ from runtime.testing import ServerProcess
 from tests.server.conftest import write_app
 
 TIMEOUT_MS = 60_000
+CULLED = """() => {
+    const request = new XMLHttpRequest();
+    request.open("GET", "health", false);
+    request.send();
+    const health = JSON.parse(request.responseText);
+    return health.culled >= 1 && health.run_kernels === 0;
+}"""
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +84,29 @@ def test_pick_next_reload_shows_the_same_run(server: ServerProcess, page: Page) 
     expect(page.get_by_text("doubled=16")).to_be_visible()
     assert kernel_id(page) == first_kernel
     assert slider_readout(page) == "8"
+
+
+def test_a_culled_run_comes_back_in_the_browser(
+    app_dir: Path, serve: Callable[..., ServerProcess], page: Page
+) -> None:
+    server = serve(app_dir, "--pool-size", "0", "--cull-idle-timeout", "2")
+    page.set_default_timeout(TIMEOUT_MS)
+    with page.expect_websocket(lambda ws: "/channels" in ws.url) as opened:
+        page.goto(server.base_url + "new")
+    handle = page.locator(".widget-slider .noUi-handle").first
+    handle.wait_for()
+    handle.focus()
+    with opened.value.expect_event("framesent", predicate=sends_value(6)):
+        handle.press("ArrowRight")
+    page.get_by_role("button", name="Next").click()
+    expect(page.get_by_text("doubled=12")).to_be_visible()
+    run_url, first_kernel = page.url, kernel_id(page)
+
+    page.goto(server.base_url + "health")  # the tab moves on; the kernel is culled 2 s later
+    page.wait_for_function(CULLED, polling=100)
+
+    page.goto(run_url)
+    expect(page.get_by_text("doubled=12")).to_be_visible()
+    expect(page.locator(".widget-readout").first).to_have_text("6")
+    assert kernel_id(page) != first_kernel
+
