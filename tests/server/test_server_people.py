@@ -6,6 +6,7 @@ One server for the module (auth none, pool 1), driven at the protocol level with
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Callable
@@ -186,11 +187,30 @@ async def test_legacy_json_framing_is_journaled_and_filtered(
             "method": "update", "state": {"value": 61}, "buffer_paths": []}}))
         await page.wait_for(lambda p: p.value(number) == 61, TIMEOUT, "the echo of value 61")
         assert not page.kernel_errors  # 1/0 never ran (it would have, before the update)
+
+        # Next makes the runner report on its `freezer.run` comm; none of it reaches a page
+        click = legacy("comm_msg", {"comm_id": next_button(page), "data": {
+            "method": "custom", "content": {"event": "click"}}})
+        click_id = json.loads(click)["header"]["msg_id"]
+        ws.write_message(click)
+        seen: list[dict[str, Any]] = []
+        while True:
+            frame = await asyncio.wait_for(ws.read_message(), TIMEOUT)
+            assert isinstance(frame, str)
+            msg = json.loads(frame)
+            seen.append(msg)
+            if (msg["header"]["msg_type"] == "status"
+                    and msg["parent_header"].get("msg_id") == click_id
+                    and msg["content"]["execution_state"] == "idle"):
+                break
+        assert any("doubled=122" in json.dumps(m) for m in seen)  # the stage ran
+        assert not any('"freezer.run"' in json.dumps(m) or '"stage_' in json.dumps(m)
+                       for m in seen)
         ws.close()
 
     store = await open_store(app_dir)
     journal = await store.events(run_id, kinds=["comm_msg"])
-    assert [e.payload["state"] for e in journal] == [{"value": 61}]
+    assert [e.payload.get("state") for e in journal] == [{"value": 61}, None]
 
 
 async def test_run_list_continue_and_start_over(
