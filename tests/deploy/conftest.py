@@ -27,7 +27,6 @@ from typing import Any, TypeVar
 
 import pytest
 
-from freezer.commands import build_main
 from runtime.testing import LOOPBACK, ServerProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,6 +64,8 @@ def eventually(check: Callable[[], Any], what: str, timeout: float = 60.0) -> No
 @pytest.fixture(scope="session")
 def labeling_app(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The labeling example, built with `freezer build`."""
+    from freezer.commands import build_main  # only the tests that need an app build one
+
     app = tmp_path_factory.mktemp("deploy") / "labeling"
     assert build_main([str(EXAMPLE), "-o", str(app)]) == 0
     return app
