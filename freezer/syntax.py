@@ -1,0 +1,191 @@
+"""Python syntax as IPython runs it: parsing a cell, and reading names out of the tree.
+
+A notebook cell is parsed with `ast` after IPython's input transformation, so magics and `!cmd`
+lines parse; the helpers below read names out of the resulting expressions for the analysis
+(:mod:`freezer.analysis`) and the modules it builds on.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+PYTHON_CELL_MAGICS = frozenset({"time", "timeit", "capture", "prun"})
+BLOCK_MAGICS = frozenset({"block", "blockrun"})
+BUILTIN_NAMES = frozenset(dir(builtins))
+
+
+@dataclass(frozen=True)
+class ParsedCell:
+    """A code cell parsed as IPython runs it."""
+
+    tree: ast.Module | None  # None: a syntax error, or a cell magic that is not Python
+    offset: int = 0  # add to tree line numbers to get source line numbers
+    error: tuple[int, str] | None = None  # (source line, message)
+
+
+def parse_cell(source: str) -> ParsedCell:
+    """Parse a cell as IPython runs it.
+
+    Plain Python is parsed as is (IPython leaves it unchanged); anything else goes through
+    IPython's own transformation first. A Python cell magic (`%%time`) is parsed from its body,
+    with line offset 1; other cell magics (`%%bash`, `%%html`) have no tree and no error.
+    """
+    first, _, body = source.partition("\n")
+    offset = 0
+    if first.startswith("%%"):
+        words = first[2:].split(maxsplit=1)
+        if not words or words[0] not in PYTHON_CELL_MAGICS:
+            return ParsedCell(None)
+        source, offset = body, 1
+    if not _looks_like_ipython(source):
+        try:
+            return ParsedCell(ast.parse(source), offset)
+        except (SyntaxError, ValueError):
+            pass
+        except (RecursionError, MemoryError):
+            return ParsedCell(None, offset, (1 + offset, "too deeply nested for Python to parse"))
+    try:
+        return ParsedCell(ast.parse(transform_cell(source)), offset)
+    except SyntaxError as exc:
+        return ParsedCell(None, offset, ((exc.lineno or 1) + offset, exc.msg or "invalid syntax"))
+    except Exception as exc:  # IPython's transformer can fail on odd input; report, not crash
+        return ParsedCell(None, offset, (1 + offset, str(exc) or type(exc).__name__))
+
+
+def _looks_like_ipython(source: str) -> bool:
+    """A quick guess that saves a failed `ast.parse`; a wrong guess only costs time."""
+    for line in source.split("\n"):
+        text = line.lstrip()
+        if text[:1] in ("%", "!") or text.endswith("?") or "!" in text and "=" in text \
+                and text.split("=", 1)[1].lstrip().startswith("!"):
+            return True
+    return False
+
+
+_transformer = None
+
+
+def transform_cell(source: str) -> str:
+    """IPython's transformation of a cell into plain Python (`%magic` -> `get_ipython()...`)."""
+    global _transformer
+    if _transformer is None:
+        from IPython.core.inputtransformer2 import TransformerManager
+
+        _transformer = TransformerManager()  # type: ignore[no-untyped-call]
+    text: str = _transformer.transform_cell(source)
+    return text
+
+
+def dotted(node: ast.expr) -> list[str] | None:
+    """`a.b.c` as ["a", "b", "c"]; None for anything but a chain of names."""
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    parts.append(node.id)
+    return parts[::-1]
+
+
+def root_name(node: ast.expr) -> str | None:
+    """The name at the bottom of `a.b[c].d`."""
+    while isinstance(node, ast.Attribute | ast.Subscript | ast.Starred):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def ipython_call(node: ast.Call) -> tuple[str, str] | None:
+    """`get_ipython().run_line_magic('pip', 'install x')` -> ("%pip", "install x")."""
+    func = node.func
+    if not (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Call)):
+        return None
+    inner = func.value.func
+    if not (isinstance(inner, ast.Name) and inner.id == "get_ipython"):
+        return None
+    args = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+    if func.attr == "run_line_magic" and len(args) >= 2:
+        return "%" + args[0], args[1]
+    if func.attr in ("system", "getoutput") and args:
+        return "!", args[0]
+    return None
+
+
+def is_pip_install(kind: str, text: str) -> bool:
+    """Whether a magic or shell line installs packages."""
+    words = text.split()
+    if kind in ("%pip", "%conda", "%mamba"):
+        return bool(words) and words[0] == "install"
+    for n, word in enumerate(words[:4]):
+        if word in ("pip", "pip3", "conda", "mamba") or word.endswith(("/pip", "/pip3")):
+            return words[n + 1:n + 2] == ["install"]
+    return False
+
+
+def comment_out(source: str, lines: set[int]) -> str:
+    """The cell with these lines commented out (a `pass` keeps an indented block valid)."""
+    if not lines:
+        return source
+    out = source.split("\n")
+    for ln in sorted(lines):
+        if 0 < ln <= len(out):
+            text = out[ln - 1]
+            body = text.lstrip()
+            indent = text[: len(text) - len(body)]
+            out[ln - 1] = f"{indent}# {body}" if not indent else f"{indent}pass  # {body}"
+    return "\n".join(out)
+
+
+def evaluated_calls(node: ast.expr) -> Iterator[ast.Call]:
+    """Calls evaluated with `node` (not inside lambdas)."""
+    todo: list[ast.AST] = [node]
+    while todo:
+        current = todo.pop()
+        if isinstance(current, ast.Lambda):
+            continue
+        if isinstance(current, ast.Call):
+            yield current
+        todo.extend(ast.iter_child_nodes(current))
+
+
+def literal_names(node: ast.expr) -> list[str]:
+    """Names in `x`, `*x`, `[a, b]`, `(a, 'value')`, `{k: a}`, nested."""
+    if isinstance(node, ast.Name):
+        return [node.id]
+    if isinstance(node, ast.Starred):
+        return literal_names(node.value)
+    if isinstance(node, ast.List | ast.Tuple | ast.Set):
+        return [n for e in node.elts for n in literal_names(e)]
+    if isinstance(node, ast.Dict):
+        return [n for e in node.values for n in literal_names(e)]
+    return []
+
+
+def has_non_literal(node: ast.expr) -> bool:
+    """Whether a literal collection holds anything but names and constants."""
+    if isinstance(node, ast.Name | ast.Constant):
+        return False
+    if isinstance(node, ast.Starred):
+        return has_non_literal(node.value)
+    if isinstance(node, ast.List | ast.Tuple | ast.Set):
+        return any(has_non_literal(e) for e in node.elts)
+    if isinstance(node, ast.Dict):
+        return any(k is not None and has_non_literal(k) for k in node.keys) or any(
+            has_non_literal(v) for v in node.values)
+    return True
+
+
+def target_names(target: ast.expr, items: bool | None) -> list[str]:
+    """Names a loop target binds; with items=True only the value of a `k, v` pair."""
+    if items and isinstance(target, ast.Tuple) and len(target.elts) == 2:
+        return target_names(target.elts[1], None)
+    if isinstance(target, ast.Name):
+        return [target.id]
+    if isinstance(target, ast.Tuple | ast.List):
+        return [n for e in target.elts for n in target_names(e, None)]
+    if isinstance(target, ast.Starred):
+        return target_names(target.value, None)
+    return []
