@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from jupyter_server.services.kernels.connection.base import (
     deserialize_binary_message,
@@ -55,6 +55,19 @@ SAVE_FAILED = (
     "Freezer could not save your last change, so it was not applied. "
     "Reload the page to continue."
 )
+
+
+def check_frame(frame: Any, width: int, byteorder: Literal["little", "big"]) -> None:
+    """Refuse a binary frame whose leading count of offsets does not fit in the frame.
+
+    jupyter_server's parsers build a list of that many offsets before looking at them, so a
+    frame starting with a huge count would hang the whole server (found by the websocket fuzzer).
+    """
+    if not isinstance(frame, bytes | bytearray | memoryview):
+        raise ValueError("a binary frame was expected")
+    count = int.from_bytes(bytes(frame[:width]), byteorder)
+    if len(frame) < width or count < 1 or width * (count + 1) > len(frame):
+        raise ValueError(f"malformed frame: {count} offsets in {len(frame)} bytes")
 
 
 @dataclass
@@ -143,12 +156,14 @@ class RunWebsocketConnection(ZMQChannelsWebsocketConnection):
     def parse_browser_message(self, ws_msg: Any) -> BrowserMessage:
         """Header, content and buffers of a page's message in either framing."""
         if self.subprotocol == V1_PROTOCOL:
+            check_frame(ws_msg, 8, "little")
             _channel, parts = deserialize_msg_from_ws_v1(ws_msg)  # type: ignore[no-untyped-call]
             header = self.session.unpack(parts[0])
             content = self.session.unpack(parts[3])
             buffers = [bytes(b) for b in parts[4:]]
         else:
             if isinstance(ws_msg, bytes):
+                check_frame(ws_msg, 4, "big")
                 msg = deserialize_binary_message(ws_msg)  # type: ignore[no-untyped-call]
             else:
                 msg = json.loads(ws_msg)
@@ -203,11 +218,18 @@ class RunWebsocketConnection(ZMQChannelsWebsocketConnection):
                            self._live.run_id if self._live else "?", exc)
             if not self._closing:
                 self.write_stderr(SAVE_FAILED, message.header)  # type: ignore[no-untyped-call]
+                self._show_kernel_state(str(message.content.get("comm_id")))
             return
         except Exception:
             self.log.exception("widget message not forwarded")
             return
         super().handle_incoming_message(message.raw)
+
+    def _show_kernel_state(self, comm_id: str) -> None:
+        """Have the kernel send the widget's state again, so the page stops showing a change
+        the kernel never got (ipywidgets answers `request_state` with an `update`)."""
+        if self._live is not None:
+            self._live.listener.send_comm_msg(comm_id, {"method": "request_state"}, [])
 
     def _must_journal(self, message: BrowserMessage) -> bool:
         if message.msg_type != "comm_msg":

@@ -179,6 +179,8 @@ async def test_a_change_the_journal_cannot_save_is_not_applied(
         )
         await page.request("shell", "kernel_info_request", {})
         assert msg_id not in page._idle  # never reached the kernel
+        # and the page is put back to what the kernel has
+        await page.wait_for(lambda p: p.value(number) == 5, TIMEOUT, "the slider back at 5")
 
 
 def delete_run(database: Path, run_id: str) -> None:
