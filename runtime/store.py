@@ -1,26 +1,23 @@
 """The store: every database access of the runtime (SQLAlchemy 2.0, SQLite by default).
 
 The API is async-only. Each method is one short transaction that runs on the store's own single
-worker thread, so the event loop never waits on the database and SQLite sees one writer per
-process. Rows come back as frozen dataclasses, never as live ORM objects. The tables are in
-:mod:`runtime.models`; `docs/database.md` describes them and the export rows.
+worker thread (:class:`runtime.database.Database`), so the event loop never waits on the database
+and SQLite sees one writer per process. Rows come back as frozen dataclasses, never as live ORM
+objects. The tables are in :mod:`runtime.models`; `docs/database.md` describes them and the
+export rows.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Callable, Collection, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, TypeVar
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, create_engine, event, func, select
-from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from runtime.database import Database, StoreStats, database_url, one_line
 from runtime.errors import RunnerEventError, StoreClosedError, StoreError, UnknownRunError
 from runtime.manifest import Manifest
 from runtime.models import (
@@ -49,23 +46,10 @@ from runtime.models import (
     to_user,
     unpack_buffers,
 )
-
-log = logging.getLogger(__name__)
-
-T = TypeVar("T")
+from runtime.runner_events import RUNNER_EVENTS, apply_runner_event, check_runner_event
 
 RUN_STATUSES = ("active", "finished", "failed", "diverged", "abandoned")
 STAGE_STATUSES = ("running", "ready", "failed", "finished")
-RUNNER_EVENTS = (
-    "hello", "stage_started", "stage_ready", "stage_failed", "stage_finished", "collected",
-    "finished",
-)
-_STAGE_STATUS_OF = {
-    "stage_started": "running",
-    "stage_ready": "ready",
-    "stage_failed": "failed",
-    "stage_finished": "finished",
-}
 
 
 # The journal's hot path, built once: statement construction costs more than SQLite's work.
@@ -85,190 +69,12 @@ _LAST_SEQS = select(
 _INSERT_EVENTS = _EVENTS.insert()
 
 
-@dataclass
-class StoreStats:
-    """Counters for tests and benchmarks."""
-
-    transactions: int = 0  # committed transactions
-    lock_retries: int = 0  # attempts repeated because the database was locked or busy
-
-
-def database_url(url: str | URL) -> URL:
-    """Parse a database URL; plain `postgresql://` (or `postgres://`) means psycopg 3."""
-    parsed = make_url(url)
-    if parsed.drivername in ("postgresql", "postgres"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    return parsed
-
-
-def is_retryable(exc: DBAPIError) -> bool:
-    """Whether a failed transaction may succeed if simply tried again."""
-    text = str(exc.orig).lower()
-    if "database is locked" in text or "database table is locked" in text:
-        return True  # SQLite: another connection holds the write lock beyond busy_timeout
-    # PostgreSQL: serialization failure, deadlock detected
-    return getattr(exc.orig, "sqlstate", None) in ("40001", "40P01")
-
-
-def one_line(exc: BaseException) -> str:
-    """The first line of an exception's message."""
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
-
-
-# --- the store ------------------------------------------------------------------------------
-
-
-class Store:
+class Store(Database):
     """All database access of the runtime; open with :meth:`Store.open`, end with :meth:`close`.
 
-    `busy_timeout` (seconds, default 5) is how long SQLite itself waits for another
-    connection's write lock; past it the store retries the whole transaction with backoff
-    until `lock_timeout` (seconds, default 30) has passed, then raises :class:`StoreError`.
+    Connections, the worker thread and the retry policy (`busy_timeout`, `lock_timeout`) are
+    :class:`runtime.database.Database`'s; every method here is one transaction.
     """
-
-    def __init__(
-        self, engine: Engine, *, busy_timeout: float = 5.0, lock_timeout: float = 30.0
-    ) -> None:
-        """Use :meth:`open`, which also creates the tables; this only wraps an engine."""
-        self.engine = engine
-        self.lock_timeout = lock_timeout
-        self.stats = StoreStats()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="freezer-store")
-        self._closed = False
-        self._write = True  # read by the SQLite `begin` hook; only the worker thread sets it
-        self._last_now = datetime.min.replace(tzinfo=timezone.utc)
-        if engine.dialect.name == "sqlite":
-            self._configure_sqlite(busy_timeout)
-
-    @classmethod
-    async def open(
-        cls,
-        url: str | URL,
-        *,
-        busy_timeout: float = 5.0,
-        lock_timeout: float = 30.0,
-        echo: bool = False,
-    ) -> Store:
-        """Connect to any SQLAlchemy URL and create the tables that are missing."""
-        parsed = database_url(url)
-        kwargs: dict[str, Any] = {"echo": echo}
-        if parsed.get_backend_name() != "sqlite":
-            kwargs["pool_pre_ping"] = True
-        try:
-            engine = create_engine(parsed, **kwargs)
-        except ImportError as exc:
-            hint = " (pip install 'freezer[postgresql]')" if "psycopg" in str(exc) else ""
-            raise StoreError(
-                f"cannot use database URL {parsed!r}: {one_line(exc)}{hint}"
-            ) from exc
-        except (SQLAlchemyError, ValueError) as exc:
-            raise StoreError(f"cannot use database URL {parsed!r}: {one_line(exc)}") from exc
-        store = cls(engine, busy_timeout=busy_timeout, lock_timeout=lock_timeout)
-        try:
-            await store._transaction(store._create_tables)
-        except BaseException:
-            await store.close()
-            raise
-        return store
-
-    def _configure_sqlite(self, busy_timeout: float) -> None:
-        def on_connect(dbapi_connection: Any, _record: Any) -> None:
-            # The driver's own implicit transactions are off: the `begin` hook below says
-            # BEGIN itself, so that a writing transaction takes the write lock up front.
-            dbapi_connection.isolation_level = None
-            cursor = dbapi_connection.cursor()
-            try:
-                # WAL: readers never block the writer and the writer never blocks readers.
-                cursor.execute("PRAGMA journal_mode=WAL")
-                cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
-                cursor.execute("PRAGMA foreign_keys=ON")
-                # NORMAL under WAL syncs at checkpoints, not at every commit: a commit stays
-                # atomic and the database consistent after a crash; only the last few commits
-                # can be lost on power failure (not on a process crash). FULL costs an fsync
-                # per commit, which caps the journal at a few hundred commits per second.
-                cursor.execute("PRAGMA synchronous=NORMAL")
-            finally:
-                cursor.close()
-
-        def on_begin(connection: Connection) -> None:
-            # BEGIN IMMEDIATE waits (busy_timeout) for the write lock before reading; a
-            # deferred transaction that reads and then writes would fail at once with
-            # "database is locked" when another writer committed in between.
-            connection.exec_driver_sql("BEGIN IMMEDIATE" if self._write else "BEGIN")
-
-        event.listen(self.engine, "connect", on_connect)
-        event.listen(self.engine, "begin", on_begin)
-
-    @staticmethod
-    def _create_tables(session: Session) -> None:
-        Base.metadata.create_all(session.connection())
-
-    async def close(self) -> None:
-        """Finish the transactions already asked for, close the connections, stop the thread."""
-        if self._closed:
-            return
-        self._closed = True
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(self._executor, self.engine.dispose)
-        finally:
-            await asyncio.to_thread(self._executor.shutdown, wait=True)
-
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
-        return self._closed
-
-    # --- transactions ---------------------------------------------------------------------
-
-    async def _transaction(self, work: Callable[[Session], T], *, write: bool = True) -> T:
-        """Run `work(session)` in one transaction on the worker thread, retrying when locked."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.lock_timeout
-        delay = 0.005
-        while True:
-            if self._closed:
-                raise StoreClosedError()
-            try:
-                return await loop.run_in_executor(self._executor, self._commit, work, write)
-            except RuntimeError as exc:
-                if self._closed:  # the executor was shut down under us
-                    raise StoreClosedError() from exc
-                raise
-            except DBAPIError as exc:
-                if not is_retryable(exc):
-                    raise StoreError(f"database error: {one_line(exc.orig or exc)}") from exc
-                if loop.time() + delay > deadline:
-                    raise StoreError(
-                        f"the database stayed locked for {self.lock_timeout:g} s: "
-                        f"{one_line(exc.orig or exc)}"
-                    ) from exc
-                self.stats.lock_retries += 1
-                log.debug("database locked, retrying in %.3f s", delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.5)
-            except SQLAlchemyError as exc:
-                raise StoreError(f"database error: {one_line(exc)}") from exc
-            except (TypeError, ValueError) as exc:
-                # a value the database driver cannot store (e.g. not JSON-serialisable)
-                raise StoreError(f"cannot store the value: {one_line(exc)}") from exc
-
-    def _commit(self, work: Callable[[Session], T], write: bool) -> T:
-        """Worker thread: one transaction, committed when `work` returns."""
-        self._write = write
-        with Session(self.engine, expire_on_commit=False) as session, session.begin():
-            result = work(session)
-        self.stats.transactions += 1
-        return result
-
-    def _now(self) -> datetime:
-        """Worker thread: the UTC time, strictly increasing within this store."""
-        now = datetime.now(timezone.utc)
-        if now <= self._last_now:
-            now = self._last_now + timedelta(microseconds=1)
-        self._last_now = now
-        return now
 
     # --- apps -----------------------------------------------------------------------------
 
@@ -534,19 +340,9 @@ class Store:
         updates of `runs`, `stages` and `results` commit together or not at all. An event name
         this store does not know is journaled and otherwise ignored.
         """
-        name = data.get("event")
-        if not isinstance(name, str) or not name:
-            raise RunnerEventError(run_id, str(name), "the message has no 'event' name")
-        stage = data.get("stage")
-        if (name in _STAGE_STATUS_OF or name == "collected") and (
-            not isinstance(stage, int) or isinstance(stage, bool) or stage < 0
-        ):
-            raise RunnerEventError(run_id, name, f"'stage' must be an index, not {stage!r}")
-        if name == "collected" and not isinstance(data.get("name"), str):
-            raise RunnerEventError(run_id, name, "'name' must be the collected name")
-        if name == "stage_finished" and not isinstance(data.get("snapshot", {}), dict):
-            raise RunnerEventError(run_id, name, "'snapshot' must be an object")
+        name = check_runner_event(run_id, data)
         payload = dict(data)
+
 
         def work(session: Session) -> None:
             now = self._now()
@@ -559,57 +355,9 @@ class Store:
             )
             run = session.get(RunRecord, run_id)
             assert run is not None  # checked by _lock_runs_and_next_seqs
-            if name in _STAGE_STATUS_OF:
-                assert isinstance(stage, int)
-                self._apply_stage_event(session, run, name, stage, payload, now)
-            elif name == "collected":
-                self._apply_collected(session, run_id, payload, now)
-            elif name == "finished":
-                run.status = "finished"
-                if run.finished_at is None:
-                    run.finished_at = now
+            apply_runner_event(session, run, name, payload, now)
 
         await self._transaction(work)
-
-    @staticmethod
-    def _apply_stage_event(
-        session: Session, run: RunRecord, name: str, index: int, data: dict[str, Any],
-        now: datetime,
-    ) -> None:
-        row = session.get(StageRecord, (run.id, index))
-        if row is None:
-            row = StageRecord(run_id=run.id, index=index, status="running")
-            session.add(row)
-        row.status = _STAGE_STATUS_OF[name]
-        if name == "stage_started":
-            # a re-run after a failure starts over
-            row.started_at, row.finished_at = now, None
-            row.error = row.traceback = None
-        elif name == "stage_failed":
-            row.error = str(data.get("error") or "")
-            row.traceback = str(data.get("traceback") or "") or None
-        elif name == "stage_finished":
-            row.finished_at = now
-            row.snapshot = dict(data.get("snapshot") or {})
-        if row.started_at is None:
-            row.started_at = now
-        if name != "stage_finished":
-            run.stage = index
-
-    @staticmethod
-    def _apply_collected(
-        session: Session, run_id: str, data: dict[str, Any], now: datetime
-    ) -> None:
-        row = session.get(ResultRecord, (run_id, data["name"]))
-        if row is None:
-            session.add(
-                ResultRecord(
-                    run_id=run_id, name=data["name"], value=data.get("value"),
-                    stage=data.get("stage"), at=now,
-                )
-            )
-        else:
-            row.value, row.stage, row.at = data.get("value"), data.get("stage"), now
 
     # --- stages and results ---------------------------------------------------------------
 
@@ -683,5 +431,5 @@ __all__ = [
     "RUN_STATUSES", "STAGE_STATUSES", "RUNNER_EVENTS", "Event", "NewEvent", "Result", "Run",
     "StageRow", "Store", "StoreStats", "User", "database_url", "export_row", "hash_token",
     "new_run_id", "pack_buffers", "unpack_buffers", "StoreError", "StoreClosedError",
-    "UnknownRunError", "RunnerEventError",
+    "UnknownRunError", "RunnerEventError", "one_line",
 ]
