@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any, cast
 
 from runtime import manifest as mf
-from runtime.capture import Capture, CellError, Output, OutputSink
+from runtime.capture import Capture, CellError
 from runtime.errors import RuntimeAppError
+from runtime.outputs import Output, OutputSink
 from runtime.stepper import AppView, disable_widgets, json_value, markdown_output
 
 log = logging.getLogger("freezer.runner")

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import ipywidgets as widgets
 
-from runtime.capture import Output
+from runtime.outputs import Output
 
 StageState = Literal["pending", "running", "ready", "failed", "done"]
 
