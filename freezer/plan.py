@@ -19,7 +19,7 @@ import nbformat
 from freezer.analysis import NotebookAnalyzer
 from freezer.facts import Bind, CellFacts, Read
 from freezer.libwidgets import resolve_widget_classes
-from freezer.render import render_text as render_text  # re-exported: `freezer plan` prints
+from freezer.render import render_text as render_text  # re-exported: callers import from here
 from freezer.render import to_json as to_json
 from freezer.syntax import ParsedCell, parse_cell
 from freezer.widgetnames import library_candidates
