@@ -53,6 +53,7 @@ from runtime.manifest import Manifest, ManifestError
 from runtime.store import Store
 from runtime.voila_adapter import (
     KERNEL_ID,
+    ReadyKernelClient,
     RunPageHandler,
     freezer_voila_routes,
     restrict_browser_messages,
@@ -184,6 +185,7 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
             "VoilaConfiguration": {"multi_kernel_manager_class": RunKernelManager},
             # a dead kernel is not restarted: its run is replayed in a fresh one
             "KernelRestarter": {"restart_limit": 0},
+            "ServerKernelManager": {"client_factory": ReadyKernelClient},
         }))
         self.kernel_websocket_connection_class = RunWebsocketConnection
         self.identity_provider_class = FreezerIdentityProvider
