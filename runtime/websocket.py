@@ -30,6 +30,7 @@ from jupyter_server.services.kernels.connection.base import (
 )
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 from tornado import web
+from tornado.websocket import WebSocketClosedError
 
 from runtime.errors import JournalError, RuntimeAppError
 from runtime.listener import RUNNER_TARGET, WIDGET_TARGET
@@ -280,7 +281,13 @@ class RunWebsocketConnection(ZMQChannelsWebsocketConnection):
                 return
         except Exception:
             self.log.exception("could not inspect a kernel message; forwarding it")
-        super().handle_outgoing_message(stream, outgoing_msg)
+        try:
+            super().handle_outgoing_message(stream, outgoing_msg)
+        except WebSocketClosedError:
+            # A reply to a page that already went away. Raised into pyzmq's stream callback,
+            # it left a closed stream registered, and the event loop spun on it (every page
+            # of the server hung); dropping the reply is all there is to do.
+            self.log.debug("kernel %s: dropped a message for a closed page", self.kernel_id)
 
     def _is_runner_message(self, stream: Any, outgoing_msg: list[Any]) -> bool:
         channel = stream if isinstance(stream, str) else getattr(stream, "channel", None)

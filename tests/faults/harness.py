@@ -23,7 +23,7 @@ from tests.server.conftest import start_server, write_app
 __all__ = [
     "TIMEOUT", "THREE_STAGES", "start_server", "write_app", "slider", "has_slider", "text",
     "shows", "act", "click_next", "kill_hard", "kernel_pid", "journal", "eventually",
-    "stage_started_counts", "restart",
+    "stage_started_counts", "restart", "kill_kernel",
 ]
 
 TIMEOUT = 60.0
@@ -93,6 +93,22 @@ def kernel_pid(server: ServerProcess, kernel_id: str) -> int:
             if kernel_id in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
                 return pid
     raise AssertionError(f"no process of kernel {kernel_id} under server {server.pid}")
+
+
+def is_dead(pid: int) -> bool:
+    """Whether a process has ended (gone, or a zombie its parent has not reaped yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+async def kill_kernel(server: ServerProcess, kernel_id: str) -> None:
+    """SIGKILL one kernel of the server and wait until its process has ended."""
+    pid = kernel_pid(server, kernel_id)
+    os.kill(pid, signal.SIGKILL)
+    await eventually(lambda: is_dead(pid), f"kernel process {pid} to end")
 
 
 async def restart(server: ServerProcess, app_dir: Path, *args: str) -> ServerProcess:

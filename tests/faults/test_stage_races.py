@@ -8,8 +8,6 @@ finishes, so each test holds the stage "mid-run" for exactly as long as it needs
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +21,7 @@ from tests.faults.harness import (
     eventually,
     has_slider,
     journal,
-    kernel_pid,
+    kill_kernel,
     shows,
     slider,
     stage_started_counts,
@@ -106,7 +104,7 @@ async def test_kernel_killed_mid_stage_replays_on_the_next_visit(
     async with Person(server.base_url, request_timeout=TIMEOUT) as person:
         page, run_id = await start_at_gate(person, gates, 101)
         old_kernel = page.kernel_id
-        os.kill(kernel_pid(server, old_kernel), signal.SIGKILL)
+        await kill_kernel(server, old_kernel)
         await page.close()
         (gates / "101").touch()  # the replayed stage may pass now
         again = await person.open(f"run/{run_id}")
