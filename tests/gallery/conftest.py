@@ -3,18 +3,22 @@
 - `serve_example(name)` — module-scoped factory: the example built and served by
   :func:`gallery.start_example` (`--auth name`, an admin token, one pooled kernel, a SQLite file
   in a temporary directory). Servers stop at the end of the module: one server per example.
-- `person` — the person's page: tests/conftest.py's `page` (which fails the test on any request
-  off the machine) at the gallery's window size.
-- `admin` — a page in a browser context of its own for the admin, guarded the same way.
+- `person`, `admin` — pages in two browser contexts (two people) whose requests go through the
+  `offline` guard: anything off the machine is aborted, and `offline.check()` at the end of the
+  test (or the teardown, if the test did not get there) fails the test.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
-from gallery import TIMEOUT_MS, VIEWPORT, ServedExample, is_local_url, start_example
-from playwright.sync_api import Browser, Page, Route
+from gallery import TIMEOUT_MS, VIEWPORT, OfflineGuard, ServedExample, start_example
+from playwright.sync_api import Browser, BrowserContext, Page
+
+if TYPE_CHECKING:
+    from tests.conftest import PlaywrightLoop
 
 
 @pytest.fixture(scope="module")
@@ -37,33 +41,44 @@ def serve_example(
 
 
 @pytest.fixture
-def admin(page: Page, browser: Browser) -> Iterator[Page]:
-    """A second browser context for the admin (requested after `page`, so it shares its turn of
-    Playwright's event loop); requests off the machine are aborted and fail the test."""
-    context = browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
-    foreign: list[str] = []
+def offline() -> OfflineGuard:
+    """The guard of the test's browser contexts; the test ends with `offline.check()`."""
+    return OfflineGuard()
 
-    def guard(route: Route) -> None:
-        if is_local_url(route.request.url):
-            route.continue_()
-        else:
-            foreign.append(route.request.url)
-            route.abort()
 
-    context.route("**/*", guard)
-    admin_page = context.new_page()
-    admin_page.set_default_timeout(TIMEOUT_MS)
-    try:
-        yield admin_page
-    finally:
-        context.close()
-    if foreign:
-        pytest.fail(f"the admin's pages requested hosts other than loopback: {foreign[:5]}")
+def guarded_page(browser: Browser, offline: OfflineGuard) -> tuple[BrowserContext, Page]:
+    """A page in a fresh browser context whose requests go through `offline`."""
+    context = browser.new_context(viewport=VIEWPORT)
+    context.route("**/*", offline)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    return context, page
 
 
 @pytest.fixture
-def person(page: Page) -> Page:
-    """The person's page (tests/conftest.py `page`: offline-guarded) at the gallery's size."""
-    page.set_viewport_size(VIEWPORT)  # type: ignore[arg-type]
-    page.set_default_timeout(TIMEOUT_MS)
-    return page
+def person(
+    browser: Browser, playwright_loop: PlaywrightLoop, offline: OfflineGuard
+) -> Iterator[Page]:
+    """The person's page. Playwright's loop is this test's while it runs (tests/conftest.py)."""
+    playwright_loop.claim()
+    try:
+        context, page = guarded_page(browser, offline)
+        try:
+            yield page
+        finally:
+            context.close()
+    finally:
+        playwright_loop.release()
+    if offline.foreign and not offline.checked:
+        pytest.fail(f"the pages requested hosts other than loopback: {offline.foreign[:5]}")
+
+
+@pytest.fixture
+def admin(person: Page, browser: Browser, offline: OfflineGuard) -> Iterator[Page]:
+    """The admin's page, in a browser context of its own (set up after the person's, so it runs
+    inside the person's turn of Playwright's loop)."""
+    context, page = guarded_page(browser, offline)
+    try:
+        yield page
+    finally:
+        context.close()

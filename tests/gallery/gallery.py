@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Locator, Page, Route, ViewportSize, expect
 
 from freezer.commands import build_main
 from runtime.testing import ServerProcess, start_freezer
@@ -32,7 +32,7 @@ TIMEOUT_MS = 60_000
 SERVER_START_TIMEOUT = 90.0
 EXPORT_POLL_MS = 50
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
-VIEWPORT = {"width": 1100, "height": 800}
+VIEWPORT: ViewportSize = {"width": 1100, "height": 800}
 
 
 @dataclass
@@ -72,6 +72,28 @@ def is_local_url(url: str) -> bool:
     """Whether a request stays on this machine (loopback host, or a data:/blob:/about: URL)."""
     parts = urlsplit(url)
     return parts.scheme in ("data", "blob", "about") or parts.hostname in LOCAL_HOSTS
+
+
+class OfflineGuard:
+    """A route handler for browser contexts: loopback requests go through, the others are
+    aborted and noted; :meth:`check` fails the test if there were any."""
+
+    def __init__(self) -> None:
+        self.foreign: list[str] = []
+        self.checked = False
+
+    def __call__(self, route: Route) -> None:
+        if is_local_url(route.request.url):
+            route.continue_()
+        else:
+            self.foreign.append(route.request.url)
+            route.abort()
+
+    def check(self) -> None:
+        """Fail unless every request of the pages stayed on this machine (call it last in the
+        test, so that a page that goes online fails the test itself, not its teardown)."""
+        self.checked = True
+        assert not self.foreign, f"the pages requested hosts other than loopback: {self.foreign}"
 
 
 # --- what a person does and sees --------------------------------------------------------------
@@ -137,12 +159,28 @@ def image_sources(area: Locator) -> list[str]:
     return [str(src) for src in area.locator("img").evaluate_all("els => els.map(e => e.src)")]
 
 
+PAGE_HEIGHT_JS = """() => Math.max(...[
+    document.documentElement, document.body, document.getElementById("rendered_cells"),
+].filter(Boolean).map(e => e.scrollHeight + Math.max(0, e.getBoundingClientRect().top)))"""
+"""How tall the page's content is: Voila's page scrolls inside `#rendered_cells`."""
+
+
 def shot(page: Page, name: str) -> None:
-    """Save a full-page screenshot as `examples/screenshots/NAME.png` when asked to."""
+    """Save the whole page as `examples/screenshots/NAME.png` when `FREEZER_SCREENSHOTS=1`.
+
+    The content scrolls inside an element, not the document, so a full-page screenshot alone
+    would show one window of it: the window is made as tall as the content for the picture.
+    """
     if os.environ.get("FREEZER_SCREENSHOTS") != "1":
         return
     SCREENSHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    size = page.viewport_size or VIEWPORT
+    height = int(page.evaluate(PAGE_HEIGHT_JS))
+    page.set_viewport_size({"width": size["width"], "height": height})
+    try:
+        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    finally:
+        page.set_viewport_size(size)
 
 
 def exported_runs(admin: Page, example: ServedExample, finished: int) -> dict[str, dict[str, Any]]:

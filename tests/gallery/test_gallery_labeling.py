@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 from gallery import (
+    OfflineGuard,
     ServedExample,
     exported_runs,
     image_sources,
@@ -28,7 +29,7 @@ def example(serve_example: Callable[[str], ServedExample]) -> ServedExample:
 
 
 def test_a_labeler_picks_a_person_a_threshold_and_labels_photos(
-    example: ServedExample, person: Page, admin: Page
+    example: ServedExample, person: Page, admin: Page, offline: OfflineGuard
 ) -> None:
     # A per-labeler start link: batch 2 of the photos.
     run_id = sign_in(person, example, "maya", "new?batch=2")
@@ -85,3 +86,4 @@ def test_a_labeler_picks_a_person_a_threshold_and_labels_photos(
     labels = row["results"]["labels"]
     assert [item["label"] for item in labels] == ["same"] * 3 + ["different"] + [None] * 8
     assert [item["distance"] for item in labels] == pytest.approx(distances, abs=0.006)
+    offline.check()
