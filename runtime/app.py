@@ -285,7 +285,7 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
         settings: dict[str, Any] = super().init_settings()
         restrict_browser_messages(self.kernel_manager)
         self.kernel_manager.allow_tracebacks = self.show_tracebacks
-        settings["xsrf_cookie_kwargs"] = {"samesite": "Lax", "path": "/"}
+        settings["xsrf_cookie_kwargs"] = {"samesite": "Lax", "path": self.base_url}
         self.pages = Pages(self.base_url, self.title)
         return settings
 

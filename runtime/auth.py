@@ -43,13 +43,18 @@ class FreezerUser(User):
     is_admin: bool = False
 
 
+def cookie_path(handler: web.RequestHandler) -> str:
+    """The server's base URL: two apps under two prefixes of one host keep their own people."""
+    return str(handler.settings.get("base_url") or "/")
+
+
 def cookie_options(handler: web.RequestHandler) -> dict[str, Any]:
     """Keyword arguments of every identity cookie Freezer sets."""
     return {
         "httponly": True,
         "samesite": "Lax",
         "secure": handler.request.protocol == "https",
-        "path": "/",
+        "path": cookie_path(handler),
     }
 
 
@@ -114,7 +119,7 @@ class FreezerIdentityProvider(IdentityProvider):
 
     def sign_out(self, handler: web.RequestHandler) -> None:
         """Clear the identity cookie."""
-        handler.clear_cookie(COOKIE_NAME, path="/")
+        handler.clear_cookie(COOKIE_NAME, path=cookie_path(handler))
 
 
 def safe_next(app: FreezerApp, target: str | None) -> str:
