@@ -147,11 +147,15 @@ def set_slider(slider: Locator, value: str) -> None:
     expect(readout).to_have_text(value, timeout=TIMEOUT_MS)
 
 
+def widget(page: Page, kind: str, description: str) -> Locator:
+    """The widget of CSS class `kind` (e.g. `widget-slider`) whose label is `description`."""
+    label = page.locator("label.widget-label", has_text=re.compile(f"^{re.escape(description)}$"))
+    return page.locator(f".{kind}").filter(has=label)
+
+
 def slider(page: Page, description: str) -> Locator:
-    """The slider widget whose label is `description`."""
-    return page.locator(".widget-slider").filter(
-        has=page.locator("label.widget-label", has_text=re.compile(f"^{re.escape(description)}$"))
-    )
+    """The slider whose label is `description`."""
+    return widget(page, "widget-slider", description)
 
 
 def image_sources(area: Locator) -> list[str]:
