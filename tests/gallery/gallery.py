@@ -114,6 +114,7 @@ def sign_in(page: Page, example: ServedExample, name: str, path: str = "") -> st
 
 
 def stage_mark(page: Page, index: int) -> Locator:
+    """Stage `index` in the stepper (its class says its state: pending, ready, failed, ...)."""
     return page.locator(f'li.freezer-step[data-stage="{index}"]')
 
 
@@ -142,7 +143,7 @@ def set_slider(slider: Locator, value: str) -> None:
     readout = slider.locator(".widget-readout")
     readout.click()
     readout.press("Control+A")
-    readout.type(value)
+    readout.press_sequentially(value)
     readout.press("Enter")
     expect(readout).to_have_text(value, timeout=TIMEOUT_MS)
 
