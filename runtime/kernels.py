@@ -54,6 +54,10 @@ class KernelsBusyError(RuntimeAppError):
         self.retry_after = BUSY_RETRY_AFTER
 
 
+class KernelStartError(RuntimeAppError):
+    """A kernel died before it was ready (its warm cells or the runner failed to load)."""
+
+
 def configure_code(run: Run, show_tracebacks: bool) -> str:
     """The code that binds a kernel to `run` (values travel as JSON, never as code)."""
     arguments = {
@@ -309,7 +313,7 @@ class RunKernels:
         try:
             kernel = self.manager.get_kernel(live.kernel_id)
             return bool(await ensure_async(kernel.is_alive()))
-        except KeyError:
+        except (KeyError, web.HTTPError):  # jupyter_server: 404 for a kernel it removed
             return False
 
     def _is_locked(self, run_id: str | None) -> bool:
@@ -338,6 +342,14 @@ class RunKernels:
         try:
             await listener.start()
             await listener.execute(PREPARE_CODE, self.kernel_timeout)
+        except asyncio.CancelledError:
+            # The kernel's death stops its listener, which cancels the pending execute; that
+            # must reach the page as "could not be started", not as an uncaught 500.
+            dead = not await self._is_alive(live)
+            await self._shutdown(live)
+            if dead:
+                raise KernelStartError(f"kernel {kernel_id} died while starting") from None
+            raise
         except BaseException:
             await self._shutdown(live)
             raise

@@ -466,10 +466,14 @@ class Runner:
                 signal.signal(signal.SIGINT, previous)
 
 
+ERROR_LINE_MAX = 500  # characters of a stage's one-line error (the traceback keeps the rest)
+
+
 def one_line(error: CellError) -> str:
-    """`ValueError: bad value`, on one line."""
+    """`ValueError: bad value`, on one line of at most ERROR_LINE_MAX characters."""
     text = f"{error.ename}: {error.evalue}" if error.evalue else error.ename
-    return text.splitlines()[0] if text.strip() else error.ename
+    line = text.splitlines()[0] if text.strip() else error.ename
+    return line if len(line) <= ERROR_LINE_MAX else line[: ERROR_LINE_MAX - 1] + "…"
 
 
 def _plain(traceback: list[str]) -> str:
