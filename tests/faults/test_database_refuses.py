@@ -9,6 +9,7 @@ costs the store's 30 s `lock_timeout` per attempt, which `freezer serve` does no
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 from collections.abc import Iterator
@@ -107,3 +108,30 @@ async def test_unsaved_changes_are_not_applied_and_work_continues_after(
     assert values == [11, 12, None, 3, None]
     with contextlib.closing(sqlite3.connect(db_path, timeout=30)) as db:
         assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+
+
+async def test_a_locked_database_holds_changes_back_until_it_is_free(
+    server: ServerProcess, app_dir: Path
+) -> None:
+    """A second connection holds SQLite's write lock: the change waits (not applied unsaved),
+    then is saved and applied once the lock is gone (within the store's 30 s lock_timeout)."""
+    db_path = app_dir / "freezer.db"
+    async with Person(server.base_url, request_timeout=TIMEOUT) as person:
+        page = await person.open("new")
+        await page.wait_for(has_slider("number"), TIMEOUT)
+        run_id = page.page.url.rsplit("/", 1)[-1]
+        number = slider(page, "number")
+        with contextlib.closing(sqlite3.connect(db_path, timeout=30)) as locker:
+            locker.execute("BEGIN EXCLUSIVE")
+            pending = await page.set_value(number, 42)
+            held, _ = await asyncio.wait({asyncio.ensure_future(act(page, pending))},
+                                         timeout=1.0)
+            assert not held, "the change reached the kernel while it could not be saved"
+            locker.rollback()
+        await act(page, pending)  # saved, then applied
+        assert not told_not_saved(page)
+        await click_next(page)
+        await page.wait_for(has_slider("offset"), TIMEOUT)
+    values = [e["payload"].get("state", {}).get("value")
+              for e in journal(app_dir, run_id, ("comm_msg",))]
+    assert values == [42, None]
