@@ -162,9 +162,6 @@ def test_a_server_configured_by_file_ignores_forwarded_headers_unless_trusted(
     assert cookies and not any("secure" in c.lower() for c in cookies), cookies
 
 
-@pytest.mark.xfail(strict=True, reason="runtime/auth.py sets the identity cookie with Path=/: "
-                   "two apps on one host (two prefixes, or two ports) sign each other's people "
-                   "out, and with --auth none they lose their runs")
 def test_the_identity_cookie_stays_under_the_base_url(configured_server: ServerProcess) -> None:
     cookies = sign_in_cookies(configured_server, {})
     identity = [c for c in cookies if c.startswith("freezer-user=")]
