@@ -213,6 +213,7 @@ def test_gradient_descent_animates_and_collects_the_loss() -> None:
     html = [out.data["text/html"] for _, out in outputs(nb) if "text/html" in out.get("data", {})]
     assert len(html) == 1 and "<script" in html[0]
     assert html[0].count("data:image/png;base64") >= 2, "the frames are embedded PNGs"
+    assert "<link" not in html[0] and "https://" not in html[0], "the player stays offline"
     loss = collected["loss_curve"]
     assert len(loss) == 41 and loss[-1] < loss[0]
     assert collected["final"]["learning_rate"] == 0.1
