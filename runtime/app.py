@@ -88,6 +88,7 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
         "max-kernels": "FreezerApp.max_kernels",
         "cull-idle-timeout": "FreezerApp.cull_idle_timeout",
         "kernel-timeout": "FreezerApp.kernel_timeout",
+        "stage-timeout": "FreezerApp.stage_timeout",
         "base-url": "FreezerApp.base_url",
         **DEPLOY_ALIASES,
     }
@@ -148,6 +149,12 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
         config=True,
         help="Seconds the server waits for a kernel on each step it drives (prepare, "
         "configure, each replayed event). Default 120.",
+    )
+    stage_timeout = Float(
+        0.0,
+        config=True,
+        help="Seconds one stage may run before the kernel is interrupted and the person is told "
+        "(the run stays usable; Next retries the stage). Default 0: no limit.",
     )
     show_tracebacks = Bool(
         False,
@@ -304,6 +311,7 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
             show_tracebacks=self.show_tracebacks,
             kernel_timeout=self.kernel_timeout,
             log=self.log,
+            stage_timeout=self.stage_timeout,
         )
 
     def init_web_app(self, settings: dict[str, Any]) -> None:

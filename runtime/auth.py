@@ -24,6 +24,8 @@ from jupyter_server.auth.identity import IdentityProvider, User
 from jupyter_server.base.handlers import JupyterHandler
 from tornado import web
 
+from runtime.ratelimit import FailureLimiter
+
 if TYPE_CHECKING:
     from runtime.app import FreezerApp
 
@@ -130,6 +132,10 @@ def safe_next(app: FreezerApp, target: str | None) -> str:
     return base
 
 
+SIGN_IN_FAILURES = FailureLimiter(limit=10, window=60.0)
+"""Wrong tokens per client address: ten a minute, then 429 until the oldest ages out."""
+
+
 class LoginHandler(JupyterHandler):
     """`/login`: sign in the way `--auth` says (none: at once; name: a form; token: a token)."""
 
@@ -189,12 +195,19 @@ class LoginHandler(JupyterHandler):
         self.redirect(safe_next(self.app, self.get_argument("next", None)))
 
     async def sign_in_token(self, token: str) -> None:
+        client = str(self.request.remote_ip)
+        wait = SIGN_IN_FAILURES.retry_after(client)
+        if wait > 0:
+            self.set_header("Retry-After", str(int(wait) + 1))
+            self.render_form("Too many wrong tokens from here; try again in a minute.", 429)
+            return
         admin_token = self.app.admin_token
         if admin_token and hmac.compare_digest(token.encode(), admin_token.encode()):
             row = await self.app.store.get_or_create_user(ADMIN_NAME, is_admin=True)
         else:
             found = await self.app.store.user_by_token(token) if token else None
             if found is None:
+                SIGN_IN_FAILURES.record_failure(client)
                 self.render_form("That token is not valid. Ask for a new invite link.", 403)
                 return
             row = found

@@ -58,7 +58,7 @@ class KernelStartError(RuntimeAppError):
     """A kernel died before it was ready (its warm cells or the runner failed to load)."""
 
 
-def configure_code(run: Run, show_tracebacks: bool) -> str:
+def configure_code(run: Run, show_tracebacks: bool, stage_timeout: float = 0.0) -> str:
     """The code that binds a kernel to `run` (values travel as JSON, never as code)."""
     arguments = {
         "run_id": run.id,
@@ -66,6 +66,7 @@ def configure_code(run: Run, show_tracebacks: bool) -> str:
         "params": run.params,
         "user": run.user_name,
         "show_tracebacks": show_tracebacks,
+        "stage_timeout": stage_timeout,
     }
     literal = json.dumps(json.dumps(arguments))
     return (
@@ -150,6 +151,7 @@ class RunKernels:
         show_tracebacks: bool,
         kernel_timeout: float,
         log: logging.Logger,
+        stage_timeout: float = 0.0,
     ) -> None:
         self.manager = manager
         self.store = store
@@ -161,6 +163,7 @@ class RunKernels:
         self.max_kernels = max_kernels
         self.cull_idle_timeout = cull_idle_timeout
         self.show_tracebacks = show_tracebacks
+        self.stage_timeout = stage_timeout
         self.kernel_timeout = kernel_timeout
         self.log = log
         self._by_kernel: dict[str, LiveKernel] = {}
@@ -379,7 +382,7 @@ class RunKernels:
         live.user_id = run.user_id
         self._by_run[run.id] = live
         await live.listener.execute(
-            configure_code(run, self.show_tracebacks), self.kernel_timeout
+            configure_code(run, self.show_tracebacks, self.stage_timeout), self.kernel_timeout
         )
 
     async def _on_runner_event(self, kernel_id: str, data: dict[str, Any]) -> None:

@@ -187,8 +187,6 @@ async def test_a_kernel_that_dies_on_start_gives_a_clear_page(
         assert kernel_starts(dying_server) <= starts + 2, dying_server.log_tail(30)
 
 
-@pytest.mark.xfail(strict=True, reason="not yet: freezer serve has no per-stage timeout option "
-                   "(the runner supports one; the server never passes it)")
 async def test_a_runaway_stage_is_stopped_by_the_stage_timeout(tmp_path: Path) -> None:
     source = write_notebook(
         tmp_path / "loops.ipynb",

@@ -277,8 +277,6 @@ async def test_cookies_are_httponly_and_samesite(server: ServerProcess) -> None:
         await person.close()
 
 
-@pytest.mark.xfail(strict=True, reason="not yet: sign-in has no rate limit (429 after N "
-                   "failed tokens from one client)")
 async def test_sign_in_guessing_is_rate_limited(tmp_path: Path, app_dir: Path) -> None:
     server = await asyncio.to_thread(start_server, app_dir, "--pool-size", "0",
                                      "--auth", "token", "--admin-token", ADMIN_TOKEN)

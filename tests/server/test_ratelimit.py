@@ -1,0 +1,37 @@
+"""The failed sign-in limiter, on a clock the test moves."""
+
+from __future__ import annotations
+
+from runtime.ratelimit import FailureLimiter
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_key_waits_after_limit_failures_until_the_oldest_ages_out() -> None:
+    clock = Clock()
+    limiter = FailureLimiter(limit=3, window=60.0, clock=clock)
+    for _ in range(3):
+        assert limiter.retry_after("1.2.3.4") == 0.0
+        limiter.record_failure("1.2.3.4")
+        clock.now += 10
+    assert limiter.retry_after("1.2.3.4") == 30.0  # the first failure ages out at 1060
+    assert limiter.retry_after("5.6.7.8") == 0.0  # other clients are not slowed down
+    clock.now += 30
+    assert limiter.retry_after("1.2.3.4") == 0.0
+
+
+def test_failures_outside_the_window_are_forgotten() -> None:
+    clock = Clock()
+    limiter = FailureLimiter(limit=2, window=5.0, clock=clock)
+    limiter.record_failure("a")
+    clock.now += 6
+    limiter.record_failure("a")
+    assert limiter.retry_after("a") == 0.0
+    limiter.record_failure("a")
+    assert limiter.retry_after("a") > 0.0
