@@ -242,6 +242,7 @@ def test_experiments_metrics_follow_the_parameters() -> None:
     _, collected = plain_run("experiments")
     assert collected["metrics"]["model"] == "logistic"
     assert collected["metrics"]["test_accuracy"] > 0.7
+    assert collected["test_accuracy"] == collected["metrics"]["test_accuracy"]
     assert len(collected["losses"]) == 100
     assert collected["record"]["verdict"] == "keep"
     _, collected = person_run("experiments")

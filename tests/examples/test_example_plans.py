@@ -50,7 +50,7 @@ EXPECTED: dict[str, list[ExpectedStage]] = {
     ],
     "experiments": [
         ExpectedStage("Train the model", 0, (("verdict", "widget", 9), ("notes", "widget", 9)),
-                      collect=("losses", "metrics")),
+                      collect=("losses", "metrics", "test_accuracy")),
         ExpectedStage("Saved", 10, collect=("record",)),
     ],
     "forms": [

@@ -20,6 +20,8 @@ from gallery import (
 )
 from playwright.sync_api import Page, expect
 
+from runtime.admin import fmt_number
+
 
 @pytest.fixture(scope="module")
 def example(serve_example: Callable[[str], ServedExample]) -> ServedExample:
@@ -81,7 +83,16 @@ def test_two_runs_with_different_parameters_are_compared_on_the_admin_page(
         expect(line).to_contain_text(f'"test_accuracy": {accuracy}')
         expect(line).to_contain_text(run["results"]["record"]["verdict"])
     expect(admin.locator("table.runs tr").filter(has_text="noor")).to_have_count(2)
-    see(admin.locator("figure.chart svg"))
+    see(admin.locator("#funnel-1 svg"))  # how far the runs got
+    # test_accuracy is collected as a plain number: a chart of it across both runs.
+    accuracies = [run["results"]["test_accuracy"] for run in (first, second)]
+    assert accuracies == [run["results"]["metrics"]["test_accuracy"] for run in (first, second)]
+    chart = admin.locator("figure.result-chart").filter(
+        has=admin.locator("svg text", has_text="test_accuracy"))
+    expect(chart).to_have_count(1)
+    expect(chart.locator("figcaption")).to_have_text(
+        f"runs 2 · min {fmt_number(min(accuracies))} · mean {fmt_number(sum(accuracies) / 2)}"
+        f" · max {fmt_number(max(accuracies))}")
     expect(admin.locator("table.funnel tr").filter(has_text="Finished")).to_contain_text("2")
     shot(admin, "experiments_admin")
     offline.check()
