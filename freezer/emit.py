@@ -2,8 +2,10 @@
 
 The app directory is built complete in a temporary directory beside the target and renamed into
 place, so a failure at any step leaves no partial app behind. An existing app is replaced, but
-its database files (``freezer.db*``: the runs of an app being served) move across to the new
-build. A directory that is not a Freezer app is only replaced with ``force=True``.
+what the server keeps beside it moves across to the new build: its database files
+(``freezer.db*``: the runs of an app being served), the secret that signs its identity cookies
+(``.freezer_cookie_secret``) and its config file (``freezer_config.py`` / ``.json``). A directory
+that is not a Freezer app is only replaced with ``force=True``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ from runtime import manifest as mf
 
 BOOTSTRAP_SOURCE = "from runtime import runner\nrunner.show()"
 DATABASE_GLOB = "freezer.db*"
+# What a served app keeps in its directory; a rebuild moves these into the new build. The names
+# are runtime.app.COOKIE_SECRET_FILE and runtime.config.CONFIG_NAME (not imported: the compiler
+# does not load the server).
+KEPT_GLOBS = (DATABASE_GLOB, ".freezer_cookie_secret", "freezer_config.py", "freezer_config.json")
 # Never copied by --include: editor and interpreter leftovers.
 _INCLUDE_IGNORE = (".ipynb_checkpoints", "__pycache__", ".git")
 
@@ -327,7 +333,7 @@ def _current_umask() -> int:
 
 
 def swap_into_place(built: Path, target: Path) -> None:
-    """Rename `built` to `target`; an existing `target` is replaced, its database kept."""
+    """Rename `built` to `target`; an existing `target` is replaced, its `KEPT_GLOBS` kept."""
     if not target.exists():
         os.rename(built, target)
         return
@@ -336,9 +342,9 @@ def swap_into_place(built: Path, target: Path) -> None:
     previous = old / target.name
     moved: list[str] = []
     try:
-        for db in sorted(previous.glob(DATABASE_GLOB)):
-            os.rename(db, built / db.name)
-            moved.append(db.name)
+        for kept in sorted({path for pattern in KEPT_GLOBS for path in previous.glob(pattern)}):
+            os.rename(kept, built / kept.name)
+            moved.append(kept.name)
         os.rename(built, target)
     except BaseException:
         for name in moved:

@@ -20,6 +20,8 @@ from freezer.emit import BOOTSTRAP_SOURCE
 from freezer.notebook import read_notebook
 from freezer.plan import plan_notebook
 from runtime import manifest as mf
+from runtime.app import COOKIE_SECRET_FILE
+from runtime.config import CONFIG_NAME
 
 
 def write_nb(path: Path, cells: list[Any], **metadata: Any) -> Path:
@@ -141,6 +143,27 @@ def test_rebuild_keeps_the_database_of_a_served_app(notebook: Path, tmp_path: Pa
     # Moved, not copied: a server holding the database open keeps writing the same file.
     assert (out / "freezer.db").stat().st_ino == inode
     assert not (out / "stale.txt").exists()
+
+
+def test_rebuild_keeps_the_cookie_secret_and_the_config_of_a_served_app(
+    notebook: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "app"
+    assert build_main([str(notebook), "-o", str(out)]) == 0
+    # The names the server uses: a rebuild must keep exactly these.
+    kept = {COOKIE_SECRET_FILE: b"\x01secret", "freezer.db": b"runs",
+            f"{CONFIG_NAME}.py": b"c.FreezerApp.auth = 'token'\n",
+            f"{CONFIG_NAME}.json": b'{"FreezerApp": {"auth": "token"}}'}
+    for name, data in kept.items():
+        (out / name).write_bytes(data)
+    (out / COOKIE_SECRET_FILE).chmod(0o600)
+
+    assert build_main([str(notebook), "-o", str(out), "--title", "Second"]) == 0
+    assert mf.load(out).title == "Second"
+    for name, data in kept.items():
+        assert (out / name).read_bytes() == data, name
+    assert (out / COOKIE_SECRET_FILE).stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["app", "labeling.ipynb"]
 
 
 def test_existing_directory_that_is_not_an_app_needs_force(
