@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.auth.identity import IdentityProvider, User
 from jupyter_server.base.handlers import JupyterHandler
-from tornado import web
+from tornado import httputil, web
 
 from runtime.ratelimit import FailureLimiter
 
@@ -48,6 +48,29 @@ class FreezerUser(User):
 def cookie_path(handler: web.RequestHandler) -> str:
     """The server's base URL: two apps under two prefixes of one host keep their own people."""
     return str(handler.settings.get("base_url") or "/")
+
+
+def identity_cookie_values(handler: web.RequestHandler) -> list[str]:
+    """Every identity cookie the request carries, in the browser's order (longest path first).
+
+    Another app on the same host name at an enclosing base URL (`/` around `/labeling/`) sends
+    its own cookie of the same name to this app's pages; Tornado's cookie parsing keeps only the
+    last of the two, which is that other app's.
+    """
+    values: list[str] = []
+    for header in handler.request.headers.get_list("Cookie"):
+        for pair in header.split(";"):
+            values += [v for k, v in httputil.parse_cookie(pair).items() if k == COOKIE_NAME]
+    return values
+
+
+def signed_user_id(handler: web.RequestHandler) -> str | None:
+    """The user id of the first identity cookie signed with this server's secret, or None."""
+    for value in identity_cookie_values(handler):
+        decoded = handler.get_signed_cookie(COOKIE_NAME, value, max_age_days=COOKIE_DAYS)
+        if decoded:
+            return decoded.decode("utf-8", "replace")
+    return None
 
 
 def cookie_options(handler: web.RequestHandler) -> dict[str, Any]:
@@ -93,7 +116,7 @@ class FreezerIdentityProvider(IdentityProvider):
 
     async def get_user(self, handler: web.RequestHandler) -> FreezerUser | None:
         """The user of the signed cookie, or None (then `@authenticated` sends them to /login)."""
-        raw = handler.get_signed_cookie(COOKIE_NAME, max_age_days=COOKIE_DAYS)
+        raw = signed_user_id(handler)
         if not raw:
             return None
         try:

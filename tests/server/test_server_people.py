@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.websocket import websocket_connect
 
@@ -139,6 +140,32 @@ async def test_another_persons_kernel_is_refused(server: ServerProcess) -> None:
             await session.connect()
         response = await intruder.fetch(page.page.url)
         assert response.code == 404
+
+
+async def test_another_apps_identity_cookie_beside_ours_does_not_sign_the_person_out(
+    server: ServerProcess,
+) -> None:
+    """An app at an enclosing base URL of the same host sends its cookie of the same name too."""
+    async with Person(server.base_url) as person:
+        await person.get_page("")  # signed in, with a run
+        ours = person.cookies.as_dict()["freezer-user"]
+        theirs = web.create_signed_value(b"another app's secret", "freezer-user", "1").decode()
+
+        async def identity_with(cookies: str) -> tuple[int, str]:
+            response = await AsyncHTTPClient().fetch(HTTPRequest(
+                server.base_url, headers={"Cookie": cookies}, follow_redirects=False,
+            ), raise_error=False)
+            assert not any(c.startswith("freezer-user=")
+                           for c in response.headers.get_list("Set-Cookie")), "signed in anew"
+            return response.code, response.headers.get("Location", "")
+
+        alone = await identity_with(f"freezer-user={ours}")
+        assert "login" not in alone[1], alone
+        # The browser sends the longer path's cookie first; either order reaches the same person.
+        assert await identity_with(f"freezer-user={ours}; freezer-user={theirs}") == alone
+        assert await identity_with(f"freezer-user={theirs}; freezer-user={ours}") == alone
+        stranger = await identity_with(f"freezer-user={theirs}")
+        assert stranger[0] == 302 and "login" in stranger[1], "another app's cookie is no one here"
 
 
 async def test_post_without_xsrf_is_refused(server: ServerProcess) -> None:
