@@ -1,0 +1,205 @@
+"""Memory: an idle pooled kernel, a live run's kernel, the server, and the database per run.
+
+Plain Voila and Freezer (`--pool-size=2`) serve the same pipeline notebook. After the server
+settles, the RSS of the server process alone and of each kernel is read from `/proc`; then one
+person opens a page, moves the slider `--updates` times, and the RSS of that page's kernel is
+read (plain Voila: its only kind of kernel). Finally `--runs` runs of `--events` slider updates
+each are stored through the store API in a fresh SQLite file (what culled runs cost: their rows
+only), and the file's size per run is reported. Budget (DESIGN §7): idle pooled kernel < 90 MB.
+
+    .venv/bin/python benchmarks/memory.py [--runs 1000] [--events 50] [--updates 20] [--quick]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from common import (
+    Target,
+    build_for,
+    environment,
+    label_text,
+    options,
+    parser,
+    print_table,
+    rss_bytes,
+    slider_description,
+    stage_ready,
+    targets,
+    wait_quiet,
+    workspace,
+    write_json,
+)
+
+from runtime.testing import PageSession, Person, child_pids
+
+MB = 1024.0 * 1024.0
+BUDGET_POOL_KERNEL_MB = 90.0
+STAGE_TIMEOUT = 120.0
+
+
+def kernel_pids(server_pid: int) -> dict[str, int]:
+    """Kernel id -> pid of the server's kernels (from the `kernel-<id>.json` argument)."""
+    found: dict[str, int] = {}
+    for pid in child_pids(server_pid):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for arg in argv:
+            name = Path(arg.decode(errors="replace")).name
+            if name.startswith("kernel-") and name.endswith(".json"):
+                found[name[len("kernel-") : -len(".json")]] = pid
+    return found
+
+
+def _label_shows(value: int) -> Callable[[PageSession], bool]:
+    def shows(page: PageSession) -> bool:
+        return bool(page.find_all(value=label_text(0, value)))
+
+    return shows
+
+
+async def measure_server(target: Target, updates: int) -> dict[str, Any]:
+    assert target.server is not None
+    pid = target.server.pid
+    await wait_quiet(pid, timeout=60.0)
+    idle = kernel_pids(pid)
+    result: dict[str, Any] = {
+        "server_mb": rss_bytes(pid) / MB,
+        "idle_kernels_mb": [rss_bytes(p) / MB for p in idle.values()],
+    }
+    async with Person(target.server.base_url) as person:
+        session = await target.open_page(person, 0)
+        await session.wait_for(stage_ready(0), STAGE_TIMEOUT, "the first stage")
+        slider = session.find(description=slider_description(0))
+        for value in range(updates):
+            await session.set_value(slider, value)
+            await session.wait_for(_label_shows(value), 30.0, "the label")
+        await wait_quiet(pid, timeout=60.0)
+        kernels = kernel_pids(pid)
+        run_pid = kernels.get(session.kernel_id)
+        result["run_kernel_mb"] = rss_bytes(run_pid) / MB if run_pid else math.nan
+        result["server_mb_after_run"] = rss_bytes(pid) / MB
+        await session.close(unload=True)
+    return result
+
+
+async def measure_database(runs: int, events: int) -> dict[str, Any]:
+    """Store `runs` runs of `events` slider updates each; the SQLite file size per run."""
+    from journal_append import manifest
+
+    from runtime.store import NewEvent, Store
+
+    with tempfile.TemporaryDirectory(prefix="freezer-bench-db-") as tmp:
+        path = Path(tmp) / "runs.db"
+        store = await Store.open(f"sqlite:///{path}")
+        try:
+            app = manifest()
+            await store.ensure_app(app)
+            empty = path.stat().st_size
+            for index in range(runs):
+                user = await store.get_or_create_user(f"person-{index}")
+                run = await store.create_run(app.app_id, user.id, index, {})
+                batch = [
+                    NewEvent(
+                        run.id,
+                        "comm_msg",
+                        7,
+                        {"method": "update", "state": {"value": i}, "buffer_paths": []},
+                    )
+                    for i in range(events)
+                ]
+                await store.append_events(batch)
+        finally:
+            await store.close()
+        size = path.stat().st_size
+        for suffix in ("-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                size += (path.parent / (path.name + suffix)).stat().st_size
+    return {
+        "runs": runs,
+        "events_per_run": events,
+        "bytes": size,
+        "bytes_empty": empty,
+        "bytes_per_run": (size - empty) / runs,
+        "bytes_per_event": (size - empty) / (runs * events) if events else math.nan,
+    }
+
+
+async def main() -> int:
+    args_parser = parser(__doc__.splitlines()[0])
+    args_parser.add_argument("--runs", type=int, default=1000, help="stored runs (1,000)")
+    args_parser.add_argument("--events", type=int, default=50, help="events per stored run")
+    args_parser.add_argument("--updates", type=int, default=20, help="slider moves on the page")
+    opts = options(args_parser.parse_args())
+    runs = 20 if opts.quick else opts.extra["runs"]
+    updates = 2 if opts.quick else opts.extra["updates"]
+    all_targets = [t for t in targets(opts) if t.name in ("voila", "freezer pool")]
+    results: dict[str, Any] = {}
+    with workspace(stages=2) as (notebook, app_dir, workdir):
+        try:
+            build_for(all_targets, notebook, app_dir)
+            for target in all_targets:
+                await target.start(notebook, app_dir, workdir)
+                if target.unavailable:
+                    results[target.name] = {"unavailable": target.unavailable}
+                    continue
+                print(f"measuring {target.name} ...", flush=True)
+                results[target.name] = await measure_server(target, updates)
+                target.stop()
+        finally:
+            for target in all_targets:
+                target.stop()
+    database = await measure_database(runs, opts.extra["events"])
+    report(results, database, opts.out)
+    return 0
+
+
+def _mb(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.0f} MB"
+
+
+def report(results: dict[str, Any], database: dict[str, Any], out: Path) -> None:
+    rows = []
+    for name, r in results.items():
+        if "unavailable" in r:
+            rows.append([name, f"n/a ({r['unavailable']})", "", "", ""])
+            continue
+        idle = r["idle_kernels_mb"]
+        rows.append(
+            [
+                name,
+                _mb(max(idle)) if idle else "none (no pool)",
+                _mb(r["run_kernel_mb"]),
+                _mb(r["server_mb"]),
+                _mb(r["server_mb_after_run"]),
+            ]
+        )
+    print()
+    print_table(
+        ["server", "idle kernel (max)", "live run kernel", "server idle", "server after run"],
+        rows,
+    )
+    pooled = results.get("freezer pool", {}).get("idle_kernels_mb", [])
+    if pooled:
+        verdict = "within" if max(pooled) < BUDGET_POOL_KERNEL_MB else "OVER"
+        print(f"\nidle pooled kernel budget < {BUDGET_POOL_KERNEL_MB:.0f} MB: {verdict}")
+    print(
+        f"database: {database['runs']} runs x {database['events_per_run']} events = "
+        f"{database['bytes'] / MB:.1f} MB on SQLite "
+        f"({database['bytes_per_run'] / 1024:.1f} KB per run, "
+        f"{database['bytes_per_event']:.0f} bytes per event)"
+    )
+    data = {"benchmark": "memory", **environment(), "targets": results, "database": database}
+    print(f"\nwrote {write_json(out, 'memory', data)}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main()))
