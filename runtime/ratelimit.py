@@ -44,3 +44,28 @@ class FailureLimiter:
         """Count one failed attempt of `key`."""
         self._recent(key)
         self._failures.setdefault(key, deque()).append(self.clock())
+
+
+class TokenBucket:
+    """`rate` actions a second on average, bursts of up to `burst`; `take()` says if one may go."""
+
+    def __init__(
+        self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.clock = clock
+        self._tokens = burst
+        self._at = clock()
+
+    def take(self) -> bool:
+        """Spend one token if there is one (0 rate: no limit)."""
+        if self.rate <= 0:
+            return True
+        now = self.clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True

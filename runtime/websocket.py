@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -34,6 +35,7 @@ from tornado.websocket import WebSocketClosedError
 
 from runtime.errors import JournalError, RuntimeAppError
 from runtime.listener import RUNNER_TARGET, WIDGET_TARGET
+from runtime.ratelimit import TokenBucket
 from runtime.store import NewEvent, pack_buffers
 
 if TYPE_CHECKING:
@@ -51,6 +53,9 @@ FRONTEND_OUTPUT_STATE = frozenset({"outputs", "msg_id"})
 """What a page writes back into an `Output` widget: the outputs it routed there. Not a person's
 action, so not journaled; replay routes those outputs itself (see :mod:`runtime.listener`)."""
 COMM_TYPES = frozenset({"comm_open", "comm_msg", "comm_close"})
+FLOOD_RATE = 200.0  # messages a second a run's pages may send on average...
+FLOOD_BURST = 400.0  # ...and at once; far above a person dragging a slider
+FLOODED = "Too many changes at once: some were not applied. Slow down, then try again.\n"
 ORDINAL_WAIT = 5.0  # seconds to wait for the listener to see a widget the page already knows
 SAVE_FAILED = (
     "Freezer could not save your last change, so it was not applied. "
@@ -82,12 +87,17 @@ class BrowserMessage:
     buffers: list[bytes] = field(default_factory=list)
 
 
+_BUCKETS: weakref.WeakKeyDictionary[LiveKernel, TokenBucket] = weakref.WeakKeyDictionary()
+"""One flood limit per live run kernel, shared by every page (tab) of the run."""
+
+
 class RunWebsocketConnection(ZMQChannelsWebsocketConnection):
     """A kernel websocket that only its run's owner may open, with allowlist and journal."""
 
     _live: LiveKernel | None = None
     _queue: asyncio.Queue[BrowserMessage] | None = None
     _pump: asyncio.Task[None] | None = None
+    _flooding = False  # messages are being dropped by the flood limit
     _busy = False  # the queue task holds a message (journaling or forwarding it)
     _closing = False  # the page went away; disconnect once the queue is done
     _framing: tuple[str | None] | None = None  # the subprotocol, kept past the socket's close
@@ -146,7 +156,7 @@ class RunWebsocketConnection(ZMQChannelsWebsocketConnection):
             self.log.warning("dropped an unreadable message from the page (kernel %s)",
                              self.kernel_id)
             return
-        if not self.is_allowed(message):
+        if not self.is_allowed(message) or not self.within_flood_limit(message):
             return
         if self._queue is None:
             self._queue = asyncio.Queue()
@@ -191,6 +201,23 @@ class RunWebsocketConnection(ZMQChannelsWebsocketConnection):
                              self._live.run_id if self._live else "?", why)
             return False
         return True
+
+    def within_flood_limit(self, message: BrowserMessage) -> bool:
+        """A run's pages share a token bucket; beyond it messages are dropped, unjournaled."""
+        if self._live is None:
+            return False
+        bucket = _BUCKETS.get(self._live)
+        if bucket is None:
+            bucket = _BUCKETS[self._live] = TokenBucket(FLOOD_RATE, FLOOD_BURST)
+        if bucket.take():
+            self._flooding = False
+            return True
+        if not self._flooding:
+            self._flooding = True
+            self.log.warning("run %s: flood of messages from the page; dropping the excess",
+                             self._live.run_id)
+            self.write_stderr(FLOODED, message.header)  # type: ignore[no-untyped-call]
+        return False
 
     async def _forward_in_order(self, queue: asyncio.Queue[BrowserMessage]) -> None:
         while True:

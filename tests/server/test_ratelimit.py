@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runtime.ratelimit import FailureLimiter
+from runtime.ratelimit import FailureLimiter, TokenBucket
 
 
 class Clock:
@@ -35,3 +35,18 @@ def test_failures_outside_the_window_are_forgotten() -> None:
     assert limiter.retry_after("a") == 0.0
     limiter.record_failure("a")
     assert limiter.retry_after("a") > 0.0
+
+
+def test_a_bucket_allows_a_burst_then_its_rate() -> None:
+    clock = Clock()
+    bucket = TokenBucket(rate=10.0, burst=5.0, clock=clock)
+    assert [bucket.take() for _ in range(7)] == [True] * 5 + [False] * 2
+    clock.now += 0.25  # 2.5 tokens back
+    assert [bucket.take() for _ in range(3)] == [True, True, False]
+    clock.now += 100
+    assert sum(bucket.take() for _ in range(20)) == 5  # never more than the burst
+
+
+def test_a_zero_rate_bucket_never_limits() -> None:
+    bucket = TokenBucket(rate=0.0, burst=0.0, clock=Clock())
+    assert all(bucket.take() for _ in range(1000))
