@@ -41,9 +41,6 @@ page_kernel: ContextVar[str | None] = ContextVar("freezer_page_kernel", default=
 
 PREPARE_CODE = "from runtime import runner as _freezer_runner\n_freezer_runner.prepare()\n"
 BUSY_RETRY_AFTER = 5
-POOL_REFILL_DELAY = 1.0
-"""Seconds between a pool kernel being taken and its replacement starting: starting a kernel
-takes a core for about a second, which the taker's page and first stage need more."""
 
 
 class KernelsBusyError(RuntimeAppError):
@@ -292,7 +289,7 @@ class RunKernels:
             return await self._start_prepared(app_dir)
         if self._pool:
             live = self._pool.pop(0)
-            self._refill_pool(delay=POOL_REFILL_DELAY)
+            self._refill_pool()
             return live
         await self._make_room()
         return await self._start_prepared(self.app_dir)
@@ -361,15 +358,13 @@ class RunKernels:
             raise
         return live
 
-    def _refill_pool(self, delay: float = 0.0) -> None:
+    def _refill_pool(self) -> None:
         if self.pool_size > 0 and not self._refilling:
             self._refilling = True
-            self._spawn(self._fill_pool(delay), "pool")
+            self._spawn(self._fill_pool(), "pool")
 
-    async def _fill_pool(self, delay: float = 0.0) -> None:
+    async def _fill_pool(self) -> None:
         try:
-            if delay > 0:
-                await asyncio.sleep(delay)
             while len(self._pool) < self.pool_size and (
                 not self.max_kernels or self.live_count < self.max_kernels
             ):
