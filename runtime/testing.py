@@ -682,6 +682,8 @@ class PageSession:
         self._change = asyncio.Event()
         self._output_routes: dict[str, str] = {}  # parent msg id -> Output model id
         self._clear_next: set[str] = set()  # Output models with a pending clear_output(wait)
+        # (model id, state key) -> msg_id of this page's latest update of it, until its echo
+        self._unechoed: dict[tuple[str, str], str] = {}
         self._control_comm: str | None = None
         self._control_reply: asyncio.Future[KernelMessage] | None = None
 
@@ -816,6 +818,10 @@ class PageSession:
         if self._ws is None or self.closed_reason is not None:
             raise ClientError(f"page {self.kernel_id} is not connected ({self.closed_reason})")
         msg_id = msg_id or uuid.uuid4().hex
+        data = content.get("data") if msg_type == "comm_msg" else None
+        if isinstance(data, dict) and data.get("method") == "update":
+            for key in data.get("state") or {}:
+                self._unechoed[(str(content.get("comm_id")), key)] = msg_id
         header = {
             "msg_id": msg_id,
             "msg_type": msg_type,
@@ -1066,7 +1072,22 @@ class PageSession:
         if data.get("method") in ("update", "echo_update") and comm_id in self.widgets:
             state = dict(data.get("state") or {})
             put_buffers(state, data.get("buffer_paths") or [], msg.buffers)
+            if data.get("method") == "echo_update":
+                state = self._foreign_echo(comm_id, state, msg.parent_id)
             self._set_state(comm_id, state)
+
+    def _foreign_echo(self, comm_id: str, state: Json, parent_id: str) -> Json:
+        """What the browser's widget manager keeps of an `echo_update`: keys this page changed
+        itself are already applied, and an echo of an older change of ours must not undo a
+        newer one still in flight; other pages' changes apply."""
+        kept: Json = {}
+        for key, value in state.items():
+            latest = self._unechoed.get((comm_id, key))
+            if latest is None:
+                kept[key] = value
+            elif latest == parent_id:
+                del self._unechoed[(comm_id, key)]
+        return kept
 
     async def _handle_output(self, msg: KernelMessage) -> None:
         model_id = self._output_routes.get(msg.parent_id)

@@ -98,6 +98,12 @@ def next_clicks(app_dir: Path, run_id: str) -> int:
                if e["payload"].get("method") == "custom")
 
 
+async def recorded_to_the_end(app_dir: Path, run_id: str) -> None:
+    """Wait until the server stored the runner's `finished` event: the page can show the last
+    stage before the server's listener has written the events that led there."""
+    await eventually(lambda: journal(app_dir, run_id, ("finished",)), "the run's finished event")
+
+
 async def test_kernel_killed_mid_stage_replays_on_the_next_visit(
     server: ServerProcess, app_dir: Path, gates: Path
 ) -> None:
@@ -114,6 +120,7 @@ async def test_kernel_killed_mid_stage_replays_on_the_next_visit(
         await finish_run(again, 101, 4)
     assert next_clicks(app_dir, run_id) == 2  # the one before the kill, the one after
     # stage 1: once in the killed kernel, once in the replay; never more
+    await recorded_to_the_end(app_dir, run_id)
     assert stage_started_counts(app_dir, run_id) == {0: 2, 1: 2, 2: 1}
 
 
@@ -128,6 +135,7 @@ async def test_double_click_on_next_runs_the_stage_once(
         await act(page, second)
         await finish_run(page, 102, 5)
     assert next_clicks(app_dir, run_id) == 3  # both clicks are journaled, the last Next too
+    await recorded_to_the_end(app_dir, run_id)
     assert stage_started_counts(app_dir, run_id) == {0: 1, 1: 1, 2: 1}
 
 
@@ -153,6 +161,7 @@ async def test_next_from_two_tabs_runs_the_stage_once(
         await second.wait_for(has_slider("offset"), TIMEOUT)
         await finish_run(first, 103, 6)
         await second.wait_for(shows("total=109"), TIMEOUT, "the other tab to follow")
+    await recorded_to_the_end(app_dir, run_id)
     assert stage_started_counts(app_dir, run_id) == {0: 1, 1: 1, 2: 1}
     results = journal(app_dir, run_id, ("collected",))
     assert [e["payload"]["value"] for e in results] == [109]
@@ -172,6 +181,7 @@ async def test_reload_while_a_stage_runs_does_not_rerun_it(
         again = await asyncio.wait_for(reload, TIMEOUT)
         await again.wait_for(shows("passed gate 104"), TIMEOUT)
         await finish_run(again, 104, 1)
+    await recorded_to_the_end(app_dir, run_id)
     assert stage_started_counts(app_dir, run_id) == {0: 1, 1: 1, 2: 1}
 
 
