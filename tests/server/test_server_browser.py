@@ -11,7 +11,8 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from runtime.testing import ServerProcess
-from tests.server.conftest import write_app
+from tests.faults.harness import journal, kill_hard
+from tests.server.conftest import start_server, write_app
 
 TIMEOUT_MS = 60_000
 CULLED = """() => {
@@ -110,3 +111,36 @@ def test_a_culled_run_comes_back_in_the_browser(
     expect(page.locator(".widget-readout").first).to_have_text("6")
     assert kernel_id(page) != first_kernel
 
+
+
+def test_a_server_killed_mid_run_comes_back_in_the_browser(
+    tmp_path: Path, page: Page
+) -> None:
+    app_dir = write_app(tmp_path / "app")
+    server = start_server(app_dir, "--pool-size", "1")
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        with page.expect_websocket(lambda ws: "/channels" in ws.url) as opened:
+            page.goto(server.base_url + "new")
+        handle = page.locator(".widget-slider .noUi-handle").first
+        handle.wait_for()
+        handle.focus()
+        with opened.value.expect_event("framesent", predicate=sends_value(6)):
+            handle.press("ArrowRight")
+        page.get_by_role("button", name="Next").click()
+        expect(page.get_by_text("doubled=12")).to_be_visible()
+        run_url, first_kernel = page.url, kernel_id(page)
+        run_id = run_url.rsplit("/", 1)[-1]
+
+        kill_hard(server)  # the server and every kernel, as a crash would
+        server = start_server(app_dir, "--pool-size", "1", port=server.port)
+
+        page.goto(run_url)  # the person reloads: the run is rebuilt by replay
+        expect(page.get_by_text("doubled=12")).to_be_visible()
+        expect(page.locator(".widget-readout").first).to_have_text("6")
+        assert kernel_id(page) != first_kernel
+        # the journal holds exactly what the person did: one slider move, one Next
+        actions = [e["payload"].get("method") for e in journal(app_dir, run_id, ("comm_msg",))]
+        assert actions == ["update", "custom"]
+    finally:
+        server.stop()
