@@ -165,3 +165,36 @@ async def test_a_person_fills_in_the_form_app(tmp_path: Path) -> None:
     assert [s["name"] for s in results["submitted"]] == ["baseline", "crowded"]
     assert [s["capacity"] for s in results["submitted"]] == [10_000, 500]
     assert [o["name"] for o in results["outcomes"]] == ["baseline", "crowded"]
+
+
+async def test_200_review_clicks_survive_a_server_kill(tmp_path: Path) -> None:
+    from tests.faults.harness import kill_hard, restart
+
+    clicked = [("Yes", "No", "Skip", "Yes")[i % 4] for i in range(200)]
+    with serve_example("review", tmp_path) as (server, app):
+        async with Person(server.base_url) as reviewer:
+            page = await reviewer.open("")
+            progress = await wait_for_widget(page, "the review buttons",
+                                             model_name="IntProgressModel")
+            buttons = {name: page.find(model_name="ButtonModel", description=name)
+                       for name in ("Yes", "No", "Skip")}
+            for name in clicked:
+                await act(page, await page.click(buttons[name]))
+            assert page.value(progress) == 200
+            run_id = run_id_of(page)
+            await page.close()
+
+            kill_hard(server)  # server and kernels at once
+            again = await restart(server, app, "--pool-size", "1")
+            try:
+                page = await reviewer.open(f"run/{run_id}")  # rebuilt by replay
+                progress = await wait_for_widget(page, "the review buttons",
+                                                 model_name="IntProgressModel")
+                assert page.value(progress) == 200
+                await next_stage(page)
+                results = await finished_results(app, run_id)
+            finally:
+                again.stop()
+
+    assert [entry["answer"] for entry in results["labels"]] == [n.lower() for n in clicked]
+    assert results["summary"]["reviewed"] == 200
