@@ -133,6 +133,13 @@ class RunKernelWebsocketHandler(VoilaKernelWebsocketHandler):  # type: ignore[mi
             raise web.HTTPError(403, "unknown kernel")
         await super().pre_get()
 
+    async def open(self, *args: Any, **kwargs: Any) -> None:
+        # A kernel answers with several small frames (status busy, the reply, status idle);
+        # with Nagle's algorithm on, every frame after the first waited for the page's delayed
+        # ACK (~40 ms on Linux) whenever the page had just sent a message.
+        self.set_nodelay(True)
+        await super().open(*args, **kwargs)
+
 
 class DetachHandler(APIHandler):
     """The page's unload beacon: the page is gone, the run's kernel stays (204)."""
