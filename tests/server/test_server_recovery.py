@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from runtime.store import NewEvent
-from runtime.testing import PageSession, Person, ServerProcess, child_pids
+from runtime.testing import Person, ServerProcess, child_pids
+from tests.faults.harness import act, click_next, has_slider, shows, slider, text
 from tests.server.conftest import eventually, start_server, write_app
 
 TIMEOUT = 60.0
@@ -42,31 +43,6 @@ THREE_STAGES = (
     ),
     ("Result", "total = number.value + offset.value\nprint(f'total={total}')", ()),
 )
-
-
-def slider(page: PageSession, description: str) -> str:
-    return page.find(_model_name="IntSliderModel", description=description)
-
-
-def has_slider(description: str) -> Callable[[PageSession], bool]:
-    return lambda page: bool(page.find_all(_model_name="IntSliderModel", description=description))
-
-
-def text(page: PageSession) -> str:
-    return "\n".join(page.output_text(m) for m in page.find_all(_model_name="OutputModel"))
-
-
-def shows(needle: str) -> Callable[[PageSession], bool]:
-    return lambda page: needle in text(page)
-
-
-async def act(page: PageSession, msg_id: str) -> None:
-    await page.wait_idle(msg_id, TIMEOUT)
-
-
-async def click_next(page: PageSession) -> None:
-    button = page.find(_model_name="ButtonModel", description="Next", disabled=False)
-    await act(page, await page.click(button))
 
 
 async def health(person: Person) -> dict[str, Any]:
