@@ -9,6 +9,7 @@ a transaction that finds the database locked is tried again with backoff.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -165,6 +166,14 @@ class Database:
 
     async def _transaction(self, work: Callable[[Session], T], *, write: bool = True) -> T:
         """Run `work(session)` in one transaction on the worker thread, retrying when locked."""
+        return await self._retrying(functools.partial(self._commit, work, write))
+
+    async def _core_transaction(self, work: Callable[[Connection], T]) -> T:
+        """Run `work(connection)` in one writing transaction without an ORM session (the
+        journal's hot path: a session costs more than the insert), retrying when locked."""
+        return await self._retrying(functools.partial(self._commit_core, work))
+
+    async def _retrying(self, commit: Callable[[], T]) -> T:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.lock_timeout
         delay = 0.005
@@ -172,7 +181,7 @@ class Database:
             if self._closed:
                 raise StoreClosedError()
             try:
-                return await loop.run_in_executor(self._executor, self._commit, work, write)
+                return await loop.run_in_executor(self._executor, commit)
             except RuntimeError as exc:
                 if self._closed:  # the executor was shut down under us
                     raise StoreClosedError() from exc
@@ -198,10 +207,29 @@ class Database:
     def _commit(self, work: Callable[[Session], T], write: bool) -> T:
         """Worker thread: one transaction, committed when `work` returns."""
         self._write = write
-        with Session(self.engine, expire_on_commit=False) as session, session.begin():
-            result = work(session)
+        try:
+            with Session(self.engine, expire_on_commit=False) as session, session.begin():
+                result = work(session)
+        except BaseException:
+            self._rolled_back()
+            raise
         self.stats.transactions += 1
         return result
+
+    def _commit_core(self, work: Callable[[Connection], T]) -> T:
+        """Worker thread: one writing transaction on a bare connection."""
+        self._write = True
+        try:
+            with self.engine.begin() as connection:
+                result = work(connection)
+        except BaseException:
+            self._rolled_back()
+            raise
+        self.stats.transactions += 1
+        return result
+
+    def _rolled_back(self) -> None:
+        """Worker thread: a transaction failed; forget what was cached from inside it."""
 
     def _now(self) -> datetime:
         """Worker thread: the UTC time, strictly increasing within this store."""

@@ -41,6 +41,22 @@ page_kernel: ContextVar[str | None] = ContextVar("freezer_page_kernel", default=
 
 PREPARE_CODE = "from runtime import runner as _freezer_runner\n_freezer_runner.prepare()\n"
 BUSY_RETRY_AFTER = 5
+POOL_REFILL_WAIT = 2.0
+"""Seconds a taken pool kernel's replacement waits at most for the taker's first stage: starting
+a kernel takes a core for about a second, which that page needs more (the replacement starts as
+soon as the stage is ready, failed, or this has passed)."""
+SETTLED_EVENTS = frozenset({"stage_ready", "stage_failed", "finished"})
+
+
+def process_ended(pid: int) -> bool:
+    """Whether process `pid` has ended (gone, or a zombie), by /proc; False where there is none."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return Path("/proc/self").exists()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[:1] in (["Z"], ["X"])
 
 
 class KernelsBusyError(RuntimeAppError):
@@ -289,7 +305,7 @@ class RunKernels:
             return await self._start_prepared(app_dir)
         if self._pool:
             live = self._pool.pop(0)
-            self._refill_pool()
+            self._spawn(self._refill_when_settled(live), "pool refill")
             return live
         await self._make_room()
         return await self._start_prepared(self.app_dir)
@@ -315,9 +331,15 @@ class RunKernels:
         """Whether the kernel's process still runs (a SIGKILLed kernel is not yet removed)."""
         try:
             kernel = self.manager.get_kernel(live.kernel_id)
-            return bool(await ensure_async(kernel.is_alive()))
+            if not await ensure_async(kernel.is_alive()):
+                return False
         except (KeyError, web.HTTPError):  # jupyter_server: 404 for a kernel it removed
             return False
+        # jupyter_client has been seen to call a SIGKILLed kernel alive (its process already a
+        # zombie) until the restarter's next poll; the process table says otherwise.
+        process = getattr(getattr(kernel, "provisioner", None), "process", None)
+        pid = getattr(process, "pid", None)
+        return not (isinstance(pid, int) and process_ended(pid))
 
     def _is_locked(self, run_id: str | None) -> bool:
         lock = self._locks.get(run_id) if run_id else None
@@ -357,6 +379,17 @@ class RunKernels:
             await self._shutdown(live)
             raise
         return live
+
+    async def _refill_when_settled(self, taken: LiveKernel) -> None:
+        """Refill the pool once the run that took `taken` has its stage on the page."""
+        listener = taken.listener
+        with contextlib.suppress(Exception):
+            await listener.wait_for(
+                lambda event: event.get("event") in SETTLED_EVENTS,
+                POOL_REFILL_WAIT,
+                since=len(listener.runner_events),
+            )
+        self._refill_pool()
 
     def _refill_pool(self) -> None:
         if self.pool_size > 0 and not self._refilling:

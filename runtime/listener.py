@@ -225,13 +225,18 @@ class KernelListener:
     # --- the iopub loop ----------------------------------------------------------------------
 
     async def _iopub_loop(self) -> None:
+        socket = self.client.iopub_channel.socket
+        assert socket is not None
         while True:
             try:
-                msg = await self.client.get_iopub_msg()
+                frames = await socket.recv_multipart()
+                msg = self._read(frames)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 self.log.exception("kernel %s: unreadable iopub message", self.kernel_id)
+                continue
+            if msg is None:
                 continue
             try:
                 await self._handle(msg)
@@ -242,6 +247,34 @@ class KernelListener:
                                    msg.get("msg_type"))
             async with self._changed:
                 self._changed.notify_all()
+
+    def _read(self, frames: list[bytes]) -> dict[str, Any] | None:
+        """The parts of an iopub message this listener needs, or None for one it ignores.
+
+        Every iopub message also goes to the page through jupyter_server, so this is the
+        second time the server reads each one: only the header is always decoded, and the
+        content only of the messages acted on. (A widget's state update to the page, the
+        bulk of iopub, is decoded only when it is a runner or `Output` comm's.) The signature
+        is not checked: iopub is the kernel's own publishing socket.
+        """
+        session = self.client.session
+        _, parts = session.feed_identities(frames)
+        header = session.unpack(parts[1])
+        msg_type = header.get("msg_type")
+        if msg_type == "comm_msg":
+            if not any(c.encode() in parts[4] for c in (*self.runner_comms, *self._outputs)):
+                return None
+        elif msg_type in OUTPUT_TYPES or msg_type == "clear_output":
+            if not self.output_frontend:
+                return None
+        elif msg_type not in ("status", "comm_open"):
+            return None
+        return {
+            "header": header,
+            "msg_type": msg_type,
+            "parent_header": session.unpack(parts[2]),
+            "content": session.unpack(parts[4]),
+        }
 
     async def _handle(self, msg: dict[str, Any]) -> None:
         msg_type = msg["header"]["msg_type"]

@@ -9,11 +9,12 @@ export rows.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Connection, Engine, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -67,6 +68,9 @@ _LAST_SEQS = select(
     select(func.max(_EVENTS.c.seq)).where(_EVENTS.c.run_id == _RUNS.c.id).scalar_subquery(),
 ).where(_RUNS.c.id.in_(bindparam("run_ids", expanding=True)))
 _INSERT_EVENTS = _EVENTS.insert()
+TOUCH_INTERVAL = timedelta(seconds=1)
+"""A run's `updated_at` lags its last journaled widget change by at most this much."""
+_LONG_AGO = datetime.min.replace(tzinfo=timezone.utc)
 
 
 class Store(Database):
@@ -75,6 +79,25 @@ class Store(Database):
     Connections, the worker thread and the retry policy (`busy_timeout`, `lock_timeout`) are
     :class:`runtime.database.Database`'s; every method here is one transaction.
     """
+
+    def __init__(self, engine: Engine, **kwargs: Any) -> None:
+        super().__init__(engine, **kwargs)
+        # Worker thread only. The next seq of each run this store has appended to, and when it
+        # last set the run's `updated_at`: a run's journal grows one event per widget change,
+        # and looking up max(seq) and touching the run for each cost more than the insert.
+        # A seq taken meanwhile by another server fails the insert on the unique (run_id, seq)
+        # key; the append is then retried the slow way (see :meth:`append_events`).
+        self._next_seq: dict[str, int] = {}
+        self._touched_at: dict[str, datetime] = {}
+        # SQLite has one writer at a time (BEGIN IMMEDIATE), so a cached seq is either right
+        # or fails the insert. Elsewhere concurrent transactions interleave: each append must
+        # lock its runs' rows (the touch), or a store that looked up max(seq) under the lock
+        # could collide with another appending from its cache without it.
+        self._lock_each_append = engine.dialect.name != "sqlite"
+
+    def _rolled_back(self) -> None:
+        self._next_seq.clear()
+        self._touched_at.clear()
 
     # --- apps -----------------------------------------------------------------------------
 
@@ -281,10 +304,12 @@ class Store(Database):
             return []
         batch = list(events)
 
-        def work(session: Session) -> list[int]:
+        def work(connection: Connection, use_cache: bool) -> list[int]:
             now = self._now()
             run_ids = {e.run_id for e in batch}
-            next_seq = self._lock_runs_and_next_seqs(session, run_ids, now)
+            next_seq = self._cached_next_seqs(connection, run_ids, now) if use_cache else None
+            if next_seq is None:
+                next_seq = self._lock_runs_and_next_seqs(connection, run_ids, now)
             seqs, rows = [], []
             for e in batch:
                 seq = next_seq[e.run_id]
@@ -297,21 +322,49 @@ class Store(Database):
                     }
                 )
             # one executemany, without the unit of work's per-object cost
-            session.connection().execute(_INSERT_EVENTS, rows)
+            connection.execute(_INSERT_EVENTS, rows)
+            self._next_seq.update(next_seq)  # forgotten again if the commit fails
             return seqs
 
-        return await self._transaction(work)
+        try:
+            return await self._core_transaction(functools.partial(work, use_cache=True))
+        except StoreError as exc:
+            if not isinstance(exc.__cause__, IntegrityError):
+                raise
+        # A cached seq was taken (another server appended to the run), or the run is gone:
+        # this attempt locks the runs and looks their last seqs up.
+        return await self._core_transaction(functools.partial(work, use_cache=False))
+
+    def _cached_next_seqs(
+        self, connection: Connection, run_ids: Collection[str], now: datetime
+    ) -> dict[str, int] | None:
+        """Worker thread: each run's next seq from the cache (None unless all are cached),
+        touching the runs whose `updated_at` is older than TOUCH_INTERVAL."""
+        try:
+            next_seq = {run_id: self._next_seq[run_id] for run_id in run_ids}
+        except KeyError:
+            return None
+        if self._lock_each_append:
+            stale = list(run_ids)
+        else:
+            stale = [
+                r for r in run_ids if now - self._touched_at.get(r, _LONG_AGO) >= TOUCH_INTERVAL
+            ]
+        if stale:
+            connection.execute(_TOUCH_RUNS, {"run_ids": stale, "now": now})
+            self._touched_at.update(dict.fromkeys(stale, now))
+        return next_seq
 
     def _lock_runs_and_next_seqs(
-        self, session: Session, run_ids: Collection[str], now: datetime
+        self, connection: Connection, run_ids: Collection[str], now: datetime
     ) -> dict[str, int]:
         """Worker thread: touch the runs (which locks their rows) and find each next seq."""
-        connection = session.connection()
         ids = list(run_ids)
         touched = connection.execute(_TOUCH_RUNS, {"run_ids": ids, "now": now})
         if touched.rowcount != len(ids):
-            known = set(session.scalars(select(RunRecord.id).where(RunRecord.id.in_(ids))))
+            known = set(connection.scalars(select(_RUNS.c.id).where(_RUNS.c.id.in_(ids))))
             raise UnknownRunError(sorted(set(ids) - known)[0])
+        self._touched_at.update(dict.fromkeys(ids, now))
         return {
             run_id: (last or 0) + 1
             for run_id, last in connection.execute(_LAST_SEQS, {"run_ids": ids})
@@ -346,7 +399,8 @@ class Store(Database):
 
         def work(session: Session) -> None:
             now = self._now()
-            seq = self._lock_runs_and_next_seqs(session, [run_id], now)[run_id]
+            seq = self._lock_runs_and_next_seqs(session.connection(), [run_id], now)[run_id]
+            self._next_seq[run_id] = seq + 1
             session.add(
                 EventRecord(
                     run_id=run_id, seq=seq, at=now, kind=name, ordinal=None, payload=payload,

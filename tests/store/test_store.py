@@ -560,6 +560,48 @@ async def test_two_stores_appending_to_one_run_never_collide(
         await second.close()
 
 
+async def test_a_seq_taken_by_another_store_is_looked_up_again(
+    db_url: str, manifest_factory: Callable[..., Manifest]
+) -> None:
+    # The first store remembers each run's next seq; another server appending meanwhile makes
+    # that stale, and the append must then find the run's real last seq instead of failing.
+    first, second = await Store.open(db_url), await Store.open(db_url)
+    try:
+        manifest = manifest_factory()
+        await first.ensure_app(manifest)
+        user = await first.get_or_create_user("kim")
+        run = await first.create_run(manifest.app_id, user.id, 1, {})
+        assert await first.append_events([NewEvent(run.id, "comm_msg", 0, {"n": 1})]) == [1]
+        assert await second.append_events([NewEvent(run.id, "comm_msg", 0, {"n": 2})] * 2) == [
+            2, 3
+        ]
+        assert await first.append_events([NewEvent(run.id, "comm_msg", 0, {"n": 3})]) == [4]
+        await first.record_runner_event(run.id, {"event": "progress", "percent": 10})
+        assert await first.append_events([NewEvent(run.id, "comm_msg", 0, {"n": 4})]) == [6]
+        events = await second.events(run.id)
+        assert [(e.seq, e.kind) for e in events] == [
+            (1, "comm_msg"), (2, "comm_msg"), (3, "comm_msg"), (4, "comm_msg"),
+            (5, "progress"), (6, "comm_msg"),
+        ]
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_appending_to_a_run_deleted_meanwhile_names_the_run(
+    store: Store, new_run: NewRun
+) -> None:
+    run = await new_run()
+    await store.append_events([NewEvent(run.id, "comm_msg", 0, {"n": 1})])
+    with store.engine.begin() as connection:  # another process removes the run
+        connection.exec_driver_sql("DELETE FROM events")
+        connection.exec_driver_sql("DELETE FROM stages")
+        connection.exec_driver_sql("DELETE FROM results")
+        connection.exec_driver_sql("DELETE FROM runs")
+    with pytest.raises(UnknownRunError, match=run.id):
+        await store.append_events([NewEvent(run.id, "comm_msg", 0, {"n": 2})])
+
+
 async def test_next_seq_does_not_read_the_whole_journal(
     store: Store, new_run: NewRun, db_url: str, sqlite_only: None
 ) -> None:
