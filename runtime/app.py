@@ -57,6 +57,7 @@ from runtime.voila_adapter import (
     RunPageHandler,
     freezer_voila_routes,
     restrict_browser_messages,
+    share_page_templates,
 )
 from runtime.websocket import RunWebsocketConnection
 
@@ -291,6 +292,7 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
         """Voila's Tornado settings, with Freezer's browser allowlist and cookie options."""
         settings: dict[str, Any] = super().init_settings()
         restrict_browser_messages(self.kernel_manager)
+        share_page_templates()
         self.kernel_manager.allow_tracebacks = self.show_tracebacks
         settings["xsrf_cookie_kwargs"] = {"samesite": "Lax", "path": self.base_url}
         self.pages = Pages(self.base_url, self.title)
