@@ -17,6 +17,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -58,16 +59,20 @@ def label_text(stage: int, value: int) -> str:
     return f"stage {stage}: threshold {value}"
 
 
-def write_pipeline_notebook(path: Path, stages: int) -> Path:
+def write_pipeline_notebook(path: Path, stages: int, setup_seconds: float = 0.0) -> Path:
     """A labeling-like pipeline: each stage shows a slider whose callback updates a label; the
     next stage reads the slider (a boundary for Freezer; plain Voila runs everything at once).
+
+    With `setup_seconds`, the first code cell also stands for imports and model loading that
+    take that long, and is tagged `freeze:warm` (a pool kernel runs it before anyone comes).
     """
-    cells = [
-        nbformat.v4.new_markdown_cell("# Benchmark pipeline"),
-        nbformat.v4.new_code_cell(
-            "import ipywidgets as widgets\nfrom IPython.display import display"
-        ),
-    ]
+    setup = nbformat.v4.new_code_cell(
+        "import ipywidgets as widgets\nfrom IPython.display import display"
+    )
+    if setup_seconds > 0:
+        setup.source += f"\nimport time\ntime.sleep({setup_seconds:g})  # imports, model loading"
+        setup.metadata["tags"] = ["freeze:warm"]
+    cells = [nbformat.v4.new_markdown_cell("# Benchmark pipeline"), setup]
     for stage in range(stages):
         read = f"print('stage {stage - 1} chose', threshold_{stage - 1}.value)\n" if stage else ""
         cells.append(nbformat.v4.new_markdown_cell(f"## Stage {stage}"))
@@ -194,11 +199,18 @@ def start_target_freezer(app_dir: Path, workdir: Path, extra_args: Sequence[str]
 
 
 @contextlib.contextmanager
-def workspace(stages: int) -> Iterator[tuple[Path, Path, Path]]:
-    """A temporary directory with the pipeline notebook; yields (notebook, app dir, dir)."""
+def workspace(
+    stages: int, setup_seconds: float = 0.0, copy_of: Path | None = None
+) -> Iterator[tuple[Path, Path, Path]]:
+    """A temporary directory with the pipeline notebook (or a copy of the notebook `copy_of`);
+    yields (notebook, app dir, dir)."""
     with tempfile.TemporaryDirectory(prefix="freezer-bench-") as tmp:
         workdir = Path(tmp)
-        notebook = write_pipeline_notebook(workdir / "pipeline.ipynb", stages)
+        if copy_of is not None:
+            notebook = workdir / copy_of.name
+            shutil.copyfile(copy_of, notebook)
+        else:
+            notebook = write_pipeline_notebook(workdir / "pipeline.ipynb", stages, setup_seconds)
         yield notebook, workdir / "app", workdir
 
 

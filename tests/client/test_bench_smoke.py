@@ -18,6 +18,8 @@ def test_first_stage_benchmark_quick_against_voila_writes_figures(tmp_path: Path
             "--quick",
             "--only",
             "voila",
+            "--notebooks",
+            "pipeline,labeling",
             "--out",
             str(tmp_path),
         ],
@@ -36,3 +38,23 @@ def test_first_stage_benchmark_quick_against_voila_writes_figures(tmp_path: Path
         assert data["targets"][other] == {"unavailable": "not requested"}
     assert (tmp_path / "first_stage.png").stat().st_size > 0
     assert "vs voila cold" in proc.stdout
+    labeling = json.loads((tmp_path / "first_stage_labeling.json").read_text())
+    assert labeling["notebook"] == "labeling"
+    assert labeling["targets"]["voila"]["errors"] == []
+    assert labeling["targets"]["voila"]["first_stage"]["n"] == 1
+
+
+def test_replay_benchmark_quick_replays_a_culled_run(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/replay.py", "--quick", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads((tmp_path / "replay.json").read_text())
+    assert data["targets"]["voila"]["cold"]["n"] == 1
+    replayed = data["targets"]["freezer pool"]["replay"]["10"]
+    assert replayed["n"] == 1 and replayed["p50"] > 0
+    assert "freezer pool, replayed" in proc.stdout
