@@ -93,7 +93,12 @@ async def click_next(page: PageSession, stage: int) -> None:
         if not page.widgets[model_id].get("disabled")
     ]
     if not buttons:
-        raise ClientError(f"no enabled Next button on stage {stage}")
+        shown = page.find_all(model_name="ButtonModel")
+        states = [
+            (page.widgets[m].get("description"), bool(page.widgets[m].get("disabled")))
+            for m in shown
+        ]
+        raise ClientError(f"no enabled Next button on stage {stage} (buttons: {states})")
     await page.click(buttons[-1])
     await page.wait_for(stage_ready(stage + 1), OPEN_TIMEOUT, f"stage {stage + 1}")
 

@@ -5,7 +5,8 @@
 
 `--before` and `--after` are `--out` directories of `first_stage.py` and `roundtrip.py` runs
 (the code before and after a change); each `--load` is the `--out` directory of one `load.py`
-run. Plain Voila's figures come from the same runs as Freezer's.
+run (round trip p95 and memory are plotted against the number of people). Plain Voila's
+figures come from the same runs as Freezer's.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def main() -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = 3 if args.load else 2
+    panels = 4 if args.load else 2
     figure, axes = plt.subplots(1, panels, figsize=(5 * panels, 4))
     bars = [("voila", "Voila"), ("freezer pool", "Freezer (pool)")]
     for axis, name, figs, title, budget in (
@@ -86,6 +87,20 @@ def main() -> int:
         axis.axhline(100.0, color="red", linestyle="--", linewidth=0.8, label="budget")
         axis.set_xlabel("people")
         axis.set_title("Load: round trip p95 (ms)", fontsize=9)
+        axis.legend(fontsize=7)
+        axis.grid(alpha=0.3)
+        axis = axes[3]
+        for key, label in bars:
+            people, rss = [], []
+            for directory in args.load:
+                data = _load(directory / "load.json")
+                value = data["targets"].get(key, {}).get("server_rss_mb_max")
+                if value is not None:
+                    people.append(int(data["plan"]["people"]))
+                    rss.append(float(value) / 1024.0)
+            axis.plot(people, rss, marker="o", label=label)
+        axis.set_xlabel("people")
+        axis.set_title("Load: memory, server + kernels (GB, max RSS)", fontsize=9)
         axis.legend(fontsize=7)
         axis.grid(alpha=0.3)
     figure.tight_layout()
