@@ -6,7 +6,7 @@ import array
 import asyncio
 import re
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timezone
 from pathlib import Path
 from typing import Any
@@ -536,56 +536,54 @@ async def test_lock_held_too_long_is_a_store_error(
         await store.close()
 
 
-async def test_two_stores_appending_to_one_run_never_collide(
+@pytest.fixture
+async def two_stores(
     db_url: str, manifest_factory: Callable[..., Manifest]
-) -> None:
+) -> AsyncIterator[tuple[Store, Store, Run]]:
+    """Two stores on one database (two server processes) and a run both can append to."""
     first, second = await Store.open(db_url), await Store.open(db_url)
     try:
         manifest = manifest_factory()
         await first.ensure_app(manifest)
         user = await first.get_or_create_user("kim")
-        run = await first.create_run(manifest.app_id, user.id, 1, {})
-        batches = await asyncio.gather(
-            *(
-                store.append_events([NewEvent(run.id, "comm_msg", 0, {"i": i})] * 3)
-                for i in range(15)
-                for store in (first, second)
-            )
-        )
-        assert sorted(seq for seqs in batches for seq in seqs) == list(range(1, 91))
-        assert all(seqs == list(range(seqs[0], seqs[0] + 3)) for seqs in batches)
-        assert [e.seq for e in await second.events(run.id)] == list(range(1, 91))
+        yield first, second, await first.create_run(manifest.app_id, user.id, 1, {})
     finally:
         await first.close()
         await second.close()
+
+
+async def test_two_stores_appending_to_one_run_never_collide(
+    two_stores: tuple[Store, Store, Run],
+) -> None:
+    first, second, run = two_stores
+    batches = await asyncio.gather(
+        *(
+            store.append_events([NewEvent(run.id, "comm_msg", 0, {"i": i})] * 3)
+            for i in range(15)
+            for store in (first, second)
+        )
+    )
+    assert sorted(seq for seqs in batches for seq in seqs) == list(range(1, 91))
+    assert all(seqs == list(range(seqs[0], seqs[0] + 3)) for seqs in batches)
+    assert [e.seq for e in await second.events(run.id)] == list(range(1, 91))
 
 
 async def test_a_seq_taken_by_another_store_is_looked_up_again(
-    db_url: str, manifest_factory: Callable[..., Manifest]
+    two_stores: tuple[Store, Store, Run],
 ) -> None:
     # The first store remembers each run's next seq; another server appending meanwhile makes
     # that stale, and the append must then find the run's real last seq instead of failing.
-    first, second = await Store.open(db_url), await Store.open(db_url)
-    try:
-        manifest = manifest_factory()
-        await first.ensure_app(manifest)
-        user = await first.get_or_create_user("kim")
-        run = await first.create_run(manifest.app_id, user.id, 1, {})
-        assert await first.append_events([NewEvent(run.id, "comm_msg", 0, {"n": 1})]) == [1]
-        assert await second.append_events([NewEvent(run.id, "comm_msg", 0, {"n": 2})] * 2) == [
-            2, 3
-        ]
-        assert await first.append_events([NewEvent(run.id, "comm_msg", 0, {"n": 3})]) == [4]
-        await first.record_runner_event(run.id, {"event": "progress", "percent": 10})
-        assert await first.append_events([NewEvent(run.id, "comm_msg", 0, {"n": 4})]) == [6]
-        events = await second.events(run.id)
-        assert [(e.seq, e.kind) for e in events] == [
-            (1, "comm_msg"), (2, "comm_msg"), (3, "comm_msg"), (4, "comm_msg"),
-            (5, "progress"), (6, "comm_msg"),
-        ]
-    finally:
-        await first.close()
-        await second.close()
+    first, second, run = two_stores
+    assert await first.append_events([NewEvent(run.id, "comm_msg", 0, {"n": 1})]) == [1]
+    assert await second.append_events([NewEvent(run.id, "comm_msg", 0, {"n": 2})] * 2) == [2, 3]
+    assert await first.append_events([NewEvent(run.id, "comm_msg", 0, {"n": 3})]) == [4]
+    await first.record_runner_event(run.id, {"event": "progress", "percent": 10})
+    assert await first.append_events([NewEvent(run.id, "comm_msg", 0, {"n": 4})]) == [6]
+    events = await second.events(run.id)
+    assert [(e.seq, e.kind) for e in events] == [
+        (1, "comm_msg"), (2, "comm_msg"), (3, "comm_msg"), (4, "comm_msg"),
+        (5, "progress"), (6, "comm_msg"),
+    ]
 
 
 async def test_appending_to_a_run_deleted_meanwhile_names_the_run(
