@@ -9,9 +9,10 @@ a transaction that finds the database locked is tried again with backoff.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -206,27 +207,25 @@ class Database:
 
     def _commit(self, work: Callable[[Session], T], write: bool) -> T:
         """Worker thread: one transaction, committed when `work` returns."""
-        self._write = write
-        try:
+        with self._counted(write):
             with Session(self.engine, expire_on_commit=False) as session, session.begin():
-                result = work(session)
-        except BaseException:
-            self._rolled_back()
-            raise
-        self.stats.transactions += 1
-        return result
+                return work(session)
 
     def _commit_core(self, work: Callable[[Connection], T]) -> T:
         """Worker thread: one writing transaction on a bare connection."""
-        self._write = True
+        with self._counted(write=True), self.engine.begin() as connection:
+            return work(connection)
+
+    @contextlib.contextmanager
+    def _counted(self, write: bool) -> Iterator[None]:
+        """Worker thread: around one transaction; counts it, or forgets the caches it touched."""
+        self._write = write
         try:
-            with self.engine.begin() as connection:
-                result = work(connection)
+            yield
         except BaseException:
             self._rolled_back()
             raise
         self.stats.transactions += 1
-        return result
 
     def _rolled_back(self) -> None:
         """Worker thread: a transaction failed; forget what was cached from inside it."""
