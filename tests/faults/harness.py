@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from runtime.kernels import process_ended
 from runtime.testing import PageSession, ServerProcess, child_pids
 from tests.server.conftest import start_server, write_app
 
@@ -97,11 +98,7 @@ def kernel_pid(server: ServerProcess, kernel_id: str) -> int:
 
 def is_dead(pid: int) -> bool:
     """Whether a process has ended (gone, or a zombie its parent has not reaped yet)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    return process_ended(pid)
 
 
 async def kill_kernel(server: ServerProcess, kernel_id: str) -> None:
