@@ -15,8 +15,10 @@ stage_N_status, stage_N_snapshot      per stage: its status, its snapshot as JSO
 ```
 
 The JSON export is the list of these rows as they are. The CSV export flattens them (see
-:func:`flatten_row`), and prefixes text cells that a spreadsheet would read as a formula with a
-quote.
+:func:`flatten_row`), and prefixes text that people or notebooks produced (user names, snapshots,
+parameters, results) with a quote where a spreadsheet would read it as a formula. Columns the
+store itself writes (ids, times, statuses, stage numbers) are never altered, so every row still
+matches `freezer runs` and the database: a run id may start with `-`.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ FIXED_COLUMNS = (
 NESTED_KEYS = ("params", "snapshots", "results")
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 """A text cell starting with one of these is read as a formula by spreadsheet apps."""
+STORE_COLUMNS = frozenset(FIXED_COLUMNS) - {"user"}
+"""Columns whose text the store writes (ids, times, statuses): exported exactly as stored."""
 
 
 class ExportError(RuntimeAppError):
@@ -69,6 +73,19 @@ def safe_cell(value: Any) -> str:
     if text.startswith(FORMULA_PREFIXES):
         return "'" + text
     return text
+
+
+def plain_cell(value: Any) -> str:
+    """One CSV cell of a column the store writes: its text exactly as stored."""
+    return "" if value is None else str(value)
+
+
+def is_store_column(name: str) -> bool:
+    """Whether the store, not a person or a notebook, wrote this column's text."""
+    if name in STORE_COLUMNS:
+        return True
+    index = name.removeprefix("stage_").removesuffix("_status")
+    return name == f"stage_{index}_status" and index.isdigit()
 
 
 def compact_json(value: Any) -> str:
@@ -132,8 +149,10 @@ def rows_to_csv(rows: Sequence[dict[str, Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow([safe_cell(c) for c in columns])
+    cell_writers = [plain_cell if is_store_column(c) else safe_cell for c in columns]
     for flat in flat_rows:
-        writer.writerow([safe_cell(flat.get(c)) for c in columns])
+        cells = zip(cell_writers, columns, strict=True)
+        writer.writerow([write(flat.get(column)) for write, column in cells])
     return buffer.getvalue()
 
 

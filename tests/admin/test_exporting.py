@@ -24,7 +24,16 @@ from admin_seed import (
     write_app,
 )
 
-from runtime.exporting import csv_columns, export_main, flatten_row, runs_main, safe_cell
+from runtime.exporting import (
+    FORMULA_PREFIXES,
+    csv_columns,
+    export_main,
+    flatten_row,
+    rows_to_csv,
+    runs_main,
+    safe_cell,
+)
+from runtime.models import new_run_id
 
 
 def read_csv(text: str) -> list[dict[str, str]]:
@@ -78,6 +87,35 @@ def test_csv_guards_against_spreadsheet_formulas(seeded_app: SeededApp, tmp_path
     for text in ("+1", "-x", "@SUM(A1)", "\tcmd", "\r=1"):
         assert safe_cell(text) == "'" + text
     assert safe_cell(["=x"]) == '["=x"]'  # JSON text starts with a bracket: inert
+
+
+def test_csv_keeps_every_store_written_cell_exactly_as_stored() -> None:
+    # Run ids are random url-safe text, so about 1 in 64 starts with "-": the formula guard must
+    # not touch them (nor app ids, times, statuses), or rows stop matching the database. Every
+    # formula prefix is tried at the head of each store-written column; the person-typed columns
+    # of the same rows stay guarded.
+    random_ids = [new_run_id() for _ in range(500)]
+    forced = [prefix + new_run_id() for prefix in FORMULA_PREFIXES if prefix.isprintable()]
+    rows = []
+    for i, run_id in enumerate(random_ids + forced):
+        rows.append({
+            "run_id": run_id, "app_id": "-" + run_id[::-1], "user": "=" + run_id,
+            "status": "-active", "stage": 0, "stages": 1,
+            "created_at": "+2026-12-01T00:00:00", "updated_at": None, "finished_at": None,
+            "stage_0_status": "@ready", "snapshots": {"0": {"picker_status": "-" + str(i)}},
+            "params": {}, "results": {"note": "+" + run_id},
+        })
+    parsed = read_csv(rows_to_csv(rows))
+    assert any(r.startswith("-") for r in random_ids + forced)
+    assert [row["run_id"] for row in parsed] == random_ids + forced
+    for row, source in zip(parsed, rows, strict=True):
+        assert row["app_id"] == source["app_id"]
+        assert row["status"] == "-active" and row["stage_0_status"] == "@ready"
+        assert row["created_at"] == "+2026-12-01T00:00:00"
+        assert row["user"] == "'" + source["user"]
+        assert row["result.note"] == "'" + source["results"]["note"]
+        # a notebook name that merely ends in _status is the notebook's text, still guarded
+        assert row["stage_0.picker_status"] == "'" + source["snapshots"]["0"]["picker_status"]
 
 
 def test_json_is_a_list_of_run_objects(
