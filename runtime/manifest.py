@@ -68,6 +68,10 @@ class Stage:
     waits_on: tuple[WaitsOn, ...] = ()
     collect: tuple[str, ...] = ()
     warm: bool = False  # every code cell of the stage is tagged freeze:warm
+    gate: str | None = None
+    """The button named by a `%blockrun NAME` ending this stage: the run goes on only through it
+    (Next follows its `disabled` state, so the author's validation holds). Absent in `app.json`
+    when None, so manifests without a gate keep their app_id."""
 
 
 @dataclass(frozen=True)
@@ -101,20 +105,7 @@ class Manifest:
             "created": self.created,
             "kernel": {"name": self.kernel_name, "language": self.kernel_language},
             "parameters": [asdict(p) for p in self.parameters],
-            "stages": [
-                {
-                    "index": s.index,
-                    "title": s.title,
-                    "cells": [
-                        {"id": c.id, "kind": c.kind, "source": c.source, "tags": list(c.tags)}
-                        for c in s.cells
-                    ],
-                    "waits_on": [asdict(w) for w in s.waits_on],
-                    "collect": list(s.collect),
-                    "warm": s.warm,
-                }
-                for s in self.stages
-            ],
+            "stages": [stage_json(s) for s in self.stages],
         }
 
     @classmethod
@@ -142,6 +133,7 @@ class Manifest:
                     waits_on=tuple(WaitsOn(**w) for w in s["waits_on"]),
                     collect=tuple(s["collect"]),
                     warm=s["warm"],
+                    gate=s.get("gate"),
                 )
                 for s in data["stages"]
             ),
@@ -150,6 +142,24 @@ class Manifest:
     def collect_names(self) -> tuple[str, ...]:
         """Every name collected by any stage, in stage order."""
         return tuple(name for s in self.stages for name in s.collect)
+
+
+def stage_json(stage: Stage) -> dict[str, Any]:
+    """One stage as the JSON object stored in `app.json`."""
+    data: dict[str, Any] = {
+        "index": stage.index,
+        "title": stage.title,
+        "cells": [
+            {"id": c.id, "kind": c.kind, "source": c.source, "tags": list(c.tags)}
+            for c in stage.cells
+        ],
+        "waits_on": [asdict(w) for w in stage.waits_on],
+        "collect": list(stage.collect),
+        "warm": stage.warm,
+    }
+    if stage.gate is not None:
+        data["gate"] = stage.gate
+    return data
 
 
 def compute_app_id(manifest: Manifest) -> str:
@@ -234,6 +244,7 @@ SCHEMA: dict[str, Any] = {
                     },
                     "collect": {"type": "array", "items": {"type": "string"}},
                     "warm": {"type": "boolean"},
+                    "gate": {"type": "string"},
                 },
             },
         },
