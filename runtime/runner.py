@@ -25,10 +25,12 @@ from pathlib import Path
 from typing import Any, cast
 
 from runtime import manifest as mf
+from runtime.boundary import Boundary
 from runtime.capture import Capture, CellError
 from runtime.errors import RuntimeAppError
+from runtime.gate import Gate, find_gate
 from runtime.outputs import Output, OutputSink
-from runtime.stepper import AppView, disable_widgets, json_value, markdown_output
+from runtime.stepper import AppView, json_value, markdown_output
 
 log = logging.getLogger("freezer.runner")
 
@@ -41,6 +43,7 @@ SKIP_TAG = "freeze:skip"
 COLLECT_PREFIX = "collect:"
 RUN_NAMES = ("freezer_user", "freezer_run")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+NEEDS_INPUT = "This step needs your input above."
 
 
 class RunnerError(RuntimeAppError):
@@ -99,6 +102,8 @@ class Runner:
         self.current = -1  # index of the stage that runs or ran last
         self.state = "new"  # new | running | ready | failed | finished
         self.warm_outputs: dict[int, list[Output]] = {}  # stage-0 warm cells run by prepare()
+        self.boundary: Boundary | None = None  # what the ready (or retried) hand-over waits on
+        self.gate: Gate | None = None  # the `%blockrun` button of that hand-over, if any
         self._prepared = False
         self._shown = False
         self._parameters_ran = False
@@ -180,10 +185,18 @@ class Runner:
             self._run_stage(0)
 
     def _on_next(self, button: Any) -> None:
+        if button.disabled:
+            return  # a gate holds it (a browser cannot click it; a message still can)
+        self._advance(button)
+
+    def _advance(self, button: Any) -> None:
+        """A click on the offered Next button (or on the gate that stands for it)."""
         view = self.view
         if view is None or button is not view.button or self._busy:
             return  # a stale button, or a click that arrived while a stage ran
         self._busy = True
+        if self.gate is not None:
+            self.gate.release()
         view.disable_next()
         try:
             if self.state == "ready":
@@ -197,8 +210,9 @@ class Runner:
             self._busy = False
 
     def _finish_stage(self, index: int) -> None:
-        stage = self.manifest.stages[index]
-        snapshot = {w.name: json_value(self.shell.user_ns.get(w.name)) for w in stage.waits_on}
+        if self.boundary is None:  # not expected: every ready stage has one
+            self.boundary = self._boundary_of(index)
+        snapshot = self.boundary.capture(self.shell.user_ns)
         self._send("stage_finished", stage=index, snapshot=snapshot)
 
     def _run_stage(self, index: int) -> None:
@@ -222,19 +236,26 @@ class Runner:
         # The page is complete before the server hears about it.
         if failure is not None:
             self.state = "failed"
+            press = self._continue_label()
+            status = f"“{title}” failed. Fix the inputs above and press {press} to retry."
+            if index > 0 and self.boundary is not None:
+                self.boundary.failed(self.shell.user_ns)
+                if self._waiting_for_input(failure):
+                    failure = Failure(failure.error, failure.traceback, failure.cell_error,
+                                      NEEDS_INPUT)
+                    status = f"{NEEDS_INPUT} Make your choices, then press {press}."
             self._show_failure(sink, failure)
-            self.view.mark(
-                index, "failed", f"“{title}” failed. Fix the inputs above and press Next to retry."
-            )
-            self.view.offer_next()
+            self.view.mark(index, "failed", status)
+            self._offer_next()
             self._send(
                 "stage_failed", stage=index, error=failure.error, traceback=failure.traceback
             )
             return
         if index > 0:
-            for wait in self.manifest.stages[index - 1].waits_on:
-                disable_widgets(self.shell.user_ns.get(wait.name))
+            if self.boundary is not None:
+                self.boundary.disable()
             self.view.mark_done(index - 1)
+        self.boundary, self.gate = None, None
         last = len(self.manifest.stages) - 1
         if index == last:
             self.state = "finished"
@@ -242,12 +263,42 @@ class Runner:
             self.view.withdraw_next()
         else:
             self.state = "ready"
-            status = f"Step {index + 1} of {last + 1}: make your choices, then press Next."
+            self.boundary = self._boundary_of(index)
+            if self.boundary.gate is not None:
+                self.gate = Gate(self.boundary.gate, self._advance)
+            press = self._continue_label()
+            status = f"Step {index + 1} of {last + 1}: make your choices, then press {press}."
             self.view.mark(index, "ready", status)
-            self.view.offer_next()
+            self._offer_next()
         self._send("stage_ready", stage=index)
         if index == last:
             self._send("finished")
+
+    def _boundary_of(self, index: int) -> Boundary:
+        """The hand-over from stage `index`, ready now, to the next stage."""
+        stage = self.manifest.stages[index]
+        gate = find_gate(self.shell.user_ns, stage.gate)
+        return Boundary((w.name for w in stage.waits_on), self.shell.user_ns, gate)
+
+    def _offer_next(self) -> None:
+        """A fresh Next button; the stage's gate, if any, stands for it."""
+        assert self.view is not None
+        button = self.view.offer_next()
+        if self.gate is not None:
+            self.gate.arm(button)
+
+    def _continue_label(self) -> str:
+        """The button the person presses to go on: Next, or the stage's gate."""
+        return self.gate.label if self.gate is not None else "Next"
+
+    def _waiting_for_input(self, failure: Failure) -> bool:
+        """Whether a failed stage read only inputs the person has not touched yet."""
+        return (
+            failure.cell_error is not None
+            and not self._interrupted
+            and self.boundary is not None
+            and self.boundary.untouched()
+        )
 
     def _run_cells(self, index: int, sink: OutputSink) -> Failure | None:
         stage = self.manifest.stages[index]

@@ -138,6 +138,7 @@ async def test_failed_stage_keeps_inputs_and_next_retries(
     await fe.execute_ok(configure(tb=False))
     await fe.execute_ok(BOOTSTRAP)
     await fe.wait_for(lambda: fe.has_event("stage_ready", stage=0))
+    fe.set_state(fe.one("IntTextModel", "N"), value=-3)  # acted, wrongly: a real failure
     fe.click(fe.next_button() or "")
     failed = await fe.wait_for(lambda: fe.has_event("stage_failed", stage=1))
     assert failed["error"] == "AssertionError: N must be positive"
