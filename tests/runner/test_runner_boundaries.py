@@ -118,6 +118,7 @@ async def test_the_blockrun_button_gates_next_and_continues_the_run_once(
     fe = await started(make_app, start_app, [
         replace(stage(0, "Name", [code(GATED)], waits_on=["t"]), gate="go"),
         stage(1, "Greet", [code("print('hello', t.value, clicks)")]),
+        stage(2, "End", [code("print('the end')")]),
     ])
     t, go = fe.one("TextModel", "name"), fe.one("ButtonModel", "Run")
     nxt = fe.next_button() or ""
@@ -138,7 +139,7 @@ async def test_the_blockrun_button_gates_next_and_continues_the_run_once(
     fe.click(go)
     fe.click(nxt)  # both at once: the run goes on once
     fe.click(go)
-    await fe.wait_for(lambda: fe.has_event("finished"))
+    await fe.wait_for(lambda: fe.has_event("stage_ready", stage=1))
     await fe.execute_idle("1")
     assert fe.event_kinds().count("stage_started") == 2
     assert fe.event_kinds().count("stage_finished") == 1
