@@ -46,6 +46,7 @@ from voila.tornado.treehandler import TornadoVoilaTreeHandler
 
 from runtime.errors import RuntimeAppError
 from runtime.kernels import KernelsBusyError, page_kernel
+from runtime.page_head import with_page_head
 from runtime.replay import RunDivergedError
 from runtime.websocket import BROWSER_MESSAGE_TYPES
 
@@ -233,9 +234,12 @@ class RunPageHandler(TornadoVoilaHandler):  # type: ignore[misc]
             return
         token = page_kernel.set(live.kernel_id)
         parts: list[str] = []
+        headed = False
         try:
             async for html in self.get_generator(path=None):
                 html = CDN_STYLESHEET.sub("", html)
+                if not headed:
+                    html, headed = with_page_head(html)
                 parts.append(html)
                 self.write(html)
                 self.flush()
