@@ -51,7 +51,7 @@ from runtime.journal import Journal
 from runtime.kernels import RunKernelManager, RunKernels
 from runtime.manifest import FILES_DIR, Manifest, ManifestError
 from runtime.runfile_handlers import RunFileHandler
-from runtime.runfiles import RunFiles, sweep_forever
+from runtime.runfiles import RunFiles, run_files_root, sweep_forever
 from runtime.store import Store
 from runtime.voila_adapter import (
     KERNEL_ID,
@@ -250,16 +250,6 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
         return self.manifest.title or "Freezer"
 
     @property
-    def run_files_root(self) -> Path:
-        """`--run-files-dir`, or `runs/` beside the SQLite database file, or `APP/runs/`."""
-        if self.run_files_dir:
-            return Path(self.run_files_dir).expanduser().resolve()
-        url = self.database_url
-        if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-            return Path(url.removeprefix("sqlite:///")).resolve().parent / "runs"
-        return self.app_dir / "runs"
-
-    @property
     def database_url(self) -> str:
         """`--db`, or the SQLite file in the app directory."""
         return self.db_url or f"sqlite:///{self.app_dir / 'freezer.db'}"
@@ -305,7 +295,8 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
 
     def init_run_files(self) -> None:
         """Each run's working directory, and the sweep that deletes those past retention."""
-        self.run_files = RunFiles(self.run_files_root, self.app_dir / FILES_DIR)
+        root = run_files_root(self.app_dir, self.database_url, self.run_files_dir)
+        self.run_files = RunFiles(root, self.app_dir / FILES_DIR)
         self.run_files.start()
         if self.run_files_retention > 0:
             self.sweeper = asyncio.create_task(sweep_forever(

@@ -68,6 +68,17 @@ class RunFile:
     modified: float
 
 
+def run_files_root(app_dir: Path, db_url: str, configured: str = "") -> Path:
+    """Where an app's run directories are: `configured`, else `runs/` beside the SQLite database
+    file, else `APP/runs/` (a database that is not a file)."""
+    if configured:
+        return Path(configured).expanduser().resolve()
+    prefix = "sqlite:///"
+    if db_url.startswith(prefix) and not db_url.startswith(prefix + ":memory:"):
+        return Path(db_url[len(prefix):].split("?", 1)[0]).resolve().parent / "runs"
+    return app_dir.resolve() / "runs"
+
+
 def chdir_code(directory: Path) -> str:
     """Kernel code that makes `directory` the working directory (a JSON literal, never code)."""
     import json
