@@ -130,7 +130,10 @@ class RunFiles:
         target = self.run_dir(run_id)
         if target.exists():
             self._remove(target)
-        os.rename(kernel_dir, target)
+        try:
+            os.rename(kernel_dir, target)
+        except OSError as exc:
+            raise RunFilesError(f"run {run_id}: cannot make {target} its directory: {exc}") from exc
         return target
 
     def discard(self, kernel_dir: Path | None) -> None:
