@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
 import logging
 import os
 import re
@@ -81,8 +82,6 @@ def run_files_root(app_dir: Path, db_url: str, configured: str = "") -> Path:
 
 def chdir_code(directory: Path) -> str:
     """Kernel code that makes `directory` the working directory (a JSON literal, never code)."""
-    import json
-
     return f"import os as _freezer_os\n_freezer_os.chdir({json.dumps(str(directory))})\n"
 
 
