@@ -137,6 +137,8 @@ async def test_restart_and_replay_leave_each_file_as_before(tmp_path: Path) -> N
             await person.close()
     finally:
         server.stop()
+    # the pool kernel's copy of the seed went with it
+    assert list((app_dir / "runs" / KERNELS_DIR).iterdir()) == []
 
     server = start_server(app_dir, "--pool-size", "1", "--auth", "name", port=server.port)
     try:
