@@ -458,8 +458,8 @@ class RunKernels:
         if live is None:
             return
         live.listener.stop()
-        if live.run_id is None and self.run_files is not None:
-            self.run_files.discard(live.workdir)  # a pool kernel's copy of the seed
+        if self.run_files is not None:
+            self.run_files.discard(live.workdir)  # a copy of the seed no run took
         if live.run_id and self._by_run.get(live.run_id) is live:
             del self._by_run[live.run_id]
         if live in self._pool:

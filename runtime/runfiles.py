@@ -136,7 +136,8 @@ class RunFiles:
         return target
 
     def discard(self, kernel_dir: Path | None) -> None:
-        """Remove the directory of a kernel that ends without having been bound to a run."""
+        """Remove the directory of a kernel that ends without having been bound to a run (a
+        run's directory is never removed here)."""
         if kernel_dir is not None and kernel_dir.parent == self.root / KERNELS_DIR:
             self._remove(kernel_dir)
 
