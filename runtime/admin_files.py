@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jupyter_server.utils import url_path_join
 from tornado.web import HTTPError
@@ -19,6 +19,9 @@ from tornado.web import HTTPError
 from runtime.admin import AdminHandler, StoreGetter, _env
 from runtime.runfile_handlers import CHUNK
 from runtime.runfiles import RUN_ID, RunFiles
+
+if TYPE_CHECKING:
+    from runtime.store import Run
 
 RunFilesGetter = Callable[[], RunFiles]
 """Returns the server's :class:`runtime.runfiles.RunFiles` (looked up per request)."""
@@ -55,7 +58,7 @@ class RunFilesHandler(AdminHandler):
         """The server's run directories."""
         return self.run_files_getter()
 
-    async def known_run(self, run_id: str) -> Any:
+    async def known_run(self, run_id: str) -> Run:
         """The run's row, or 404."""
         run = await self.store.get_run(run_id)
         if run is None:
