@@ -32,9 +32,11 @@ from runtime import manifest as mf
 BOOTSTRAP_SOURCE = "from runtime import runner\nrunner.show()"
 DATABASE_GLOB = "freezer.db*"
 # What a served app keeps in its directory; a rebuild moves these into the new build. The names
-# are runtime.app.COOKIE_SECRET_FILE and runtime.config.CONFIG_NAME (not imported: the compiler
-# does not load the server).
-KEPT_GLOBS = (DATABASE_GLOB, ".freezer_cookie_secret", "freezer_config.py", "freezer_config.json")
+# are runtime.app.COOKIE_SECRET_FILE, runtime.config.CONFIG_NAME and the runs' working
+# directories (runtime.runfiles; not imported: the compiler does not load the server).
+KEPT_GLOBS = (
+    DATABASE_GLOB, ".freezer_cookie_secret", "freezer_config.py", "freezer_config.json", "runs",
+)
 # Never copied by --include: editor and interpreter leftovers.
 _INCLUDE_IGNORE = (".ipynb_checkpoints", "__pycache__", ".git")
 

@@ -188,11 +188,11 @@ def draw_charts(page: AdminPage) -> None:
         result.svg = Markup(charts.histogram_svg(result.name, result.values))
 
 
-def render_page(page: AdminPage, export_base: str) -> str:
-    """The `/admin` HTML."""
+def render_page(page: AdminPage, export_base: str, runs_base: str | None = None) -> str:
+    """The `/admin` HTML; with `runs_base`, each run links to its files."""
     return _env.get_template("admin.html").render(
         page=page, export_base=export_base, fmt_value=fmt_value, fmt_time=fmt_time,
-        fmt_pairs=fmt_pairs, fmt_inputs=fmt_inputs,
+        fmt_pairs=fmt_pairs, fmt_inputs=fmt_inputs, runs_base=runs_base,
     )
 
 
@@ -227,11 +227,15 @@ class AdminHandler(JupyterHandler):
 
     store_getter: StoreGetter
     title: str
+    has_run_files = False
 
-    def initialize(self, store: StoreGetter, title: str = "Freezer") -> None:
+    def initialize(
+        self, store: StoreGetter, title: str = "Freezer", has_run_files: bool = False
+    ) -> None:
         """Called by Tornado per request with the keyword arguments from :func:`admin_routes`."""
         self.store_getter = store
         self.title = title
+        self.has_run_files = has_run_files
 
     @property
     def content_security_policy(self) -> str:
@@ -273,8 +277,9 @@ class AdminPageHandler(AdminHandler):
         self.set_header("Content-Type", "text/html; charset=utf-8")
         # links use the base URL people see (a proxy may strip a prefix before routing)
         export_base = url_path_join(self.base_url, "admin/export")
+        runs_base = url_path_join(self.base_url, "admin/runs") if self.has_run_files else None
         # charts and HTML of a few thousand runs take tenths of a second: off the event loop
-        self.finish(await asyncio.to_thread(render_page, page, export_base))
+        self.finish(await asyncio.to_thread(render_page, page, export_base, runs_base))
 
 
 class ExportHandler(AdminHandler):
@@ -294,15 +299,24 @@ class ExportHandler(AdminHandler):
 
 
 def admin_routes(
-    server_url: str, store: StoreGetter, title: str = "Freezer"
+    server_url: str,
+    store: StoreGetter,
+    title: str = "Freezer",
+    run_files: Callable[[], Any] | None = None,
 ) -> list[tuple[str, type, dict[str, Any]]]:
-    """The admin URL patterns under `server_url`, with the handlers' keyword arguments."""
+    """The admin URL patterns under `server_url`, with the handlers' keyword arguments; with
+    `run_files` (returns the server's :class:`runtime.runfiles.RunFiles`), the runs' files."""
     prefix = "/" + server_url.strip("/") + "/" if server_url.strip("/") else "/"
     kwargs: dict[str, Any] = {"store": store, "title": title}
-    return [
-        (prefix + "admin/?", AdminPageHandler, kwargs),
+    routes: list[tuple[str, type, dict[str, Any]]] = [
+        (prefix + "admin/?", AdminPageHandler, {**kwargs, "has_run_files": run_files is not None}),
         (prefix + r"admin/export\.(csv|json)", ExportHandler, kwargs),
     ]
+    if run_files is not None:
+        from runtime.admin_files import run_files_routes
+
+        routes.extend(run_files_routes(prefix, store, run_files, title))
+    return routes
 
 
 def admin_handlers(app: Any) -> list[tuple[str, type, dict[str, Any]]]:
@@ -315,4 +329,5 @@ def admin_handlers(app: Any) -> list[tuple[str, type, dict[str, Any]]]:
         str(getattr(app, "server_url", None) or getattr(app, "base_url", "/")),
         store=lambda: app.store,
         title=getattr(app, "title", None) or "Freezer",
+        run_files=lambda: app.run_files,
     )

@@ -49,7 +49,9 @@ from runtime.handlers import (
 )
 from runtime.journal import Journal
 from runtime.kernels import RunKernelManager, RunKernels
-from runtime.manifest import Manifest, ManifestError
+from runtime.manifest import FILES_DIR, Manifest, ManifestError
+from runtime.runfile_handlers import RunFileHandler
+from runtime.runfiles import RunFiles, run_files_root, sweep_forever
 from runtime.store import Store
 from runtime.voila_adapter import (
     KERNEL_ID,
@@ -90,6 +92,8 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
         "cull-idle-timeout": "FreezerApp.cull_idle_timeout",
         "kernel-timeout": "FreezerApp.kernel_timeout",
         "stage-timeout": "FreezerApp.stage_timeout",
+        "run-files-dir": "FreezerApp.run_files_dir",
+        "run-files-retention": "FreezerApp.run_files_retention",
         "base-url": "FreezerApp.base_url",
         **DEPLOY_ALIASES,
     }
@@ -157,6 +161,20 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
         help="Seconds one stage may run before the kernel is interrupted and the person is told "
         "(the run stays usable; Next retries the stage). Default 0: no limit.",
     )
+    run_files_dir = Unicode(
+        "",
+        config=True,
+        help="Where each run's working directory is kept (DIR/<run_id>/, seeded from the app's "
+        "files/). Default (empty): runs/ beside the SQLite database, which is APP/runs/ for the "
+        "default database (a rebuild keeps it); APP/runs/ for other databases.",
+    )
+    run_files_retention = Float(
+        30.0,
+        config=True,
+        help="Days the working directory of an abandoned run (one its person started over) is "
+        "kept after its last activity; then the server deletes it. Finished and active runs "
+        "keep theirs. Default 30; 0: never delete (`freezer runs APP --prune` still does).",
+    )
     show_tracebacks = Bool(
         False,
         config=True,
@@ -183,6 +201,8 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
     journal: Journal
     kernels: RunKernels
     pages: Pages
+    run_files: RunFiles
+    sweeper: asyncio.Task[None] | None = None
     http_server: HTTPServer | None = None
 
     # --- configuration -----------------------------------------------------------------------
@@ -250,6 +270,7 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
             self.init_connection_dir()
             await self.init_store()
             self.init_cookie_secret()
+            self.init_run_files()
             settings = self.init_settings()
             self.init_kernels()
             self.init_web_app(settings)
@@ -271,6 +292,16 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
         self.store = await Store.open(self.database_url)
         await self.store.ensure_app(self.manifest)
         self.journal = Journal(self.store)
+
+    def init_run_files(self) -> None:
+        """Each run's working directory, and the sweep that deletes those past retention."""
+        root = run_files_root(self.app_dir, self.database_url, self.run_files_dir)
+        self.run_files = RunFiles(root, self.app_dir / FILES_DIR)
+        self.run_files.start()
+        if self.run_files_retention > 0:
+            self.sweeper = asyncio.create_task(sweep_forever(
+                self.store, self.run_files, self.run_files_retention, self.log
+            ), name="run files sweeper")
 
     def init_cookie_secret(self) -> None:
         """The key that signs cookies, kept in the app directory so sign-ins survive restarts."""
@@ -314,6 +345,7 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
             kernel_timeout=self.kernel_timeout,
             log=self.log,
             stage_timeout=self.stage_timeout,
+            run_files=self.run_files,
         )
 
     def init_web_app(self, settings: dict[str, Any]) -> None:
@@ -336,7 +368,8 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
         routes: list[Any] = [
             (prefix + "/", RunListHandler, own),
             (prefix + "/new", NewRunHandler, own),
-            (prefix + f"/run/{RUN_ID}", RunPageHandler, voila_page),
+            (prefix + f"/run/{RUN_ID}/?", RunPageHandler, voila_page),
+            (prefix + f"/run/{RUN_ID}/(?P<path>.+)", RunFileHandler, own),
             (prefix + "/login", LoginHandler, own),
             (prefix + "/logout", LogoutHandler, own),
             (prefix + "/health", HealthHandler, own),
@@ -363,6 +396,10 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
         """Stop taking requests, then stop kernels, journal and store, in that order."""
         if self.http_server is not None:
             self.http_server.stop()
+        if self.sweeper is not None:
+            self.sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.sweeper
         if getattr(self, "kernels", None) is not None:
             await self.kernels.stop()
         if getattr(self, "journal", None) is not None:

@@ -35,6 +35,7 @@ from typing import IO, Any
 
 from runtime import manifest as manifest_mod
 from runtime.errors import RuntimeAppError
+from runtime.runfiles import RunFiles, prune, run_files_root
 from runtime.store import Store
 
 FIXED_COLUMNS = (
@@ -216,8 +217,38 @@ def rows_for_command(app: str, db: str | None) -> list[dict[str, Any]]:
     return asyncio.run(load_rows(db_url))
 
 
+def run_files_of(app: str, db: str | None, configured: str | None) -> RunFiles:
+    """The run directories of an app, where `freezer serve` with the same options keeps them."""
+    app_dir = Path(app)
+    root = run_files_root(app_dir, db or default_db_url(app_dir), configured or "")
+    return RunFiles(root, app_dir / manifest_mod.FILES_DIR)
+
+
+def export_files(run_files: RunFiles, rows: Sequence[dict[str, Any]], destination: Path) -> int:
+    """Copy the directory of every exported run to `destination/<run_id>/`; how many had one."""
+    if destination.exists() and not destination.is_dir():
+        raise ExportError(f"{destination}: not a directory; --files takes a directory")
+    try:
+        destination.mkdir(parents=True, exist_ok=True)
+        return run_files.export([row["run_id"] for row in rows], destination)
+    except OSError as exc:
+        raise ExportError(f"{destination}: cannot copy the run files: {exc}") from None
+
+
+async def prune_run_files(db_url: str, run_files: RunFiles) -> list[str]:
+    """Remove the files of abandoned runs and of runs the database does not know."""
+    store = await Store.open(db_url)
+    try:
+        return await prune(store, run_files, None)
+    finally:
+        await store.close()
+
+
+RUN_FILES_HELP = "where the runs' working directories are (default: runs/ beside the database)"
+
+
 def export_main(argv: list[str]) -> int:
-    """`freezer export APP [--db URL] [--format csv|json] [-o FILE]`."""
+    """`freezer export APP [--db URL] [--format csv|json] [-o FILE] [--files DIR]`."""
     parser = argparse.ArgumentParser(
         prog="freezer export", description="Export every run of an app, one row per run."
     )
@@ -225,6 +256,9 @@ def export_main(argv: list[str]) -> int:
     parser.add_argument("--db", help="SQLAlchemy database URL (default: sqlite:///APP/freezer.db)")
     parser.add_argument("--format", choices=("csv", "json"), default="csv", help="default: csv")
     parser.add_argument("-o", "--output", help="write to this file instead of standard output")
+    parser.add_argument("--files", metavar="DIR",
+                        help="also copy each run's working directory to DIR/<run_id>/")
+    parser.add_argument("--run-files-dir", help=RUN_FILES_HELP)
     args = parser.parse_args(argv)
     try:
         rows = rows_for_command(args.app, args.db)
@@ -233,6 +267,10 @@ def export_main(argv: list[str]) -> int:
             write_text(Path(args.output), text)
         else:
             sys.stdout.write(text)
+        if args.files:
+            run_files = run_files_of(args.app, args.db, args.run_files_dir)
+            copied = export_files(run_files, rows, Path(args.files))
+            print(f"copied the files of {copied} runs to {args.files}", file=sys.stderr)
     except ExportError as exc:
         print(f"freezer export: {exc}", file=sys.stderr)
         return 2
@@ -278,16 +316,26 @@ def printable(text: str) -> str:
 
 
 def runs_main(argv: list[str]) -> int:
-    """`freezer runs APP [--db URL]`."""
+    """`freezer runs APP [--db URL] [--prune]`."""
     parser = argparse.ArgumentParser(
         prog="freezer runs",
         description="List the runs of an app: id, user, status, stage/total, last activity.",
     )
     parser.add_argument("app", help="the app directory (made by `freezer build`)")
     parser.add_argument("--db", help="SQLAlchemy database URL (default: sqlite:///APP/freezer.db)")
+    parser.add_argument("--prune", action="store_true",
+                        help="delete the working directories of abandoned runs (started over) "
+                        "and of runs the database does not know")
+    parser.add_argument("--run-files-dir", help=RUN_FILES_HELP)
     args = parser.parse_args(argv)
     try:
         rows = rows_for_command(args.app, args.db)
+        if args.prune:
+            run_files = run_files_of(args.app, args.db, args.run_files_dir)
+            db_url = args.db or default_db_url(Path(args.app))
+            removed = asyncio.run(prune_run_files(db_url, run_files))
+            print(f"removed the files of {len(removed)} runs from {run_files.root}")
+            return 0
     except ExportError as exc:
         print(f"freezer runs: {exc}", file=sys.stderr)
         return 2

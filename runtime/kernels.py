@@ -31,6 +31,7 @@ from runtime.errors import RuntimeAppError
 from runtime.listener import KernelListener
 from runtime.manifest import FILES_DIR, MANIFEST_NAME, Manifest, dump
 from runtime.replay import replay_run
+from runtime.runfiles import RUN_DIR_ENV, RunFiles, chdir_code
 
 if TYPE_CHECKING:
     from runtime.journal import Journal
@@ -102,6 +103,7 @@ class LiveKernel:
     user_id: int | None = None
     connections: int = 0
     page_html: str | None = None  # the app page as rendered for this kernel (see voila_adapter)
+    workdir: Path | None = None  # its own directory until bound, then the run's (runfiles)
     last_used: float = field(default_factory=time.monotonic)
     detached_since: float | None = field(default_factory=time.monotonic)
 
@@ -168,8 +170,10 @@ class RunKernels:
         kernel_timeout: float,
         log: logging.Logger,
         stage_timeout: float = 0.0,
+        run_files: RunFiles | None = None,
     ) -> None:
         self.manager = manager
+        self.run_files = run_files
         self.store = store
         self.journal = journal
         self.manifest = manifest
@@ -349,10 +353,18 @@ class RunKernels:
         """Start a kernel for the app in `app_dir`, attach its listener, run `runner.prepare()`."""
         env = {**os.environ, "FREEZER_APP_DIR": str(app_dir)}
         self._starting += 1
+        workdir = None
         try:
+            if self.run_files is not None:
+                workdir = await self.run_files.new_kernel_dir(app_dir / FILES_DIR)
+                env[RUN_DIR_ENV] = str(workdir)
             kernel_id = await self.manager.start_run_kernel(
                 kernel_name=self.manifest.kernel_name, path="", env=env
             )
+        except BaseException:
+            if self.run_files is not None:
+                self.run_files.discard(workdir)
+            raise
         finally:
             self._starting -= 1
         kernel = self.manager.get_kernel(kernel_id)
@@ -362,7 +374,7 @@ class RunKernels:
             lambda data: self._on_runner_event(kernel_id, data),
             self.log,
         )
-        live = LiveKernel(kernel_id, listener)
+        live = LiveKernel(kernel_id, listener, workdir=workdir)
         self._by_kernel[kernel_id] = live
         try:
             await listener.start()
@@ -414,9 +426,11 @@ class RunKernels:
         live.run_id = run.id
         live.user_id = run.user_id
         self._by_run[run.id] = live
-        await live.listener.execute(
-            configure_code(run, self.show_tracebacks, self.stage_timeout), self.kernel_timeout
-        )
+        code = configure_code(run, self.show_tracebacks, self.stage_timeout)
+        if self.run_files is not None and live.workdir is not None:
+            live.workdir = self.run_files.bind(live.workdir, run.id)  # replay: back to the seed
+            code = chdir_code(live.workdir) + code
+        await live.listener.execute(code, self.kernel_timeout)
 
     async def _on_runner_event(self, kernel_id: str, data: dict[str, Any]) -> None:
         live = self._by_kernel.get(kernel_id)
@@ -444,6 +458,8 @@ class RunKernels:
         if live is None:
             return
         live.listener.stop()
+        if self.run_files is not None:
+            self.run_files.discard(live.workdir)  # a copy of the seed no run took
         if live.run_id and self._by_run.get(live.run_id) is live:
             del self._by_run[live.run_id]
         if live in self._pool:

@@ -552,14 +552,17 @@ def _get_runner(app_dir: str | os.PathLike[str] | None = None) -> Runner:
         app = mf.load(where)
         app_root = where.parent if where.is_file() else where
         _runner = Runner(_shell(), app, app_root)
-        files = app_root / mf.FILES_DIR
+        # The server gives each kernel a copy of files/ of its own (runtime.runfiles); plain
+        # Voila and JupyterLab run in files/ itself.
+        files = Path(os.environ.get("FREEZER_RUN_DIR") or app_root / mf.FILES_DIR)
         if files.is_dir():
             os.chdir(files)
     return _runner
 
 
 def prepare(app_dir: str | None = None) -> None:
-    """Load `app.json`, chdir into `files/`, run the leading `freeze:warm` cells. Idempotent."""
+    """Load `app.json`, chdir into the kernel's run directory (`FREEZER_RUN_DIR`, else `files/`),
+    run the leading `freeze:warm` cells. Idempotent."""
     _get_runner(app_dir).prepare()
 
 

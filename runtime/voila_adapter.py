@@ -13,7 +13,9 @@ point for is here:
 - :class:`RunKernelWebsocketHandler`: Voila's kernel websocket handler, refusing unknown kernels
   with 403 before jupyter_server looks them up.
 - :func:`freezer_voila_routes`: Voila's routes minus the ones Freezer replaces or must not
-  expose (the catch-all page, the file tree, the contents API, kernel REST).
+  expose (the catch-all page, the file tree, the contents API, kernel REST, `/voila/files/`).
+- :func:`runtime.page_head.with_page_head`, applied to the page Voila renders: the run's base
+  URL for relative links, and a sentence for widgets whose front-end is missing.
 - :func:`restrict_browser_messages`: the message types Voila allows from the browser, without
   `shutdown_request`.
 - :data:`CDN_STYLESHEET`: the `lab` template's CDN stylesheet links, dropped from the page.
@@ -39,6 +41,7 @@ from tornado import web
 from voila import notebook_renderer as voila_notebook_renderer
 from voila.exporter import VoilaExporter
 from voila.shutdown_kernel_handler import VoilaShutdownKernelHandler
+from voila.static_file_handler import AllowListFileHandler
 from voila.tornado.contentshandler import VoilaContentsHandler
 from voila.tornado.handler import TornadoVoilaHandler
 from voila.tornado.kernel_websocket_handler import VoilaKernelWebsocketHandler
@@ -46,6 +49,7 @@ from voila.tornado.treehandler import TornadoVoilaTreeHandler
 
 from runtime.errors import RuntimeAppError
 from runtime.kernels import KernelsBusyError, page_kernel
+from runtime.page_head import with_page_head
 from runtime.replay import RunDivergedError
 from runtime.websocket import BROWSER_MESSAGE_TYPES
 
@@ -63,6 +67,9 @@ REPLACED_VOILA_HANDLERS: tuple[type, ...] = (
     VoilaShutdownKernelHandler,
     VoilaKernelWebsocketHandler,
     KernelHandler,
+    # `/voila/files/` served the app directory's images to anyone, run directories included;
+    # a page's relative files come from its own run (runtime.runfile_handlers)
+    AllowListFileHandler,
 )
 
 
@@ -233,9 +240,12 @@ class RunPageHandler(TornadoVoilaHandler):  # type: ignore[misc]
             return
         token = page_kernel.set(live.kernel_id)
         parts: list[str] = []
+        headed = False
         try:
             async for html in self.get_generator(path=None):
                 html = CDN_STYLESHEET.sub("", html)
+                if not headed:
+                    html, headed = with_page_head(html)
                 parts.append(html)
                 self.write(html)
                 self.flush()
