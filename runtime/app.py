@@ -39,7 +39,7 @@ from runtime.config import (
     load_app_config,
     shutdown_within,
 )
-from runtime.errors import RuntimeAppError
+from runtime.errors import RuntimeAppError, StoreError
 from runtime.handlers import (
     HealthHandler,
     KernelModelHandler,
@@ -50,6 +50,7 @@ from runtime.handlers import (
 from runtime.journal import Journal
 from runtime.kernels import RunKernelManager, RunKernels
 from runtime.manifest import Manifest, ManifestError
+from runtime.schema import SchemaBehindError, upgrade_advice
 from runtime.store import Store
 from runtime.voila_adapter import (
     KERNEL_ID,
@@ -103,6 +104,10 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
             "Do not open a web browser on startup.",
         ),
         "debug": ({"FreezerApp": {"log_level": logging.DEBUG}}, "Log at debug level."),
+        "upgrade-db": (
+            {"FreezerApp": {"upgrade_db": True}},
+            "Migrate the database to this Freezer's schema revision before serving.",
+        ),
         **DEPLOY_FLAGS,
     }
     classes: list[type] = []
@@ -156,6 +161,12 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
         config=True,
         help="Seconds one stage may run before the kernel is interrupted and the person is told "
         "(the run stays usable; Next retries the stage). Default 0: no limit.",
+    )
+    upgrade_db = Bool(
+        False,
+        config=True,
+        help="Migrate an older database to this Freezer's schema revision at startup "
+        "(as `freezer db upgrade APP` does). Default: an older database stops the server.",
     )
     show_tracebacks = Bool(
         False,
@@ -268,7 +279,7 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
 
     async def init_store(self) -> None:
         """Open the database, record this app version, start the journal writer."""
-        self.store = await Store.open(self.database_url)
+        self.store = await Store.open(self.database_url, upgrade=self.upgrade_db)
         await self.store.ensure_app(self.manifest)
         self.journal = Journal(self.store)
 
@@ -391,5 +402,12 @@ def serve_main(argv: list[str]) -> int:
     except (RuntimeAppError, ManifestError, ValueError) as exc:
         print(f"freezer serve: {exc}", file=sys.stderr)
         return 2
-    app.start()
+    try:
+        app.start()
+    except StoreError as exc:  # the database cannot be opened, or its schema is not ours
+        advice = ""
+        if isinstance(exc, SchemaBehindError):
+            advice = "; " + upgrade_advice(app.extra_args[0], app.db_url, "serve with --upgrade-db")
+        print(f"freezer serve: {exc}{advice}", file=sys.stderr)
+        return 2
     return 0
