@@ -266,12 +266,26 @@ def upgrade_advice(app: str, db: str | None, command: str = "") -> str:
     """What to run to migrate this app's database: `run 'freezer db upgrade APP'...`."""
     words = ["freezer", "db", "upgrade", app]
     if db:
-        try:
-            words += ["--db", make_url(db).render_as_string(hide_password=True)]
-        except ArgumentError:
-            words += ["--db", db]
-    advice = f"run {shlex.quote(shlex.join(words))}"
+        words += ["--db", without_password(db)]
+    advice = "run '" + " ".join(map(double_quoted, words)) + "'"
     return f"{advice} (or {command})" if command else advice
+
+
+def without_password(db: str) -> str:
+    """A database URL as given, its password (if any) replaced by `***`."""
+    try:
+        url = make_url(db)
+    except ArgumentError:
+        return db
+    return db if url.password is None else url.render_as_string(hide_password=True)
+
+
+def double_quoted(word: str) -> str:
+    """A shell word, in double quotes when it needs quoting (the advice is in single quotes)."""
+    if word and shlex.quote(word) == word:
+        return word
+    escaped = "".join("\\" + c if c in '"$`\\' else c for c in word)
+    return f'"{escaped}"'
 
 
 def first_line(exc: BaseException) -> str:
