@@ -10,6 +10,9 @@
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -230,3 +233,84 @@ def test_a_failed_upgrade_changes_nothing(db_url: str, monkeypatch: pytest.Monke
     with pytest.raises(schema.SchemaError, match="migration failed"):
         schema.upgrade_database(database_url(db_url))
     assert version_rows(db_url) == []  # the stamp was rolled back with it
+
+
+LATER_REVISION = '''"""Widen runs.status and add runs.note.
+
+On SQLite the type change copies the table (batch mode) and drops the old one.
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("runs") as batch:
+        batch.add_column(sa.Column("note", sa.Text(), nullable=True))
+        batch.alter_column("status", type_=sa.String(32), existing_nullable=False)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("runs") as batch:
+        batch.alter_column("status", type_=sa.String(16), existing_nullable=False)
+        batch.drop_column("note")
+'''
+
+
+@pytest.fixture
+def later_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Call it to make this Freezer's migrations end at a revision 0002 that rebuilds `runs`."""
+
+    def install() -> None:
+        location = tmp_path / "migrations"
+        ignore = shutil.ignore_patterns("__pycache__")
+        shutil.copytree(schema.SCRIPT_LOCATION, location, ignore=ignore)
+        (location / "versions" / "0002_widen_status.py").write_text(LATER_REVISION)
+        monkeypatch.setattr(schema, "SCRIPT_LOCATION", location)
+        schema.scripts.cache_clear()
+
+    try:
+        yield install
+    finally:
+        schema.scripts.cache_clear()
+
+
+async def count_rows(url: str, run_id: str) -> tuple[int, int, int]:
+    store = await Store.open(url)
+    try:
+        events, stages = await store.events(run_id), await store.stages(run_id)
+        return len(events), len(stages), len(await store.results(run_id))
+    finally:
+        await store.close()
+
+
+async def test_a_later_migration_keeps_every_row_of_a_rebuilt_table(
+    db_url: str, later_revision: Any
+) -> None:
+    run_id = await fill(db_url)
+    counts = await count_rows(db_url, run_id)
+    assert counts == (3, 1, 1)
+    later_revision()
+    with pytest.raises(schema.SchemaBehindError, match="is at schema revision 0001, older "
+                       r"than this Freezer \(0002\)"):
+        await Store.open(db_url)
+    lines: list[str] = []
+    schema.upgrade_database(database_url(db_url), lines.append)
+    assert lines == [
+        "0001 -> 0002: Widen runs.status and add runs.note.",
+        "now at schema revision 0002",
+    ]
+    assert version_rows(db_url) == ["0002"]
+    # the rows that point at the rebuilt runs table are all there (with foreign keys on,
+    # SQLite would have deleted them with the old table)
+    assert await count_rows(db_url, run_id) == counts
+    engine = connect(db_url)
+    with engine.connect() as connection:
+        columns = {c["name"]: c for c in inspect(connection).get_columns("runs")}
+    engine.dispose()
+    assert "note" in columns and "32" in str(columns["status"]["type"])

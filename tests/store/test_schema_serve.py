@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from runtime import schema
-from runtime.testing import Person, ServerProcess
+from runtime.testing import Person, ServerProcess, free_port
 from tests.faults.harness import act, click_next, has_slider, shows, slider, text
 from tests.server.conftest import start_server, write_app
 from tests.store.test_schema import (
@@ -59,7 +59,7 @@ def freezer(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """Run the `freezer` command line to its end."""
     return subprocess.run(
         [sys.executable, "-m", "freezer", *args], cwd=cwd, capture_output=True, text=True,
-        timeout=120, check=False,
+        timeout=60, check=False,
     )
 
 
@@ -92,7 +92,10 @@ async def test_a_database_from_before_versions_is_upgraded_and_its_run_continues
     run_path, cookies = await start_a_run(app_dir, db_url)
     drop_version_table(db_url)  # now as Freezer left it before schema versions
 
-    refused = freezer("serve", str(app_dir), "--db", db_url, "--no-browser", cwd=tmp_path)
+    refused = freezer(
+        "serve", str(app_dir), "--db", db_url, "--no-browser", "--pool-size", "0",
+        "--port", str(free_port()), cwd=tmp_path,
+    )
     assert refused.returncode == 2, refused.stderr
     assert "Traceback" not in refused.stderr
     last = refused.stderr.strip().splitlines()[-1]
@@ -153,7 +156,8 @@ def test_a_database_newer_than_this_freezer_is_refused(db_url: str, tmp_path: Pa
         f"  created the tables at schema revision {schema.head_revision()}"
     ]
     set_version(db_url, "ffff0000")
-    for args in (("serve", "--no-browser"), ("db", "upgrade"), ("db", "current"), ("runs",)):
+    serve = ("serve", "--no-browser", "--pool-size", "0", "--port", str(free_port()))
+    for args in (serve, ("db", "upgrade"), ("db", "current"), ("runs",)):
         done = freezer(*command_line(args, app_dir, db_url), cwd=tmp_path)
         assert done.returncode == 2, (args, done.stdout, done.stderr)
         assert "Traceback" not in done.stderr
