@@ -220,12 +220,11 @@ def create_database_engine(url: URL) -> Engine:
     psycopg, malformed URL)."""
     try:
         return create_engine(url)
-    except ImportError as exc:
-        hint = " (pip install 'freezer[postgresql]')" if "psycopg" in str(exc) else ""
-        raise StoreError(f"cannot use database URL {describe(url)}: {first_line(exc)}{hint}") \
-            from exc
-    except (SQLAlchemyError, ValueError) as exc:
-        raise StoreError(f"cannot use database URL {describe(url)}: {first_line(exc)}") from exc
+    except (ImportError, SQLAlchemyError, ValueError) as exc:
+        missing = isinstance(exc, ImportError) and "psycopg" in str(exc)
+        hint = " (pip install 'freezer[postgresql]')" if missing else ""
+        cause = first_line(exc)
+        raise StoreError(f"cannot use database URL {describe(url)}: {cause}{hint}") from exc
 
 
 def describe(url: URL) -> str:
