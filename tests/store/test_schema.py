@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -314,3 +315,11 @@ async def test_a_later_migration_keeps_every_row_of_a_rebuilt_table(
         columns = {c["name"]: c for c in inspect(connection).get_columns("runs")}
     engine.dispose()
     assert "note" in columns and "32" in str(columns["status"]["type"])
+
+
+async def test_servers_starting_together_on_a_new_database_create_it_once(db_url: str) -> None:
+    stores = await asyncio.gather(*(Store.open(db_url) for _ in range(6)))
+    for store in stores:
+        await store.close()
+    assert version_rows(db_url) == [schema.head_revision()]
+    assert models_diff(db_url) == []
