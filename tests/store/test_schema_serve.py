@@ -104,6 +104,13 @@ async def test_a_database_from_before_versions_is_upgraded_and_its_run_continues
     advice = schema.upgrade_advice(str(app_dir), db_url, "serve with --upgrade-db")
     assert advice.startswith(f"run 'freezer db upgrade {app_dir} --db ")
     assert last.endswith(f"; {advice}"), last
+    for command in ("runs", "export"):
+        listed = freezer(command, str(app_dir), "--db", db_url, cwd=tmp_path)
+        assert listed.returncode == 2, listed.stderr
+        assert listed.stderr.splitlines() == [
+            f"freezer {command}: {last.split(': ', 1)[1].split('; run ')[0]}; "
+            + schema.upgrade_advice(str(app_dir), db_url)
+        ]
     assert version_rows(db_url) == []
 
     current = freezer("db", "current", str(app_dir), "--db", db_url, cwd=tmp_path)
