@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "preview": ("freezer.preview", "Build a notebook to a temporary app and serve it locally."),
     "export": ("runtime.exporting", "Export every run of an app (CSV or JSON)."),
     "runs": ("runtime.exporting", "List the runs of an app, one line each."),
+    "db": ("runtime.dbcommand", "Upgrade an app's database to this Freezer's schema, or show it."),
 }
 
 USAGE = """usage: freezer COMMAND [options]

@@ -39,7 +39,7 @@ from runtime.config import (
     load_app_config,
     shutdown_within,
 )
-from runtime.errors import RuntimeAppError
+from runtime.errors import RuntimeAppError, StoreError
 from runtime.handlers import (
     HealthHandler,
     KernelModelHandler,
@@ -52,6 +52,7 @@ from runtime.kernels import RunKernelManager, RunKernels
 from runtime.manifest import FILES_DIR, Manifest, ManifestError
 from runtime.runfile_handlers import RunFileHandler
 from runtime.runfiles import RunFiles, run_files_root, sweep_forever
+from runtime.schema import SchemaBehindError, upgrade_advice
 from runtime.store import Store
 from runtime.voila_adapter import (
     KERNEL_ID,
@@ -107,6 +108,10 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
             "Do not open a web browser on startup.",
         ),
         "debug": ({"FreezerApp": {"log_level": logging.DEBUG}}, "Log at debug level."),
+        "upgrade-db": (
+            {"FreezerApp": {"upgrade_db": True}},
+            "Migrate the database to this Freezer's schema revision before serving.",
+        ),
         **DEPLOY_FLAGS,
     }
     classes: list[type] = []
@@ -174,6 +179,12 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
         help="Days the working directory of an abandoned run (one its person started over) is "
         "kept after its last activity; then the server deletes it. Finished and active runs "
         "keep theirs. Default 30; 0: never delete (`freezer runs APP --prune` still does).",
+    )
+    upgrade_db = Bool(
+        False,
+        config=True,
+        help="Migrate an older database to this Freezer's schema revision at startup "
+        "(as `freezer db upgrade APP` does). Default: an older database stops the server.",
     )
     show_tracebacks = Bool(
         False,
@@ -289,7 +300,7 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
 
     async def init_store(self) -> None:
         """Open the database, record this app version, start the journal writer."""
-        self.store = await Store.open(self.database_url)
+        self.store = await Store.open(self.database_url, upgrade=self.upgrade_db)
         await self.store.ensure_app(self.manifest)
         self.journal = Journal(self.store)
 
@@ -428,5 +439,12 @@ def serve_main(argv: list[str]) -> int:
     except (RuntimeAppError, ManifestError, ValueError) as exc:
         print(f"freezer serve: {exc}", file=sys.stderr)
         return 2
-    app.start()
+    try:
+        app.start()
+    except StoreError as exc:  # the database cannot be opened, or its schema is not ours
+        advice = ""
+        if isinstance(exc, SchemaBehindError):
+            advice = "; " + upgrade_advice(app.extra_args[0], app.db_url, "serve with --upgrade-db")
+        print(f"freezer serve: {exc}{advice}", file=sys.stderr)
+        return 2
     return 0

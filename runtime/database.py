@@ -23,8 +23,8 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from runtime import schema
 from runtime.errors import StoreClosedError, StoreError
-from runtime.models import Base
 
 log = logging.getLogger("runtime.store")  # one logger for the store and its database
 
@@ -73,7 +73,7 @@ class Database:
     def __init__(
         self, engine: Engine, *, busy_timeout: float = 5.0, lock_timeout: float = 30.0
     ) -> None:
-        """Use :meth:`open`, which also creates the tables; this only wraps an engine."""
+        """Use :meth:`open`, which also checks the schema; this only wraps an engine."""
         self.engine = engine
         self.lock_timeout = lock_timeout
         self.stats = StoreStats()
@@ -92,9 +92,14 @@ class Database:
         busy_timeout: float = 5.0,
         lock_timeout: float = 30.0,
         echo: bool = False,
+        upgrade: bool = False,
     ) -> Self:
-        """Connect to any SQLAlchemy URL and create the tables that are missing."""
+        """Connect to any SQLAlchemy URL; a database without tables is created at the newest
+        schema revision, an older one is refused unless `upgrade` migrates it first
+        (:mod:`runtime.schema`)."""
         parsed = database_url(url)
+        if upgrade:
+            await asyncio.to_thread(schema.upgrade_database, parsed, log.info)
         kwargs: dict[str, Any] = {"echo": echo}
         if parsed.get_backend_name() != "sqlite":
             kwargs["pool_pre_ping"] = True
@@ -109,7 +114,8 @@ class Database:
             raise StoreError(f"cannot use database URL {parsed!r}: {one_line(exc)}") from exc
         database = cls(engine, busy_timeout=busy_timeout, lock_timeout=lock_timeout)
         try:
-            await database._transaction(database._create_tables)
+            where = schema.describe(parsed)
+            await database._core_transaction(functools.partial(schema.ensure_schema, where=where))
         except BaseException:
             await database.close()
             raise
@@ -142,10 +148,6 @@ class Database:
 
         event.listen(self.engine, "connect", on_connect)
         event.listen(self.engine, "begin", on_begin)
-
-    @staticmethod
-    def _create_tables(session: Session) -> None:
-        Base.metadata.create_all(session.connection())
 
     async def close(self) -> None:
         """Finish the transactions already asked for, close the connections, stop the thread."""

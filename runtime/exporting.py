@@ -36,6 +36,7 @@ from typing import IO, Any
 from runtime import manifest as manifest_mod
 from runtime.errors import RuntimeAppError
 from runtime.runfiles import RunFiles, prune, run_files_root
+from runtime.schema import SchemaBehindError, SchemaError, upgrade_advice
 from runtime.store import Store
 
 FIXED_COLUMNS = (
@@ -191,10 +192,14 @@ def check_sqlite_exists(url: str) -> None:
             raise ExportError(f"{path}: no database here; has the app been served? (or give --db)")
 
 
-async def load_rows(db_url: str) -> list[dict[str, Any]]:
+async def load_rows(db_url: str, app: str = "APP", db: str | None = None) -> list[dict[str, Any]]:
     """Open the store, read every run's export row, close the store."""
     try:
         store = await Store.open(db_url)
+    except SchemaBehindError as exc:
+        raise ExportError(f"{exc}; {upgrade_advice(app, db)}") from None
+    except SchemaError as exc:
+        raise ExportError(str(exc)) from None
     except Exception as exc:  # any driver or URL error is one line for the person
         raise ExportError(f"cannot open database {db_url}: {one_line(exc)}") from None
     try:
@@ -214,7 +219,7 @@ def rows_for_command(app: str, db: str | None) -> list[dict[str, Any]]:
     app_dir = check_app_dir(app)
     db_url = db or default_db_url(app_dir)
     check_sqlite_exists(db_url)
-    return asyncio.run(load_rows(db_url))
+    return asyncio.run(load_rows(db_url, app, db))
 
 
 def run_files_of(app: str, db: str | None, configured: str | None) -> RunFiles:
