@@ -30,7 +30,8 @@ from runtime.capture import Capture, CellError
 from runtime.errors import RuntimeAppError
 from runtime.gate import Gate, find_gate
 from runtime.outputs import Output, OutputSink
-from runtime.stepper import AppView, json_value, markdown_output
+from runtime.stepper import AppView, markdown_output
+from runtime.values import json_value
 
 log = logging.getLogger("freezer.runner")
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import functools
 import html
-import math
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import ipywidgets as widgets
 
 from runtime.outputs import Output
+from runtime.values import json_value as json_value  # where snapshot values were made before
 
 StageState = Literal["pending", "running", "ready", "failed", "done"]
 
@@ -127,37 +127,6 @@ class AppView:
 
     def _status_text(self) -> str:
         return self._message if self.saved else f"{self._message}  {UNSAVED_NOTE}"
-
-
-def json_value(value: Any, depth: int = 0) -> Any:
-    """A JSON value for `value`: widgets give their value, containers recurse, else `repr`."""
-    if depth > 20:
-        return repr(value)
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else repr(value)
-    if isinstance(value, widgets.interactive):
-        return {name: json_value(v, depth + 1) for name, v in value.kwargs.items()}
-    if isinstance(value, widgets.Widget):
-        if value.has_trait("value"):
-            return json_value(value.value, depth + 1)
-        if isinstance(value, widgets.Box):
-            return [json_value(child, depth + 1) for child in value.children]
-        return repr(value)
-    if isinstance(value, (list, tuple)):
-        return [json_value(v, depth + 1) for v in value]
-    if isinstance(value, dict):
-        return {str(k): json_value(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, (set, frozenset)):
-        return sorted((json_value(v, depth + 1) for v in value), key=repr)
-    tolist = getattr(value, "tolist", None)  # numpy scalars and arrays, pandas Series
-    if callable(tolist):
-        try:
-            return json_value(tolist(), depth + 1)
-        except Exception:  # noqa: BLE001 - an odd object: fall back to its repr
-            pass
-    return repr(value)
 
 
 def disable_widgets(value: Any, depth: int = 0) -> None:
