@@ -94,16 +94,22 @@ class AppView:
         self.states[index] = "done"
         self.stepper.value = render_stepper(self.titles, self.states, self.current)
 
-    def offer_next(self) -> widgets.Button:
-        """Show a fresh Next button and return it.
+    def say(self, status: str) -> None:
+        """Say `status` in the status line (the stages stay as they are)."""
+        self._message = status
+        self.status.value = self._status_text()
+
+    def offer_next(self, label: str = "Next") -> widgets.Button:
+        """Show a fresh Next button (or the last stage's Finish button) and return it.
 
         Every offer is a new button, so that a click the browser sent before it saw the
         previous button disabled is recognisably stale, in a live page and in a replay alike.
         """
-        button = widgets.Button(
-            description="Next", button_style="primary", tooltip="Run the next step"
-        )
+        tooltip = "Run the next step" if label == "Next" else "Finish this run"
+        button = widgets.Button(description=label, button_style="primary", tooltip=tooltip)
         button.add_class("freezer-next")
+        if label != "Next":
+            button.add_class("freezer-finish")
         button.on_click(self._on_next)
         self.button = button
         self.footer.children = (button, self.status)
@@ -115,7 +121,7 @@ class AppView:
             self.button.disabled = True
 
     def withdraw_next(self) -> None:
-        """No Next button (the last stage is ready)."""
+        """No Next button (the run is finished)."""
         self.disable_next()
         self.button = None
         self.footer.children = (self.status,)
