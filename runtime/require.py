@@ -11,7 +11,8 @@ cells (or callbacks) declared it and is dropped when the person presses Next. Se
 requirements of a stage must all hold (the status line shows the first unmet reason); a check
 that raises counts as not met, and its error is logged. Requirements are checked again when any
 widget created since the stage started changes its `value`, after every message from the page
-(so after the notebook's callbacks ran), and whenever a requirement is declared. They add to a
+(so after the notebook's callbacks ran), after every cell the kernel runs, and whenever a
+requirement is declared. They add to a
 `%blockrun` gate: Next is enabled only when the gate button is enabled and every requirement
 holds.
 
@@ -130,12 +131,22 @@ class Requirements:
 
 
 def after_each_message(shell: Any, callback: Callable[[], None]) -> None:
-    """Call `callback` after the kernel handled each `comm_msg` (a widget message, a click).
+    """Call `callback` after each cell the shell ran and each `comm_msg` the kernel handled.
 
-    ipykernel dispatches shell messages through `kernel.shell_handlers`; there is no public
-    hook after a comm message's handlers (the notebook's callbacks) ran. Without a kernel
-    (a plain IPython shell) this does nothing.
+    A widget message (a click, a value) runs the notebook's callbacks; ipykernel dispatches it
+    through `kernel.shell_handlers` and has no public hook for after its handlers ran. Without
+    a kernel (a plain IPython shell) only cells are followed.
     """
+
+    def call() -> None:
+        try:
+            callback()
+        except Exception:
+            log.exception("checking the requirements failed")
+
+    events = getattr(shell, "events", None)
+    if events is not None:
+        events.register("post_run_cell", lambda result: call())
     handlers = getattr(getattr(shell, "kernel", None), "shell_handlers", None)
     if not isinstance(handlers, dict) or "comm_msg" not in handlers:
         return
@@ -145,10 +156,7 @@ def after_each_message(shell: Any, callback: Callable[[], None]) -> None:
         try:
             return original(*args, **kwargs)
         finally:
-            try:
-                callback()
-            except Exception:
-                log.exception("checking the requirements after a message failed")
+            call()
 
     handlers["comm_msg"] = comm_msg
 

@@ -209,7 +209,7 @@ class Runner:
             self.gate.release()
         view.disable_next()
         try:
-            if self.state == "ready" and self.current == len(self.manifest.stages) - 1:
+            if self._awaits_finish():
                 self._finish_run()
             elif self.state == "ready":
                 self._finish_stage(self.current)
@@ -333,8 +333,7 @@ class Runner:
     def _offer_next(self) -> None:
         """A fresh Next button; the stage's gate, if any, stands for it."""
         assert self.view is not None
-        last = self.state == "ready" and self.current == len(self.manifest.stages) - 1
-        button = self.view.offer_next(FINISH_LABEL if last else "Next")
+        button = self.view.offer_next(FINISH_LABEL if self._awaits_finish() else "Next")
         if self.gate is not None:
             self.gate.arm(button)
         self._update_next()
@@ -343,8 +342,11 @@ class Runner:
         """The button the person presses to go on: Next (or Finish), or the stage's gate."""
         if self.gate is not None:
             return self.gate.label
-        last = self.state == "ready" and self.current == len(self.manifest.stages) - 1
-        return FINISH_LABEL if last else "Next"
+        return FINISH_LABEL if self._awaits_finish() else "Next"
+
+    def _awaits_finish(self) -> bool:
+        """Whether the last stage is ready and waits for the person's Finish."""
+        return self.state == "ready" and self.current == len(self.manifest.stages) - 1
 
     def _waiting_for_input(self, failure: Failure) -> bool:
         """Whether a failed stage read only inputs the person has not touched yet."""

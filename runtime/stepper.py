@@ -14,7 +14,7 @@ from typing import Any, Literal
 import ipywidgets as widgets
 
 from runtime.outputs import Output
-from runtime.values import json_value as json_value  # where snapshot values were made before
+from runtime.values import json_value as json_value  # still importable from here
 
 StageState = Literal["pending", "running", "ready", "failed", "done"]
 

@@ -167,3 +167,19 @@ async def test_a_last_stage_with_an_input_finishes_when_finish_is_pressed(
     assert fe.models[fe.one("TextareaModel", "note")]["disabled"] is True
     stepper = fe.models[fe.ref((fe.root() or {})["children"][0])]["value"]
     assert stepper.count("✓") == 2 and "○" not in stepper and "●" not in stepper
+
+
+async def test_requirements_are_rechecked_after_a_cell_the_kernel_runs(
+    make_app: MakeApp, start_app: StartApp
+) -> None:
+    fe = await started(make_app, start_app, [
+        stage(0, "Wait", [code(
+            "from runtime.require import require\n"
+            "flag = [False]\n"
+            "require(lambda: flag[0], 'Waiting for the flag.')"
+        )]),
+        stage(1, "End", [code("print('end')")]),
+    ], saved=True)
+    await fe.wait_for(lambda: "Waiting for the flag." in fe.status())
+    await fe.execute_idle("flag[0] = True  # as a person in JupyterLab would")
+    await fe.wait_for(lambda: enabled(fe) and "press Next" in fe.status())
