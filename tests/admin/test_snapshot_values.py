@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import html
+import json
 import re
 
 import ipywidgets as w
+from playwright.sync_api import Page, expect
 
-from runtime.admin import VALUE_LIMIT, fmt_inputs, fmt_pairs, fmt_value, show_value
+from runtime.admin import (
+    VALUE_LIMIT,
+    build_page,
+    fmt_inputs,
+    fmt_pairs,
+    fmt_value,
+    render_page,
+    show_value,
+)
 from runtime.values import is_media_reference, json_value, media_reference
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 160  # 40 KB that look like a PNG
@@ -82,3 +92,26 @@ def test_inputs_of_a_run_fold_per_value() -> None:
     text = str(fmt_inputs(row))
     assert text.startswith("picker = &lt;b&gt;Alan&lt;/b&gt;; cards = <details")
     assert str(fmt_pairs({"t": 0.25})) == "t = 0.25"
+
+
+def test_the_whole_long_value_is_one_click_away_in_a_browser(page: Page) -> None:
+    labels = [{"photo": i, "label": "same"} for i in range(60)]
+    row = {
+        "run_id": "r1", "app_id": "a1", "user": "maya", "status": "finished", "stage": 1,
+        "stages": 2, "created_at": None, "updated_at": None, "finished_at": None,
+        "params": {}, "results": {"labels": labels},
+        "snapshots": {"0": {"photo": media_reference(PNG), "cards": ["same"] * 80}},
+        "stage_0_status": "finished", "stage_1_status": "ready",
+    }
+    page.set_content(render_page(build_page("Labeling", [row], {"a1": ["Pick", "Save"]}), "x"))
+    inputs = page.locator("table.runs td.value").first
+    expect(inputs).to_contain_text("photo = image/png, 41.0 KB, sha256 ")
+    whole = inputs.locator("details .whole")
+    expect(whole).to_be_hidden()
+    inputs.locator("details summary").click()
+    expect(whole).to_be_visible()
+    expect(whole).to_have_text(json.dumps(["same"] * 80, separators=(", ", ": ")))
+    result = page.locator("table.results td.value")
+    expect(result.locator("details .whole")).to_be_hidden()
+    result.locator("summary").click()
+    expect(result.locator("details .whole")).to_contain_text('{"label": "same", "photo": 59}')
