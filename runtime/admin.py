@@ -21,12 +21,13 @@ from typing import Any
 import jinja2
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.utils import url_path_join
-from markupsafe import Markup
+from markupsafe import Markup, escape
 from tornado.web import HTTPError
 
 from runtime import charts
 from runtime.exporting import rows_to_csv, rows_to_json, stage_position
 from runtime.store import Store
+from runtime.values import is_media_reference
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -115,26 +116,64 @@ def fmt_number(value: float) -> str:
 
 def fmt_value(value: Any, limit: int = VALUE_LIMIT) -> str:
     """A collected value or snapshot as text (escaped later by the template), cut at `limit`."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        text = value
-    elif isinstance(value, float):
-        text = fmt_number(value)
-    else:
-        text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "), sort_keys=True)
+    text = full_text(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def fmt_pairs(values: dict[str, Any]) -> str:
-    """`name = value; ...` for a snapshot or a run's results."""
-    return "; ".join(f"{name} = {fmt_value(value)}" for name, value in values.items())
+def full_text(value: Any) -> str:
+    """A value as text, whole; media references read `image/png, 40.3 KB, sha256 ab12cd34…`."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return fmt_number(value)
+    if is_media_reference(value):
+        return fmt_media(value)
+    return json.dumps(readable(value), ensure_ascii=False, separators=(", ", ": "),
+                      sort_keys=True)
 
 
-def fmt_inputs(row: dict[str, Any]) -> str:
+def readable(value: Any) -> Any:
+    """`value` with every media reference in it replaced by its one-line text."""
+    if is_media_reference(value):
+        return fmt_media(value)
+    if isinstance(value, list):
+        return [readable(item) for item in value]
+    if isinstance(value, dict):
+        return {key: readable(item) for key, item in value.items()}
+    return value
+
+
+def fmt_media(reference: dict[str, Any]) -> str:
+    """A media reference as `image/png, 40.3 KB, sha256 ab12cd34…`."""
+    size = reference["bytes"]
+    small = not isinstance(size, int) or size < 1000
+    amount = f"{size} bytes" if small else f"{size / 1000:.1f} KB"
+    return f"{reference['media']}, {amount}, sha256 {str(reference['sha256'])[:8]}…"
+
+
+def show_value(value: Any) -> Markup:
+    """A value for a table cell: whole when short, else its start with the whole one click away."""
+    text = full_text(value)
+    if len(text) <= VALUE_LIMIT:
+        return escape(text)
+    return Markup(
+        '<details class="long-value"><summary>{}</summary><div class="whole">{}</div></details>'
+    ).format(fmt_value(value), text)
+
+
+def fmt_pairs(values: dict[str, Any]) -> Markup:
+    """`name = value; ...` for a snapshot or a run's results (long values folded)."""
+    return Markup("; ").join(
+        Markup("{} = {}").format(name, show_value(value)) for name, value in values.items()
+    )
+
+
+def fmt_inputs(row: dict[str, Any]) -> Markup:
     """What a run's person chose at each finished stage, stage by stage."""
     snapshots = row.get("snapshots") or {}
-    return "; ".join(
+    return Markup("; ").join(
         fmt_pairs(snapshots[index]) for index in sorted(snapshots, key=int) if snapshots[index]
     )
 
@@ -192,7 +231,8 @@ def render_page(page: AdminPage, export_base: str, runs_base: str | None = None)
     """The `/admin` HTML; with `runs_base`, each run links to its files."""
     return _env.get_template("admin.html").render(
         page=page, export_base=export_base, fmt_value=fmt_value, fmt_time=fmt_time,
-        fmt_pairs=fmt_pairs, fmt_inputs=fmt_inputs, runs_base=runs_base,
+        fmt_pairs=fmt_pairs, fmt_inputs=fmt_inputs, show_value=show_value,
+        runs_base=runs_base,
     )
 
 

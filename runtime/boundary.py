@@ -22,7 +22,8 @@ from __future__ import annotations
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
-from runtime.stepper import disable_widgets, json_value
+from runtime.stepper import disable_widgets
+from runtime.values import json_value
 
 Namespace = MutableMapping[str, Any]
 _UNBOUND = object()

@@ -11,8 +11,12 @@ created_at, updated_at, finished_at   ISO 8601 text (UTC) or None
 params                                {name: value}       per-run parameters
 snapshots                             {"0": {name: value}, ...}  what each finished stage waited on
 results                               {name: value}       the run's `collect:NAME` values
-stage_N_status, stage_N_snapshot      per stage: its status, its snapshot as JSON text
+stage_N_status                        per stage: its status
 ```
+
+A snapshot holds what the person chose, never media bytes (see :mod:`runtime.values`): an image
+is a reference `{"media": "image/png", "sha256": ..., "bytes": ...}`. Each snapshot is in the
+row once, under `snapshots`.
 
 The JSON export is the list of these rows as they are. The CSV export flattens them (see
 :func:`flatten_row`), and prefixes text that people or notebooks produced (user names, snapshots,
@@ -98,12 +102,12 @@ def compact_json(value: Any) -> str:
 def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
     """An export row as flat CSV columns (values not yet made safe; order: :func:`csv_columns`).
 
-    Each stage's snapshot becomes one `stage_N.NAME` column per name, in place of the row's
-    `stage_N_snapshot` JSON text; params and results become `param.NAME` and `result.NAME`.
+    Each stage's snapshot becomes one `stage_N.NAME` column per name; params and results
+    become `param.NAME` and `result.NAME`.
     """
     flat = {name: row.get(name) for name in FIXED_COLUMNS}
     for key, value in row.items():
-        if key not in flat and key not in NESTED_KEYS and not key.endswith("_snapshot"):
+        if key not in flat and key not in NESTED_KEYS:
             flat[key] = value  # stage_N_status, and whatever the store adds later
     for index, snapshot in (row.get("snapshots") or {}).items():
         for name, snapped in snapshot.items():

@@ -4,7 +4,8 @@ In the notebook, `%blockrun go` (ipython_blocking) blocks until the person click
 author's own code enables `go` only once the input is valid (an `observe` validator). In the
 app, while the stage waits:
 
-- Next follows `go.disabled`: disabled while `go` is, re-checked whenever it changes;
+- Next follows `go.disabled`: disabled while `go` is, re-checked whenever it changes (and
+  disabled too while a requirement of the stage does not hold, see :mod:`runtime.require`);
 - a click on `go` continues the run exactly as Next would, after the author's own click
   handlers ran (they may compute what the next stage reads). The click is an ordinary widget
   message, so the server journals it and a replay re-sends it: the run advances again.
@@ -41,10 +42,20 @@ def find_gate(user_ns: MutableMapping[str, Any], name: str | None) -> widgets.Bu
 class Gate:
     """One gate button, tied to the Next button offered while its stage waits."""
 
-    def __init__(self, button: widgets.Button, advance: Callable[[widgets.Button], None]) -> None:
-        """`advance(next_button)` continues the run as a click on that Next button would."""
+    def __init__(
+        self,
+        button: widgets.Button,
+        advance: Callable[[widgets.Button], None],
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        """`advance(next_button)` continues the run as a click on that Next button would.
+
+        `on_change()`, when given, is called instead of setting Next's `disabled` when the
+        gate opens or closes: the runner then combines the gate with the stage's requirements.
+        """
         self.button = button
         self._advance = advance
+        self._on_change = on_change
         self.next_button: widgets.Button | None = None
         self._open_on_arrival = False
 
@@ -57,7 +68,7 @@ class Gate:
         """The stage waits: Next follows the gate, and a click on the gate presses Next."""
         self.release()
         self.next_button = next_button
-        next_button.disabled = bool(self.button.disabled)
+        self._follow({"new": self.button.disabled})
         # ipywidgets calls click handlers in order and has no public way to go first; the
         # arrival state must be read before the author's handlers can change it.
         handlers = self.button._click_handlers
@@ -82,6 +93,15 @@ class Gate:
         if self.next_button is not None and self._open_on_arrival:
             self._advance(self.next_button)
 
+    @property
+    def is_open(self) -> bool:
+        """Whether the gate button lets the person continue."""
+        return not self.button.disabled
+
     def _follow(self, change: dict[str, Any]) -> None:
-        if self.next_button is not None:
+        if self.next_button is None:
+            return
+        if self._on_change is not None:
+            self._on_change()
+        else:
             self.next_button.disabled = bool(change["new"])

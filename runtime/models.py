@@ -9,7 +9,6 @@ database has no time zone type (SQLite).
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 import struct
 from collections.abc import Sequence
@@ -332,8 +331,4 @@ def export_row(
     for index in range(max([stage_count, *(s.index + 1 for s in stages)])):
         stage = by_index.get(index)
         row[f"stage_{index}_status"] = stage.status if stage is not None else None
-        snapshot = stage.snapshot if stage is not None else None
-        row[f"stage_{index}_snapshot"] = (
-            None if snapshot is None else json.dumps(snapshot, sort_keys=True, ensure_ascii=False)
-        )
     return row

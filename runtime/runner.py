@@ -28,9 +28,12 @@ from runtime import manifest as mf
 from runtime.boundary import Boundary
 from runtime.capture import Capture, CellError
 from runtime.errors import RuntimeAppError
+from runtime.finish import DONE_SAVED, DONE_UNSAVED, FINISH_LABEL, input_names, live_inputs
 from runtime.gate import Gate, find_gate
 from runtime.outputs import Output, OutputSink
-from runtime.stepper import AppView, json_value, markdown_output
+from runtime.require import Requirements, after_each_message
+from runtime.stepper import AppView, disable_widgets, markdown_output
+from runtime.values import json_value
 
 log = logging.getLogger("freezer.runner")
 
@@ -104,6 +107,11 @@ class Runner:
         self.warm_outputs: dict[int, list[Output]] = {}  # stage-0 warm cells run by prepare()
         self.boundary: Boundary | None = None  # what the ready (or retried) hand-over waits on
         self.gate: Gate | None = None  # the `%blockrun` button of that hand-over, if any
+        self.requirements = Requirements(self._update_next)  # what `require()` asks of it
+        self.requirements.install()
+        after_each_message(shell, self.requirements.refresh)
+        self._ready_status = ""  # the status line of the waiting stage, requirements met
+        self._finish_inputs: list[Any] = []  # the live inputs of a last stage awaiting Finish
         self._prepared = False
         self._shown = False
         self._parameters_ran = False
@@ -194,12 +202,16 @@ class Runner:
         view = self.view
         if view is None or button is not view.button or self._busy:
             return  # a stale button, or a click that arrived while a stage ran
+        if self.state == "ready" and self.requirements.unmet() is not None:
+            return  # a requirement of the stage does not hold (the status line says which)
         self._busy = True
         if self.gate is not None:
             self.gate.release()
         view.disable_next()
         try:
-            if self.state == "ready":
+            if self._awaits_finish():
+                self._finish_run()
+            elif self.state == "ready":
                 self._finish_stage(self.current)
                 self._run_stage(self.current + 1)
             elif self.state == "failed":
@@ -223,6 +235,7 @@ class Runner:
         self.view.mark(index, "running", f"Running “{title}”…")
         sink = self.sinks[index]
         sink.reset()
+        self.requirements.start_stage()
         self._send("stage_started", stage=index)
         try:
             if index == 0:
@@ -246,6 +259,7 @@ class Runner:
                     status = f"{NEEDS_INPUT} Make your choices, then press {press}."
             self._show_failure(sink, failure)
             self.view.mark(index, "failed", status)
+            self.requirements.drop()  # the retry declares them again
             self._offer_next()
             self._send(
                 "stage_failed", stage=index, error=failure.error, traceback=failure.traceback
@@ -257,22 +271,58 @@ class Runner:
             self.view.mark_done(index - 1)
         self.boundary, self.gate = None, None
         last = len(self.manifest.stages) - 1
-        if index == last:
+        finish_inputs = live_inputs(self.requirements.stage_widgets()) if index == last else []
+        ends_now = index == last and not finish_inputs and not self.requirements.items
+        if ends_now:
             self.state = "finished"
-            self.view.mark(index, "ready", "Done: every step has run.")
+            self.view.mark(index, "ready", DONE_UNSAVED)
             self.view.withdraw_next()
         else:
             self.state = "ready"
-            self.boundary = self._boundary_of(index)
+            if index == last:  # the person works in it still: Finish ends the run
+                self._finish_inputs = finish_inputs
+                names = input_names(self.shell.user_ns, finish_inputs)
+                self.boundary = Boundary(names, self.shell.user_ns)
+            else:
+                self.boundary = self._boundary_of(index)
             if self.boundary.gate is not None:
-                self.gate = Gate(self.boundary.gate, self._advance)
+                self.gate = Gate(self.boundary.gate, self._advance, self._update_next)
             press = self._continue_label()
             status = f"Step {index + 1} of {last + 1}: make your choices, then press {press}."
+            self._ready_status = status
             self.view.mark(index, "ready", status)
             self._offer_next()
+            self.requirements.watch()
         self._send("stage_ready", stage=index)
-        if index == last:
+        if ends_now:
             self._send("finished")
+
+    def _finish_run(self) -> None:
+        """Finish was pressed on the last stage: its snapshot, its inputs frozen, the end."""
+        assert self.view is not None
+        index = self.current
+        self._finish_stage(index)
+        disable_widgets(self._finish_inputs)
+        self.requirements.drop()
+        self.boundary, self._finish_inputs = None, []
+        self.state = "finished"
+        self.view.mark_done(index)
+        self.view.say(DONE_SAVED if self.config is not None else DONE_UNSAVED)
+        self.view.withdraw_next()
+        self._send("finished")
+
+    def _update_next(self) -> None:
+        """Enable Next only while the gate (if any) and every requirement of the stage allow."""
+        view = self.view
+        if view is None or view.button is None or self._busy:
+            return
+        if self.state not in ("ready", "failed"):
+            return
+        reason = self.requirements.unmet() if self.state == "ready" else None
+        gate_closed = self.gate is not None and not self.gate.is_open
+        view.button.disabled = gate_closed or reason is not None
+        if self.state == "ready":
+            view.say(reason or self._ready_status)
 
     def _boundary_of(self, index: int) -> Boundary:
         """The hand-over from stage `index`, ready now, to the next stage."""
@@ -283,13 +333,20 @@ class Runner:
     def _offer_next(self) -> None:
         """A fresh Next button; the stage's gate, if any, stands for it."""
         assert self.view is not None
-        button = self.view.offer_next()
+        button = self.view.offer_next(FINISH_LABEL if self._awaits_finish() else "Next")
         if self.gate is not None:
             self.gate.arm(button)
+        self._update_next()
 
     def _continue_label(self) -> str:
-        """The button the person presses to go on: Next, or the stage's gate."""
-        return self.gate.label if self.gate is not None else "Next"
+        """The button the person presses to go on: Next (or Finish), or the stage's gate."""
+        if self.gate is not None:
+            return self.gate.label
+        return FINISH_LABEL if self._awaits_finish() else "Next"
+
+    def _awaits_finish(self) -> bool:
+        """Whether the last stage is ready and waits for the person's Finish."""
+        return self.state == "ready" and self.current == len(self.manifest.stages) - 1
 
     def _waiting_for_input(self, failure: Failure) -> bool:
         """Whether a failed stage read only inputs the person has not touched yet."""

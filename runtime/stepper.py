@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import functools
 import html
-import math
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import ipywidgets as widgets
 
 from runtime.outputs import Output
+from runtime.values import json_value as json_value  # still importable from here
 
 StageState = Literal["pending", "running", "ready", "failed", "done"]
 
@@ -94,16 +94,22 @@ class AppView:
         self.states[index] = "done"
         self.stepper.value = render_stepper(self.titles, self.states, self.current)
 
-    def offer_next(self) -> widgets.Button:
-        """Show a fresh Next button and return it.
+    def say(self, status: str) -> None:
+        """Say `status` in the status line (the stages stay as they are)."""
+        self._message = status
+        self.status.value = self._status_text()
+
+    def offer_next(self, label: str = "Next") -> widgets.Button:
+        """Show a fresh Next button (or the last stage's Finish button) and return it.
 
         Every offer is a new button, so that a click the browser sent before it saw the
         previous button disabled is recognisably stale, in a live page and in a replay alike.
         """
-        button = widgets.Button(
-            description="Next", button_style="primary", tooltip="Run the next step"
-        )
+        tooltip = "Run the next step" if label == "Next" else "Finish this run"
+        button = widgets.Button(description=label, button_style="primary", tooltip=tooltip)
         button.add_class("freezer-next")
+        if label != "Next":
+            button.add_class("freezer-finish")
         button.on_click(self._on_next)
         self.button = button
         self.footer.children = (button, self.status)
@@ -115,7 +121,7 @@ class AppView:
             self.button.disabled = True
 
     def withdraw_next(self) -> None:
-        """No Next button (the last stage is ready)."""
+        """No Next button (the run is finished)."""
         self.disable_next()
         self.button = None
         self.footer.children = (self.status,)
@@ -127,37 +133,6 @@ class AppView:
 
     def _status_text(self) -> str:
         return self._message if self.saved else f"{self._message}  {UNSAVED_NOTE}"
-
-
-def json_value(value: Any, depth: int = 0) -> Any:
-    """A JSON value for `value`: widgets give their value, containers recurse, else `repr`."""
-    if depth > 20:
-        return repr(value)
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else repr(value)
-    if isinstance(value, widgets.interactive):
-        return {name: json_value(v, depth + 1) for name, v in value.kwargs.items()}
-    if isinstance(value, widgets.Widget):
-        if value.has_trait("value"):
-            return json_value(value.value, depth + 1)
-        if isinstance(value, widgets.Box):
-            return [json_value(child, depth + 1) for child in value.children]
-        return repr(value)
-    if isinstance(value, (list, tuple)):
-        return [json_value(v, depth + 1) for v in value]
-    if isinstance(value, dict):
-        return {str(k): json_value(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, (set, frozenset)):
-        return sorted((json_value(v, depth + 1) for v in value), key=repr)
-    tolist = getattr(value, "tolist", None)  # numpy scalars and arrays, pandas Series
-    if callable(tolist):
-        try:
-            return json_value(tolist(), depth + 1)
-        except Exception:  # noqa: BLE001 - an odd object: fall back to its repr
-            pass
-    return repr(value)
 
 
 def disable_widgets(value: Any, depth: int = 0) -> None:

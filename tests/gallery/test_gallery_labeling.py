@@ -64,10 +64,19 @@ def test_a_labeler_picks_a_person_a_threshold_and_labels_photos(
     assert distances == sorted(distances)
     assert distances[0] <= 0.21 and distances[-1] >= 0.19, distances
     cards = borderline.locator(".widget-vbox").filter(has=caption)
+    # The notebook requires one answer at least: until then Next is disabled and says why.
+    next_button = person.locator("button.freezer-next").filter(visible=True)
+    reason = person.locator(".freezer-app").get_by_text("Label at least one photo first.")
+    expect(next_button).to_be_disabled()
+    see(reason)
     for index, answer in enumerate(["same", "same", "same", "different"]):
         button = cards.nth(index).get_by_role("button", name=answer, exact=True)
         button.click()
         expect(button).to_have_class(re.compile("mod-active"))
+        if index == 0:
+            expect(next_button).to_be_enabled()
+            expect(reason).to_have_count(0)
+            see(person.get_by_text("Step 3 of 4: make your choices, then press Next."))
     shot(person, "labeling")
     press_next(person, 3)
 

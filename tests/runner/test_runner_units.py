@@ -9,7 +9,8 @@ import numpy as np
 
 from runtime.capture import OutputSink, apply_carriage_returns
 from runtime.runner import declared_names
-from runtime.stepper import json_value, render_stepper
+from runtime.stepper import render_stepper
+from runtime.values import json_value
 
 
 class FakeOutput:

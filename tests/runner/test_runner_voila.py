@@ -23,7 +23,9 @@ def app_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 md("# Pick a letter"),
                 code(
                     "import ipywidgets as w\n"
+                    "from runtime.require import require\n"
                     "pick = w.Dropdown(options=['a', 'b', 'c'], value='a', description='Letter')\n"
+                    "require(lambda: pick.value != 'a', 'Pick a letter other than a.')\n"
                     "pick"
                 ),
             ], waits_on=["pick"]),
@@ -46,8 +48,11 @@ def test_plain_voila_steps_through_every_stage(
     expect(app.locator("h1", has_text="Pick a letter")).to_be_visible(timeout=TIMEOUT_MS)
     expect(app).to_contain_text("Progress is not saved", timeout=TIMEOUT_MS)
     expect(app.locator("[aria-current=step]")).to_contain_text("Pick a letter")
-    app.locator("select").select_option("b")
     next_button = app.get_by_role("button", name="Next")
+    expect(next_button).to_be_disabled()  # the notebook's requirement holds it
+    expect(app).to_contain_text("Pick a letter other than a.")
+    app.locator("select").select_option("b")
+    expect(next_button).to_be_enabled()
     next_button.click()
     expect(app).to_contain_text("You picked B", timeout=TIMEOUT_MS)
     expect(app.locator("select")).to_be_disabled()

@@ -421,11 +421,8 @@ async def test_export_rows(
         "snapshots": {"0": {"w0": "cat"}},
         "results": {"threshold": 0.25},
         "stage_0_status": "finished",
-        "stage_0_snapshot": '{"w0": "cat"}',
         "stage_1_status": "ready",
-        "stage_1_snapshot": None,
         "stage_2_status": None,
-        "stage_2_snapshot": None,
     }
     assert rows[1]["user"] == "bob" and rows[1]["stage_0_status"] is None
     assert rows[1]["results"] == {} and rows[1]["finished_at"] is None
