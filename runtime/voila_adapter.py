@@ -46,7 +46,7 @@ from voila.tornado.treehandler import TornadoVoilaTreeHandler
 
 from runtime.errors import RuntimeAppError
 from runtime.kernels import KernelsBusyError, page_kernel
-from runtime.replay import RunDivergedError
+from runtime.replay import WIDGETS_CHANGED, RunDivergedError
 from runtime.websocket import BROWSER_MESSAGE_TYPES
 
 if TYPE_CHECKING:
@@ -198,9 +198,9 @@ class RunPageHandler(TornadoVoilaHandler):  # type: ignore[misc]
                               "Go to your runs to continue one or start a new one.")
             return
         if run.status == "diverged":
+            recorded = (await app.store.divergences([run.id])).get(run.id, {})
             self.show_message(409, "This run cannot be restored.",
-                              "The notebook no longer rebuilds the same widgets from your "
-                              "saved actions. Your actions are kept; start over to continue.")
+                              str(recorded.get("sentence") or WIDGETS_CHANGED))
             return
         try:
             live = await app.kernels.kernel_for_run(run)
@@ -212,10 +212,8 @@ class RunPageHandler(TornadoVoilaHandler):  # type: ignore[misc]
             return
         except RunDivergedError as exc:
             self.log.error("%s", exc)
-            await app.store.set_run_status(run.id, "diverged")
-            self.show_message(409, "This run cannot be restored.",
-                              "The notebook no longer rebuilds the same widgets from your "
-                              "saved actions. Your actions are kept; start over to continue.")
+            await app.store.record_divergence(run.id, exc.divergence.to_json())
+            self.show_message(409, "This run cannot be restored.", exc.divergence.sentence)
             return
         except RuntimeAppError as exc:
             self.log.error("run %s: no kernel: %s", run.id, exc)
