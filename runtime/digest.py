@@ -93,7 +93,7 @@ def widget_state(value: Any, depth: int = 0) -> Any:
     if isinstance(value, ipywidgets.Widget):
         state: dict[str, Any] = {"type": type(value).__name__}
         for trait in WIDGET_TRAITS:
-            if value.has_trait(trait) and trait in value.keys:
+            if value.has_trait(trait):
                 state[trait] = _plain(getattr(value, trait), depth + 1)
         if isinstance(value, ipywidgets.Box):
             state["children"] = [widget_state(child, depth + 1) for child in value.children]
