@@ -68,8 +68,18 @@ def stage_digest(
     """The digest of a stage: the widgets bound to `names` in `namespace`, and `outputs`.
 
     `{"v": 1, "widgets": {name: hash}, "text": hash, "seen": {name: summary},
-    "excerpt": start of the text}`; the hashes are compared, the rest is for people.
+    "excerpt": start of the text}`; the hashes are compared, the rest is for people. Never
+    raises: a digest that cannot be made is `{"v": 0, "error": ...}`, which is not compared.
     """
+    try:
+        return _stage_digest(namespace, names, outputs)
+    except Exception as exc:  # noqa: BLE001 - reporting the stage matters more than its digest
+        return {"v": 0, "error": f"{type(exc).__name__}: {exc}"[:SUMMARY_CHARS]}
+
+
+def _stage_digest(
+    namespace: Mapping[str, Any], names: Iterable[str], outputs: Iterable[Mapping[str, Any]]
+) -> dict[str, Any]:
     widgets: dict[str, str] = {}
     seen: dict[str, str] = {}
     for name in names:

@@ -347,7 +347,9 @@ class RunKernels:
 
     async def _start_prepared(self, app_dir: Path) -> LiveKernel:
         """Start a kernel for the app in `app_dir`, attach its listener, run `runner.prepare()`."""
-        env = {**os.environ, "FREEZER_APP_DIR": str(app_dir)}
+        # One string hash seed for every kernel: a set of strings iterates in the same order
+        # in a replay as in the person's kernel (see "What replay can and cannot reproduce").
+        env = {"PYTHONHASHSEED": "0", **os.environ, "FREEZER_APP_DIR": str(app_dir)}
         self._starting += 1
         try:
             kernel_id = await self.manager.start_run_kernel(

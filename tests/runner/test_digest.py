@@ -91,6 +91,17 @@ def test_differences_name_the_widget_and_both_states() -> None:
     assert differences({"v": 0}, other) == []  # another digest version is not compared
 
 
+class Unreadable(dict[str, Any]):
+    def get(self, key: str, default: Any = None) -> Any:
+        raise RuntimeError("a namespace that cannot be read")
+
+
+def test_a_digest_that_cannot_be_made_is_not_compared() -> None:
+    broken = stage_digest(Unreadable(), ["s"], [])
+    assert broken["v"] == 0 and "cannot be read" in broken["error"]
+    assert differences(broken, stage_digest({}, ["s"], [])) == []
+
+
 # --- how replay compares ---------------------------------------------------------------------
 
 

@@ -4,8 +4,8 @@ Each case drives a real server: the person acts, the server is killed and restar
 run is rebuilt by replaying its journal. A notebook whose items come from state outside the
 journal (a counter file at an absolute path) shows another item on replay: the run is marked
 diverged where it happened, the person is told, and nothing is applied or stored over what the
-person did. A faithful notebook (seeded random numbers, memory addresses, timings) replays
-without a false alarm, twice in a row.
+person did. A faithful notebook (seeded random numbers, memory addresses, timings, a printed
+set of strings) replays without a false alarm, twice in a row.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ SEEDED_STAGES = (
         "import ipywidgets as widgets\n"
         "items = [random.randint(0, 10**6) for _ in range(3)]\n"
         "print('items', items, np.random.rand(2))\n"
-        "print('made by', object())\n"
+        "print('made by', object(), 'tags', {'alpha', 'beta', 'gamma', 'delta', 'epsilon'})\n"
         "print(f'took {time.perf_counter() % 7:.4f} s at {datetime.datetime.now()}')\n"
         "pick = widgets.Dropdown(options=[str(i) for i in items], description=f'from {items[0]}')\n"
         "pick",
@@ -218,7 +218,9 @@ async def test_a_faithful_replay_is_not_marked_diverged(tmp_path: Path) -> None:
         server.stop()
 
 
-async def test_seeded_random_numbers_addresses_and_timings_replay_twice(tmp_path: Path) -> None:
+async def test_seeded_random_numbers_addresses_timings_and_sets_replay_twice(
+    tmp_path: Path,
+) -> None:
     app = write_app(tmp_path / "app", SEEDED_STAGES)
     server = await asyncio.to_thread(start_server, app, *SERVER_ARGS)
     try:
@@ -252,6 +254,11 @@ async def test_seeded_random_numbers_addresses_and_timings_replay_twice(tmp_path
             await eventually(lambda: run_status(app, run_id) == "finished", "run finished")
             events = await asyncio.to_thread(journal, app, run_id)
             assert not [e for e in events if e["kind"] == "diverged"]
+            # each replay's reports matched the person's own, which stay the ones compared
+            ready = [(e["payload"]["stage"], e["payload"].get("replayed", False))
+                     for e in events if e["kind"] == "stage_ready"]
+            assert ready == [(0, False), (1, False), (0, True), (1, True), (0, True), (1, True),
+                             (2, False)]
     finally:
         server.stop()
 
