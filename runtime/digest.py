@@ -26,6 +26,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 DIGEST_VERSION = 1
+"""Bump on any change of what a digest covers: digests of another version are not compared, so
+journals recorded before the change never false-alarm after it."""
 DIGEST_EVENTS = frozenset({"stage_ready", "stage_failed", "stage_finished"})
 """The runner reports that carry a digest."""
 
@@ -178,7 +180,9 @@ def _plain(value: Any, depth: int) -> Any:
     """A trait value as JSON (tuples as lists, odd objects by their masked repr)."""
     if depth > _DEPTH:
         return None
-    if value is None or isinstance(value, (bool, int, str)):
+    if isinstance(value, str):
+        return mask_volatile(value)  # `description=f'started {datetime.now()}'`
+    if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else repr(value)

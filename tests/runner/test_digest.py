@@ -77,6 +77,9 @@ def test_widget_state_is_what_the_widget_shows_and_holds() -> None:
     # plain data a callback writes may hold times or ids: not compared
     assert widget_state(["x", 1.5]) == [None, None]
     assert widget_state(datetime.now()) is None
+    clocked = widgets.Label(value=f"started {datetime.now()}", description="took 3.2 s")
+    assert widget_state(clocked)["value"] == "started <time>"
+    assert widget_state(clocked)["description"] == "took <duration>"
 
 
 def test_differences_name_the_widget_and_both_states() -> None:
