@@ -36,7 +36,7 @@ READY_ATTEMPTS = 120
 READY_INTERVAL = 0.5
 
 RunnerEventHandler = Callable[[dict[str, Any]], Awaitable[None]]
-RunnerEventFilter = Callable[[dict[str, Any]], list[dict[str, Any]]]
+RunnerEventFilter = Callable[[dict[str, Any]], dict[str, Any] | None]
 
 
 class KernelExecutionError(RuntimeAppError):
@@ -83,7 +83,7 @@ class KernelListener:
         self.runner_events: list[dict[str, Any]] = []
         self.stage_running = False
         self.output_frontend = False
-        # replay: which reports reach `on_runner_event` now (it may hold some back, or drop)
+        # replay: what of a runner report reaches `on_runner_event` (None: nothing)
         self.runner_event_filter: RunnerEventFilter | None = None
         self._outputs: dict[str, OutputWidget] = {}
         self._idle: dict[str, asyncio.Future[None]] = {}
@@ -342,10 +342,8 @@ class KernelListener:
         elif event in ("stage_ready", "stage_failed", "finished"):
             self.stage_running = False
         self.runner_events.append(data)
-        if self.runner_event_filter is None:
-            await self.on_runner_event(data)
-            return
-        for stored in self.runner_event_filter(data):
+        stored = data if self.runner_event_filter is None else self.runner_event_filter(data)
+        if stored is not None:
             await self.on_runner_event(stored)
 
     def _route_output(self, msg_type: str, content: dict[str, Any], parent_id: str) -> None:

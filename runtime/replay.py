@@ -15,8 +15,9 @@ Replay must never apply a person's actions to something else than what they saw.
 stop it with :class:`RunDivergedError`: an event whose widget does not exist in the new kernel,
 and a stage whose digest (:mod:`runtime.digest`: the waited-on widgets' states and the output
 text, recorded with each `stage_ready`, `stage_failed` and `stage_finished`) differs from the
-one the journal recorded at the same point (:class:`DigestCheck`). From the first mismatch on,
-nothing the kernel reports is stored, so no later stage's results are overwritten.
+one the journal recorded at the same point (:class:`DigestCheck`). What the replayed kernel
+reports again is not stored again, and from the first mismatch on nothing it reports is, so no
+stage's results are overwritten.
 """
 
 from __future__ import annotations
@@ -92,51 +93,54 @@ class DigestCheck:
     """Compares the stage digests a replayed kernel reports with the journal's, in order.
 
     Used as the listener's `runner_event_filter`. While the replay is within what the journal
-    recorded, the kernel's reports are held back until the stage's next digest matches its
-    recorded twin; they are then stored, the digest report marked `replayed` (so that the next
-    replay compares with the person's own reports, not with a copy). From the first mismatch
-    on, nothing is stored: the run's stages and results stay as the person left them. Reports
-    beyond the recorded ones (the kernel went further than the journal knew) are stored as
-    they come. Recorded reports without a digest (an older journal) are not compared.
+    recorded, the kernel's reports are copies of recorded ones: they are not stored again (so
+    the run's stages and results never go back to an earlier state while the replay catches
+    up), and each digest is compared with its recorded twin. From the first mismatch on,
+    nothing is stored: the run's rows stay as the person left them. Reports beyond the recorded
+    ones (the kernel went further than the journal knew, e.g. a Next the server journaled but
+    died before the stage ran) are stored as they come. A journal without digests (saved before
+    digests existed) is not compared, and its replay stores what it reports, as it always did.
     """
 
     def __init__(self, run_id: str, recorded: Sequence[Event]) -> None:
         self.run_id = run_id
-        self.expected = [event for event in recorded if is_original_digest(event)]
+        self.expected = [event for event in recorded if has_digest(event)]
         self.position = 0
         self.divergence: Divergence | None = None
-        self._held: list[dict[str, Any]] = []
 
-    def filter(self, data: dict[str, Any]) -> list[dict[str, Any]]:
-        """The runner reports to store now that the kernel sent `data` (in order)."""
+    def filter(self, data: dict[str, Any]) -> dict[str, Any] | None:
+        """The runner report to store now that the kernel sent `data` (None: nothing)."""
         if self.divergence is not None:
-            return []
+            return None
         if self.position >= len(self.expected):
-            return [*self.release(), data]
-        if data.get("event") not in DIGEST_EVENTS or not isinstance(data.get("digest"), dict):
-            self._held.append(data)
-            return []
+            return data
+        if data.get("event") not in DIGEST_EVENTS:
+            return None  # a copy of a recorded report (stage_started, collected, ...)
         recorded = self.expected[self.position]
         self.position += 1
         lines = self._compare(recorded, data)
         if lines:
-            stage = recorded.payload.get("stage")
-            first = stage if isinstance(stage, int) else None
-            self.diverge(Divergence(recorded.seq, recorded.kind, first, lines,
-                                    changed_sentence(first)))
-            return []
-        return [*self.release(), {**data, "replayed": True}]
+            self.diverge_at(recorded, lines)
+        return None
 
-    def release(self) -> list[dict[str, Any]]:
-        """The reports held back so far (the replay ended without a mismatch after them)."""
-        held, self._held = self._held, []
-        return held
+    def finish(self) -> None:
+        """The replay sent every action: a recorded report it did not reproduce is a divergence
+        (the rebuilt app did not get as far as the person had)."""
+        if self.divergence is None and self.position < len(self.expected):
+            recorded = self.expected[self.position]
+            stage = recorded.payload.get("stage")
+            self.diverge_at(recorded, [f"expected {describe(recorded.kind, stage)}, found none"])
+
+    def diverge_at(self, recorded: Event, lines: list[str]) -> None:
+        """The run diverged at the recorded report `recorded`, as `lines` say."""
+        stage = recorded.payload.get("stage")
+        first = stage if isinstance(stage, int) else None
+        self.diverge(Divergence(recorded.seq, recorded.kind, first, lines, changed_sentence(first)))
 
     def diverge(self, divergence: Divergence) -> None:
         """Stop storing what the kernel reports: the run diverged here (first call wins)."""
         if self.divergence is None:
             self.divergence = divergence
-            self._held.clear()
 
     def raise_if_diverged(self) -> None:
         """Raise :class:`RunDivergedError` once a mismatch was found."""
@@ -151,15 +155,16 @@ class DigestCheck:
                 f"expected {describe(recorded.kind, recorded_stage)}, "
                 f"found {describe(str(data.get('event')), stage)}"
             ]
-        return differences(recorded.payload["digest"], data["digest"])
+        digest = data.get("digest")
+        return differences(recorded.payload["digest"], digest if isinstance(digest, dict) else {})
 
 
-def is_original_digest(event: Event) -> bool:
-    """A stage report with a digest, as the person's own kernel sent it (not a replay's copy)."""
+def has_digest(event: Event) -> bool:
+    """Whether a journal event is a stage report with a digest."""
     payload = event.payload
     return (
         event.kind in DIGEST_EVENTS and isinstance(payload, dict)
-        and isinstance(payload.get("digest"), dict) and not payload.get("replayed")
+        and isinstance(payload.get("digest"), dict)
     )
 
 
@@ -190,13 +195,13 @@ async def replay_run(
         for event in actions:
             await replay_event(listener, check, event, timeout)
             check.raise_if_diverged()
+        check.finish()
+        check.raise_if_diverged()
     finally:
         listener.output_frontend = False
         # After a divergence (or a failure) the filter stays: nothing this kernel reports
         # until it is shut down is stored over the run's rows.
     listener.runner_event_filter = None
-    for data in check.release():  # e.g. `finished`, after the last stage's digest
-        await listener.on_runner_event(data)
     return len(actions)
 
 

@@ -116,43 +116,74 @@ def report(kind: str, stage: int, text: str) -> dict[str, Any]:
     return {"event": kind, "stage": stage, "digest": stage_digest({}, [], [stream(text)])}
 
 
-def test_the_check_holds_reports_back_until_the_digest_matches() -> None:
+def test_the_check_stores_only_what_goes_beyond_the_journal() -> None:
     recorded = [
         event(1, "hello"),
-        event(2, "stage_ready", **report("stage_ready", 0, "item 0")),
-        event(4, "stage_finished", **report("stage_finished", 0, "item 0")),
-        event(5, "stage_ready", **report("stage_ready", 1, "label item 0")),
-        event(6, "stage_ready", **report("stage_ready", 0, "copy"), replayed=True),
+        event(2, "stage_started", stage=0),
+        event(3, "stage_ready", **report("stage_ready", 0, "item 0")),
+        event(5, "stage_finished", **report("stage_finished", 0, "item 0")),
     ]
     check = DigestCheck("run", recorded)
-    assert [e.seq for e in check.expected] == [2, 4, 5]  # not the replay's copy
-    started = {"event": "stage_started", "stage": 0}
-    assert check.filter(started) == []
-    stored = check.filter(report("stage_ready", 0, "item 0"))
-    assert stored[0] == started and stored[1]["replayed"] is True
-    # the Next applies to another item: nothing from here on is stored
-    assert check.filter(report("stage_finished", 0, "item 1")) == []
-    assert check.filter({"event": "collected", "stage": 1, "name": "label", "value": 1}) == []
-    assert check.filter(report("stage_ready", 1, "label item 0")) == []
+    assert [e.seq for e in check.expected] == [3, 5]
+    # copies of recorded reports are compared, not stored again
+    assert check.filter({"event": "stage_started", "stage": 0}) is None
+    assert check.filter(report("stage_ready", 0, "item 0")) is None
+    assert check.filter(report("stage_finished", 0, "item 0")) is None
+    # the journal ends here (the server died as stage 1 ran): the rest is new
+    beyond = [{"event": "stage_started", "stage": 1}, report("stage_ready", 1, "label")]
+    assert [check.filter(data) for data in beyond] == beyond
+    check.finish()
+    assert check.divergence is None
+
+
+def test_from_the_first_mismatch_nothing_is_stored() -> None:
+    recorded = [
+        event(3, "stage_ready", **report("stage_ready", 0, "item 0")),
+        event(5, "stage_finished", **report("stage_finished", 0, "item 0")),
+        event(7, "stage_ready", **report("stage_ready", 1, "label item 0")),
+    ]
+    check = DigestCheck("run", recorded)
+    assert check.filter(report("stage_ready", 0, "item 0")) is None
+    # the Next applies to another item
+    assert check.filter(report("stage_finished", 0, "item 1")) is None
+    later = [
+        {"event": "stage_started", "stage": 1},
+        {"event": "collected", "stage": 1, "name": "label", "value": "item 1"},
+        report("stage_ready", 1, "label item 1"),
+        report("stage_ready", 2, "new"),
+    ]
+    assert [check.filter(data) for data in later] == [None] * 4
     assert check.divergence is not None
     assert (check.divergence.seq, check.divergence.event, check.divergence.stage) == (
-        4, "stage_finished", 0
+        5, "stage_finished", 0
     )
     assert "Step 1 no longer shows what you saw" in check.divergence.sentence
+    assert "'item 0" in check.divergence.differences[0]
 
 
 def test_the_check_compares_the_order_of_stage_reports() -> None:
     check = DigestCheck("run", [event(2, "stage_ready", **report("stage_ready", 0, "a"))])
-    assert check.filter(report("stage_failed", 0, "a")) == []
+    assert check.filter(report("stage_failed", 0, "a")) is None
     assert check.divergence is not None
     assert check.divergence.differences == ["expected step 1 ready, found step 1 failed"]
+
+
+def test_a_replay_that_does_not_get_as_far_as_the_journal_diverges() -> None:
+    recorded = [event(2, "stage_ready", **report("stage_ready", 0, "a")),
+                event(4, "stage_finished", **report("stage_finished", 0, "a"))]
+    check = DigestCheck("run", recorded)
+    assert check.filter(report("stage_ready", 0, "a")) is None
+    check.finish()
+    assert check.divergence is not None and check.divergence.seq == 4
+    assert check.divergence.differences == ["expected step 1 finished (Next), found none"]
 
 
 def test_an_old_journal_without_digests_is_not_compared() -> None:
     check = DigestCheck("run", [event(2, "stage_ready", stage=0), event(3, "finished")])
     assert check.expected == []
     ready = report("stage_ready", 0, "anything")
-    assert check.filter(ready) == [ready]  # stored as the person's own: the next replay's twin
+    assert check.filter(ready) == ready  # stored as the journal's first digest
+    check.finish()
     assert check.divergence is None
 
 

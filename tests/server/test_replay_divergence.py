@@ -151,13 +151,12 @@ async def test_an_item_from_outside_the_journal_marks_the_run_diverged(
             assert run_status(app, run_id) == "diverged"
             events = await asyncio.to_thread(journal, app, run_id)
             assert [e for e in events if e["kind"] == "comm_msg"] == actions  # journal kept
-            assert not [e for e in events if e["payload"].get("replayed")]
             diverged = [e for e in events if e["kind"] == "diverged"]
             assert len(diverged) == 1
             where = diverged[0]["payload"]
             assert (where["stage"], where["event"]) == (0, "stage_ready")
             recorded = next(e for e in events if e["seq"] == where["seq"])
-            assert recorded["kind"] == "stage_ready" and not recorded["payload"].get("replayed")
+            assert recorded["kind"] == "stage_ready" and recorded["payload"]["stage"] == 0
             assert any("'item 0'" in line and "'item 1'" in line
                        for line in where["differences"]), where["differences"]
             # none of the replay's reports was stored: the stages are as the person left them
@@ -180,6 +179,66 @@ async def test_an_item_from_outside_the_journal_marks_the_run_diverged(
         server.stop()
         if restarted is not None:
             restarted.stop()
+
+
+def callback_stages(counter: Path) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
+    """The item is picked when the person moves the slider, from the counter file."""
+    return (
+        (
+            "Pick",
+            "import ipywidgets as widgets\n"
+            "from pathlib import Path\n"
+            f"counter = Path({str(counter)!r})\n"
+            "s = widgets.IntSlider(value=0, min=0, max=10, description='item ?')\n"
+            "def pick(change):\n"
+            "    n = int(counter.read_text()) if counter.exists() else 0\n"
+            "    counter.write_text(str(n + 1))\n"
+            "    s.description = f'item {n}'\n"
+            "s.observe(pick, 'value')\n"
+            "s",
+            ("s",),
+        ),
+        ("Label", "label = f'{s.description} {s.value}'\nprint(label)", ()),
+        ("Done", "print('done')", ()),
+    )
+
+
+async def test_a_next_that_would_apply_to_another_item_stores_nothing(tmp_path: Path) -> None:
+    counter = tmp_path / "outside" / "count.txt"
+    counter.parent.mkdir()
+    app = write_app(tmp_path / "app", callback_stages(counter), collect={1: ("label",)})
+    server = await asyncio.to_thread(start_server, app, *SERVER_ARGS)
+    try:
+        async with Person(server.base_url) as person:
+            await sign_in(person)
+            page = await person.open("")
+            await page.wait_for(has_slider("item ?"), TIMEOUT, "the slider")
+            await act(page, await page.set_value(slider(page, "item ?"), 6))
+            await click_next(page)
+            await page.wait_for(shows("item 0 6"), TIMEOUT, "the label of item 0")
+            run_id = page.page.url.rsplit("/", 1)[-1]
+            await eventually(lambda: runner_events_stored(app, run_id, "stage_ready", 1),
+                             "stage 1 stored")
+            await page.close()
+            kill_hard(server)
+
+            # stage 0 looks the same; the replayed slider move picks item 1, and the replayed
+            # Next runs stage 1 on it in the kernel: none of that may reach the run's rows
+            server = await restart(server, app, *SERVER_ARGS)
+            response = await person.fetch(f"run/{run_id}")
+            assert response.code == 409
+            assert "Step 1 no longer shows what you saw" in response.body.decode()
+            assert counter.read_text() == "2"
+            assert result(app, run_id, "label") == "item 0 6"
+            assert stage_started_counts(app, run_id) == {0: 1, 1: 1}
+            assert stage_rows(app, run_id) == [(0, "finished"), (1, "ready")]
+            events = await asyncio.to_thread(journal, app, run_id)
+            where = next(e for e in events if e["kind"] == "diverged")["payload"]
+            assert (where["stage"], where["event"]) == (0, "stage_finished")
+            assert any("'item 0'" in line and "'item 1'" in line
+                       for line in where["differences"]), where["differences"]
+    finally:
+        server.stop()
 
 
 def forget_digests(app_dir: Path, run_id: str) -> int:
@@ -249,8 +308,10 @@ async def test_a_faithful_replay_is_not_marked_diverged(tmp_path: Path) -> None:
             await again.wait_for(shows("doubled=42"), TIMEOUT, "doubled=42")
             await eventually(lambda: result(app, run_id, "doubled") == 42, "the result")
             assert run_status(app, run_id) in ("active", "finished")
-            replayed = await asyncio.to_thread(journal, app, run_id, ("stage_ready",))
-            assert [e["payload"].get("replayed", False) for e in replayed] == [False, True, False]
+            # the replay compared its reports with the journal's and wrote none of them again
+            ready = await asyncio.to_thread(journal, app, run_id, ("stage_ready",))
+            assert [e["payload"]["stage"] for e in ready] == [0, 1]
+            assert stage_started_counts(app, run_id) == {0: 1, 1: 1}
     finally:
         server.stop()
 
@@ -291,11 +352,10 @@ async def test_seeded_random_numbers_addresses_timings_and_sets_replay_twice(
             await eventually(lambda: run_status(app, run_id) == "finished", "run finished")
             events = await asyncio.to_thread(journal, app, run_id)
             assert not [e for e in events if e["kind"] == "diverged"]
-            # each replay's reports matched the person's own, which stay the ones compared
-            ready = [(e["payload"]["stage"], e["payload"].get("replayed", False))
-                     for e in events if e["kind"] == "stage_ready"]
-            assert ready == [(0, False), (1, False), (0, True), (1, True), (0, True), (1, True),
-                             (2, False)]
+            # both replays matched the person's own reports and wrote none of them again
+            ready = [e["payload"]["stage"] for e in events if e["kind"] == "stage_ready"]
+            assert ready == [0, 1, 2]
+            assert stage_started_counts(app, run_id) == {0: 1, 1: 1, 2: 1}
     finally:
         server.stop()
 
