@@ -169,7 +169,7 @@ def has_digest(event: Event) -> bool:
 
 
 def describe(kind: str, stage: Any) -> str:
-    """`stage 2 ready` for a stage report."""
+    """`step 2 ready` for a stage report."""
     what = {"stage_ready": "ready", "stage_failed": "failed", "stage_finished": "finished (Next)"}
     number = stage + 1 if isinstance(stage, int) else stage
     return f"step {number} {what.get(kind, kind)}"
