@@ -307,6 +307,8 @@ async def test_a_faithful_replay_is_not_marked_diverged(tmp_path: Path) -> None:
             await click_next(again)
             await again.wait_for(shows("doubled=42"), TIMEOUT, "doubled=42")
             await eventually(lambda: result(app, run_id, "doubled") == 42, "the result")
+            await eventually(lambda: runner_events_stored(app, run_id, "stage_ready", 1),
+                             "stage 1 stored")
             assert run_status(app, run_id) in ("active", "finished")
             # the replay compared its reports with the journal's and wrote none of them again
             ready = await asyncio.to_thread(journal, app, run_id, ("stage_ready",))
