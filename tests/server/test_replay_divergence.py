@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -115,9 +114,7 @@ def run_status(app_dir: Path, run_id: str) -> str:
     return str(status)
 
 
-async def test_an_item_from_outside_the_journal_marks_the_run_diverged(
-    tmp_path: Path, open_store: Callable[..., Any]
-) -> None:
+async def test_an_item_from_outside_the_journal_marks_the_run_diverged(tmp_path: Path) -> None:
     counter = tmp_path / "outside" / "count.txt"
     counter.parent.mkdir()
     app = write_app(tmp_path / "app", counter_stages(counter), collect={1: ("label",)})
