@@ -91,6 +91,17 @@ class AdminPage:
     funnels: list[Funnel] = field(default_factory=list)
     result_names: list[str] = field(default_factory=list)
     numeric: list[NumericResult] = field(default_factory=list)
+    divergences: dict[str, dict[str, Any]] = field(default_factory=dict)  # run id -> where
+
+    def diverged_at(self, row: dict[str, Any]) -> str:
+        """`step 2 · Label (journal event 7, stage_finished)` for a run replay stopped on."""
+        found = self.divergences.get(row["run_id"], {})
+        stage, where = found.get("stage"), f"journal event {found.get('seq')}, {found.get('event')}"
+        titles = self.stage_titles.get(row["app_id"], [])
+        if isinstance(stage, int):
+            title = f" · {titles[stage]}" if 0 <= stage < len(titles) else ""
+            return f"step {stage + 1}{title} ({where})"
+        return where
 
     @property
     def counts(self) -> dict[str, int]:
@@ -245,6 +256,9 @@ async def load_page(store: Store, title: str) -> AdminPage:
         if manifest is not None:
             stage_titles[app_id] = [stage.title for stage in manifest.stages]
     page = build_page(title, rows, stage_titles)
+    page.divergences = await store.divergences(
+        [row["run_id"] for row in rows if row["status"] == "diverged"]
+    )
     await asyncio.to_thread(draw_charts, page)
     return page
 

@@ -30,7 +30,7 @@ from tornado import web
 from runtime.errors import RuntimeAppError
 from runtime.listener import KernelListener
 from runtime.manifest import FILES_DIR, MANIFEST_NAME, Manifest, dump
-from runtime.replay import replay_run
+from runtime.replay import REPLAYED_KINDS, needs_replay, replay_run
 from runtime.runfiles import RUN_DIR_ENV, RunFiles, chdir_code
 
 if TYPE_CHECKING:
@@ -266,11 +266,11 @@ class RunKernels:
                 # died before the restarter noticed (it polls): replay in a fresh kernel
                 self.log.warning("run %s: kernel %s is dead; replaying", run.id, live.kernel_id)
                 await self._shutdown(live)
-            events = await self.store.events(run.id, kinds=["comm_msg"])
+            events = await self.store.events(run.id, kinds=REPLAYED_KINDS)
             live = await self._acquire(await self._app_dir_of(run))
             try:
                 await self._bind(live, run)
-                if events:
+                if needs_replay(events):
                     self.log.info("run %s: replaying %d events", run.id, len(events))
                     await replay_run(live.listener, run.id, events, self.kernel_timeout)
             except BaseException:
@@ -351,7 +351,9 @@ class RunKernels:
 
     async def _start_prepared(self, app_dir: Path) -> LiveKernel:
         """Start a kernel for the app in `app_dir`, attach its listener, run `runner.prepare()`."""
-        env = {**os.environ, "FREEZER_APP_DIR": str(app_dir)}
+        # One string hash seed for every kernel: a set of strings iterates in the same order
+        # in a replay as in the person's kernel (see "What replay can and cannot reproduce").
+        env = {"PYTHONHASHSEED": "0", **os.environ, "FREEZER_APP_DIR": str(app_dir)}
         self._starting += 1
         workdir = None
         try:

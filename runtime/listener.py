@@ -5,7 +5,8 @@ Each live kernel gets one jupyter_client client of the server's own. Its iopub l
 - counts the `jupyter.widget` comm_opens the kernel sends (comm id -> creation ordinal), which
   is how a journaled browser message is tied to "the 7th widget" rather than to a comm id that
   only exists in this kernel;
-- hands every `freezer.run` comm message to `on_runner_event` (the server stores it);
+- hands every `freezer.run` comm message to `on_runner_event` (the server stores it), through
+  :attr:`runner_event_filter` when one is set (replay checks what the kernel reports);
 - when :attr:`output_frontend` is on (replay, no browser attached), acts as the front-end of
   the notebook's own `Output` widgets, as nbclient does: outputs whose parent message is an
   Output's `msg_id` are written into that widget's `outputs`.
@@ -35,6 +36,7 @@ READY_ATTEMPTS = 120
 READY_INTERVAL = 0.5
 
 RunnerEventHandler = Callable[[dict[str, Any]], Awaitable[None]]
+RunnerEventFilter = Callable[[dict[str, Any]], dict[str, Any] | None]
 
 
 class KernelExecutionError(RuntimeAppError):
@@ -81,6 +83,8 @@ class KernelListener:
         self.runner_events: list[dict[str, Any]] = []
         self.stage_running = False
         self.output_frontend = False
+        # replay: what of a runner report reaches `on_runner_event` (None: nothing)
+        self.runner_event_filter: RunnerEventFilter | None = None
         self._outputs: dict[str, OutputWidget] = {}
         self._idle: dict[str, asyncio.Future[None]] = {}
         self._changed = asyncio.Condition()
@@ -338,7 +342,9 @@ class KernelListener:
         elif event in ("stage_ready", "stage_failed", "finished"):
             self.stage_running = False
         self.runner_events.append(data)
-        await self.on_runner_event(data)
+        stored = data if self.runner_event_filter is None else self.runner_event_filter(data)
+        if stored is not None:
+            await self.on_runner_event(stored)
 
     def _route_output(self, msg_type: str, content: dict[str, Any], parent_id: str) -> None:
         widget = next(

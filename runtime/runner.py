@@ -27,6 +27,7 @@ from typing import Any, cast
 from runtime import manifest as mf
 from runtime.boundary import Boundary
 from runtime.capture import Capture, CellError
+from runtime.digest import DIGEST_EVENTS, stage_digest
 from runtime.errors import RuntimeAppError
 from runtime.finish import DONE_SAVED, DONE_UNSAVED, FINISH_LABEL, input_names, live_inputs
 from runtime.gate import Gate, find_gate
@@ -499,6 +500,10 @@ class Runner:
 
     def _send(self, event: str, **data: Any) -> None:
         if self.comm is not None:
+            if event in DIGEST_EVENTS:  # what the person saw, for replay to compare
+                names = [w.name for w in self.manifest.stages[data["stage"]].waits_on]
+                outputs = self.sinks[data["stage"]].outputs
+                data["digest"] = stage_digest(self.shell.user_ns, names, outputs)
             self.comm.send({"event": event, **data})
 
     # --- scheduling and interruption ------------------------------------------------------

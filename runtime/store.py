@@ -51,6 +51,8 @@ from runtime.runner_events import RUNNER_EVENTS, apply_runner_event, check_runne
 
 RUN_STATUSES = ("active", "finished", "failed", "diverged", "abandoned")
 STAGE_STATUSES = ("running", "ready", "failed", "finished")
+DIVERGED_EVENT = "diverged"
+"""The journal event kind of a replay that stopped matching (payload: where and why)."""
 
 
 # The journal's hot path, built once: statement construction costs more than SQLite's work.
@@ -412,6 +414,50 @@ class Store(Database):
             apply_runner_event(session, run, name, payload, now)
 
         await self._transaction(work)
+
+    async def record_divergence(self, run_id: str, details: dict[str, Any]) -> None:
+        """Mark a run `diverged` and journal where and why (a `diverged` event), together.
+
+        The journal is kept: the divergence is one more event at its end.
+        """
+
+        def work(session: Session) -> None:
+            now = self._now()
+            seq = self._lock_runs_and_next_seqs(session.connection(), [run_id], now)[run_id]
+            self._next_seq[run_id] = seq + 1
+            session.add(
+                EventRecord(
+                    run_id=run_id, seq=seq, at=now, kind=DIVERGED_EVENT, ordinal=None,
+                    payload=dict(details), buffers=b"",
+                )
+            )
+            run = session.get(RunRecord, run_id)
+            assert run is not None  # checked by _lock_runs_and_next_seqs
+            run.status = "diverged"
+
+        await self._transaction(work)
+
+    async def divergences(self, run_ids: Collection[str]) -> dict[str, dict[str, Any]]:
+        """The last recorded divergence (`diverged` event payload) of each of these runs."""
+        ids = list(run_ids)
+
+        def work(session: Session) -> dict[str, dict[str, Any]]:
+            found: dict[str, dict[str, Any]] = {}
+            for start in range(0, len(ids), 500):
+                query = (
+                    select(EventRecord)
+                    .where(EventRecord.run_id.in_(ids[start : start + 500]),
+                           EventRecord.kind == DIVERGED_EVENT)
+                    .order_by(EventRecord.seq)
+                )
+                for row in session.scalars(query):
+                    if isinstance(row.payload, dict):
+                        found[row.run_id] = dict(row.payload)
+            return found
+
+        if not ids:
+            return {}
+        return await self._transaction(work, write=False)
 
     # --- stages and results ---------------------------------------------------------------
 

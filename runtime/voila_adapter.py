@@ -50,7 +50,7 @@ from voila.tornado.treehandler import TornadoVoilaTreeHandler
 from runtime.errors import RuntimeAppError
 from runtime.kernels import KernelsBusyError, page_kernel
 from runtime.page_head import with_page_head
-from runtime.replay import RunDivergedError
+from runtime.replay import WIDGETS_CHANGED, RunDivergedError
 from runtime.websocket import BROWSER_MESSAGE_TYPES
 
 if TYPE_CHECKING:
@@ -205,9 +205,9 @@ class RunPageHandler(TornadoVoilaHandler):  # type: ignore[misc]
                               "Go to your runs to continue one or start a new one.")
             return
         if run.status == "diverged":
+            recorded = (await app.store.divergences([run.id])).get(run.id, {})
             self.show_message(409, "This run cannot be restored.",
-                              "The notebook no longer rebuilds the same widgets from your "
-                              "saved actions. Your actions are kept; start over to continue.")
+                              str(recorded.get("sentence") or WIDGETS_CHANGED))
             return
         try:
             live = await app.kernels.kernel_for_run(run)
@@ -219,10 +219,8 @@ class RunPageHandler(TornadoVoilaHandler):  # type: ignore[misc]
             return
         except RunDivergedError as exc:
             self.log.error("%s", exc)
-            await app.store.set_run_status(run.id, "diverged")
-            self.show_message(409, "This run cannot be restored.",
-                              "The notebook no longer rebuilds the same widgets from your "
-                              "saved actions. Your actions are kept; start over to continue.")
+            await app.store.record_divergence(run.id, exc.divergence.to_json())
+            self.show_message(409, "This run cannot be restored.", exc.divergence.sentence)
             return
         except RuntimeAppError as exc:
             self.log.error("run %s: no kernel: %s", run.id, exc)

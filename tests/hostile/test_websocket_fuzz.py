@@ -209,4 +209,4 @@ async def test_fuzzed_websocket_reaches_no_kernel_and_hurts_no_one(
     assert kinds <= {"comm_msg", "hello", "stage_started", "stage_ready", "stage_finished",
                      "stage_failed", "collected", "finished"}, kinds
     started = [e["payload"]["stage"] for e in journal(app_dir, mallory_run, ("stage_started",))]
-    assert started == [0, 1, 0, 1], started  # the live kernel's, then the replay's
+    assert started == [0, 1], started  # the live kernel's (the replay's copies are not stored)
