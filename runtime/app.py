@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import tornado.web
+from sqlalchemy import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from tornado.httpserver import HTTPServer
 from traitlets import Bool, Enum, Float, Integer, Unicode, default
 from traitlets.config import Config
@@ -39,7 +41,7 @@ from runtime.config import (
     load_app_config,
     shutdown_within,
 )
-from runtime.errors import RuntimeAppError
+from runtime.errors import RuntimeAppError, StoreError
 from runtime.handlers import (
     HealthHandler,
     KernelModelHandler,
@@ -67,6 +69,10 @@ RUN_ID = r"(?P<run_id>[A-Za-z0-9_-]{1,64})"
 
 class AppDirError(RuntimeAppError):
     """The directory given to `freezer serve` is not a servable app."""
+
+
+class DatabaseOpenError(RuntimeAppError):
+    """The database cannot be opened or written to at startup."""
 
 
 class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
@@ -268,8 +274,14 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
 
     async def init_store(self) -> None:
         """Open the database, record this app version, start the journal writer."""
-        self.store = await Store.open(self.database_url)
-        await self.store.ensure_app(self.manifest)
+        try:
+            self.store = await Store.open(self.database_url)
+            await self.store.ensure_app(self.manifest)  # also fails on a read-only database
+        except (StoreError, SQLAlchemyError) as exc:
+            raise DatabaseOpenError(
+                f"cannot use the database {shown_url(self.database_url)}: {exc} (check the "
+                "path, and that the server may write the file and its directory)"
+            ) from None
         self.journal = Journal(self.store)
 
     def init_cookie_secret(self) -> None:
@@ -381,6 +393,14 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
         return None if user is None else user.is_admin
 
 
+def shown_url(url: str) -> str:
+    """A database URL fit for a message: its password hidden."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (SQLAlchemyError, ValueError):
+        return "given with --db"
+
+
 def serve_main(argv: list[str]) -> int:
     """`freezer serve APP [options]`; returns the exit status."""
     app = FreezerApp()
@@ -391,5 +411,9 @@ def serve_main(argv: list[str]) -> int:
     except (RuntimeAppError, ManifestError, ValueError) as exc:
         print(f"freezer serve: {exc}", file=sys.stderr)
         return 2
-    app.start()
+    try:
+        app.start()
+    except DatabaseOpenError as exc:
+        print(f"freezer serve: {exc}", file=sys.stderr)
+        return 2
     return 0
