@@ -307,6 +307,7 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
         share_page_templates()
         self.kernel_manager.allow_tracebacks = self.show_tracebacks
         settings["xsrf_cookie_kwargs"] = {"samesite": "Lax", "path": self.base_url}
+        settings["freezer_max_message_size"] = self.max_message_size
         self.pages = Pages(self.base_url, self.title)
         return settings
 

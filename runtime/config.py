@@ -26,7 +26,7 @@ from typing import Any
 
 from tornado import httputil
 from tornado.httpserver import HTTPServer
-from traitlets import Bool, Float, TraitError, Unicode
+from traitlets import Bool, Float, Integer, TraitError, Unicode
 from traitlets.config import Application, Config, Configurable
 from traitlets.config.loader import JSONFileConfigLoader, PyFileConfigLoader
 
@@ -35,6 +35,7 @@ CONFIG_NAME = "freezer_config"
 
 DEPLOY_ALIASES = {
     "config": "FreezerApp.config_file",
+    "max-message-size": "FreezerApp.max_message_size",
     "shutdown-timeout": "FreezerApp.shutdown_timeout",
 }
 DEPLOY_FLAGS = {
@@ -67,6 +68,14 @@ class DeploymentOptions(Configurable):
         "server that a reverse proxy alone can reach (listening on 127.0.0.1): anyone else "
         "could forge them. Cookies are Secure when the forwarded protocol is https. "
         "Default False: the headers are ignored.",
+    )
+    max_message_size = Integer(
+        512 * 1024,
+        config=True,
+        help="Bytes one message from a page (a widget change) may have. A bigger one is "
+        "refused before it is saved or reaches the kernel, and the page says so; raise it "
+        "for apps whose widgets carry files (FileUpload). Default 524288 (512 KiB); 0: no "
+        "limit below the websocket's own 10 MiB.",
     )
     shutdown_timeout = Float(
         20.0,
