@@ -222,12 +222,6 @@ class LoginHandler(JupyterHandler, IdentityBoundXsrf):
             detail="Go back to the sign-in page and try again.",
         ))
 
-    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
-        exc_info = kwargs.get("exc_info")
-        if exc_info is not None and isinstance(exc_info[1], StoreError):
-            status_code = 503
-        super().send_error(status_code, **kwargs)
-
     @allow_unauthenticated
     async def get(self) -> None:
         """Anonymous mode signs in at once; `?token=` links sign in; otherwise the form."""

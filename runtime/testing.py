@@ -344,6 +344,7 @@ class Page:
     outputs: list[Json]  # the cell outputs the page carries
     xsrf: str | None  # the `_xsrf` field of a form on the page, if any
     start_form: dict[str, str] | None = None  # the fields of Freezer's Start button's form
+    start_action: str = ""  # where that form posts to
 
     @property
     def kernel_id(self) -> str | None:
@@ -371,6 +372,7 @@ class _PageParser(HTMLParser):
         self.outputs: list[Json] = []
         self.xsrf: str | None = None
         self.start_form: dict[str, str] | None = None
+        self.start_action = ""
         self._in_start_form = False
         self._script: str | None = None  # which script we are inside: "config" / "output"
         self._text: list[str] = []
@@ -386,6 +388,7 @@ class _PageParser(HTMLParser):
         elif tag == "form" and "data-freezer-start" in attributes:
             self._in_start_form = True
             self.start_form = {}
+            self.start_action = attributes.get("action") or ""
         elif tag == "input" and attributes.get("name"):
             if attributes["name"] == "_xsrf":
                 self.xsrf = attributes.get("value")
@@ -419,7 +422,8 @@ def parse_page(url: str, status: int, html: str) -> Page:
     parser = _PageParser()
     parser.feed(html)
     parser.close()
-    return Page(url, status, html, parser.config, parser.outputs, parser.xsrf, parser.start_form)
+    return Page(url, status, html, parser.config, parser.outputs, parser.xsrf, parser.start_form,
+                parser.start_action)
 
 
 class CookieJar:
@@ -570,12 +574,18 @@ class Person:
         Returns the final response (the run page, or whatever refused to start it); a start
         link that shows no Start button (400: a wrong parameter) is returned as it is.
         """
-        response = await self.fetch("new" + (f"?{query}" if query else ""))
-        html = response.body.decode("utf-8", errors="replace") if response.body else ""
-        page = parse_page(response.effective_url, response.code, html)
+        return await self.click_start(await self.fetch("new" + (f"?{query}" if query else "")))
+
+    async def click_start(self, response: HTTPResponse) -> HTTPResponse:
+        """On Freezer's start page, click Start (POST its form); any other page as it is."""
+        if response.code != 200 or b"data-freezer-start" not in (response.body or b""):
+            return response
+        page = parse_page(response.effective_url, response.code,
+                          response.body.decode("utf-8", errors="replace"))
         if page.start_form is None:
             return response
-        return await self.fetch("new", method="POST", form=page.start_form)
+        action = urljoin(response.effective_url, page.start_action)
+        return await self.fetch(action, method="POST", form=page.start_form)
 
     async def get_page(
         self, path: str = "", *, busy_timeout: float = 300.0, click_start: bool = True
@@ -590,11 +600,10 @@ class Person:
         deadline = time.monotonic() + busy_timeout
         while True:
             response = await self.fetch(path)
-            if click_start and response.code == 200 and b"data-freezer-start" in response.body:
-                started = parse_page(response.effective_url, response.code,
-                                     response.body.decode("utf-8", errors="replace"))
-                if started.start_form is not None:
-                    response = await self.fetch("new", method="POST", form=started.start_form)
+            if click_start:
+                started = await self.click_start(response)
+                if started is not response:
+                    response = started
                     path = response.effective_url  # a busy run page is retried, not restarted
             retry_after = _seconds(response.headers.get("Retry-After"))
             remaining = deadline - time.monotonic()

@@ -36,7 +36,11 @@ class IdentityBoundXsrf(web.RequestHandler):
 
     def bound_xsrf_key(self) -> bytes | None:
         """The raw token of the signed-in person (None: nobody is signed in)."""
-        user_id = getattr(self.current_user, "user_id", None)
+        try:
+            user = self.current_user
+        except RuntimeError:  # jupyter_server has not resolved the user yet (an early error)
+            return None
+        user_id = getattr(user, "user_id", None)
         if not user_id:
             return None
         secret = utf8(self.application.settings.get("cookie_secret") or b"")
