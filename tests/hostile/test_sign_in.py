@@ -16,6 +16,8 @@ from pathlib import Path
 from urllib.parse import quote, urljoin, urlsplit
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import Page, Route
 
 from runtime.testing import Person, ServerProcess, free_port, parse_page
 from tests.faults.harness import TIMEOUT, start_server, write_app
@@ -245,3 +247,29 @@ async def test_a_start_link_from_another_site_starts_no_run(
         started = await carl.start()  # the person clicks Start
         assert "/run/" in started.effective_url
         assert len(await runs_of(app_dir, "carl")) == 1
+
+
+BROWSER_BYPASSES = ["/%09/evil.example/", "//evil.example/", "/%5Cevil.example/",
+                    "%5C/evil.example/", "/%0D%0A/evil.example/", "/%2F/evil.example/",
+                    "https:evil.example"]
+"""`next` values as written in the query string of the sign-in link."""
+
+
+def test_chromium_stays_on_the_server_after_signing_in(
+    token_server: ServerProcess, page: Page
+) -> None:
+    """What the probe saw: Chromium following `Location: /\\t/evil.example/` to evil.example."""
+    reached: list[str] = []
+
+    def evil(route: Route) -> None:
+        reached.append(route.request.url)
+        route.fulfill(status=200, body="evil")
+
+    page.route("**://evil.example/**", evil)
+    for target in BROWSER_BYPASSES:
+        try:
+            page.goto(token_server.base_url + f"login?token={ADMIN_TOKEN}&next={target}")
+        except PlaywrightError as exc:  # a redirect is not routed: evil.example is looked up
+            pytest.fail(f"next={target}: Chromium left the server: {exc.message.splitlines()[0]}")
+        assert urlsplit(page.url).hostname == "127.0.0.1", (target, page.url)
+    assert not reached, reached
