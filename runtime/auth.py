@@ -211,16 +211,19 @@ class LoginHandler(JupyterHandler, IdentityBoundXsrf):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """A plain page (the form again where it helps); the detail went to the log."""
         exc_info = kwargs.get("exc_info")
+        self.set_header("Content-Type", "text/html; charset=utf-8")
         if exc_info is not None and isinstance(exc_info[1], StoreError):
             # A full disk or a read-only database: nothing was saved, so the person can retry.
             self.set_header("Retry-After", str(STORE_RETRY_SECONDS))
-            self.render_form(SIGN_IN_NOT_SAVED, 503)
-            return
-        self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.finish(self.app.pages.render(
-            "message.html", self, headline=f"Signing in failed (error {status_code}).",
-            detail="Go back to the sign-in page and try again.",
-        ))
+            if self.app.auth != "none":
+                self.render_form(SIGN_IN_NOT_SAVED, 503)
+                return
+            self.set_status(503)
+            headline, detail = "Signing in failed.", SIGN_IN_NOT_SAVED
+        else:
+            headline = f"Signing in failed (error {status_code})."
+            detail = "Go back to the sign-in page and try again."
+        self.finish(self.app.pages.render("message.html", self, headline=headline, detail=detail))
 
     @allow_unauthenticated
     async def get(self) -> None:

@@ -189,6 +189,22 @@ async def test_signing_in_while_the_disk_is_full_says_so_and_can_be_retried(
         assert person.cookies.get("freezer-user")
 
 
+async def test_an_anonymous_sign_in_while_the_disk_is_full_says_so(app_dir: Path) -> None:
+    server = await asyncio.to_thread(start_server, app_dir, "--pool-size", "0")  # --auth none
+    try:
+        async with Person(server.base_url, request_timeout=TIMEOUT) as person:
+            with sign_ins_refused(app_dir / "freezer.db"):
+                refused = await person.fetch("", follow_redirects=True)
+                body = refused.body.decode()
+                assert refused.code == 503, (refused.code, body)
+                assert "could not save your sign-in" in body and "Traceback" not in body
+                assert 'name="name"' not in body  # no name to type in anonymous mode
+            again = await person.get_page("", click_start=False)
+            assert again.start_form is not None  # signed in: the start page
+    finally:
+        server.stop()
+
+
 async def runs_of(app_dir: Path, name: str) -> list[str]:
     def read() -> list[str]:
         with contextlib.closing(sqlite3.connect(app_dir / "freezer.db", timeout=30)) as db:
