@@ -1,8 +1,9 @@
 """Deployment options of `freezer serve`: config files, a trusted reverse proxy, shutdown.
 
 - :class:`DeploymentOptions` — the traits a deployment needs (`--config`, `--trust-proxy`,
-  `--shutdown-timeout`), mixed into :class:`runtime.app.FreezerApp`, so they are command-line
-  flags, config-file entries and `--help-all` lines like every other option.
+  `--max-message-size`, `--shutdown-timeout`), mixed into :class:`runtime.app.FreezerApp`, so
+  they are command-line flags, config-file entries and `--help-all` lines like every other
+  option.
 - :func:`load_app_config` — `freezer_config.py` / `freezer_config.json` in the app directory, or
   the file `--config` names, read the way Jupyter servers read theirs: the command line wins;
   a file that cannot be used is a one-line error (exit status 2), not a traceback.
