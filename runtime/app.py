@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import tornado.web
+from sqlalchemy import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from tornado.httpserver import HTTPServer
 from traitlets import Bool, Enum, Float, Integer, Unicode, default
 from traitlets.config import Config
@@ -52,7 +54,7 @@ from runtime.kernels import RunKernelManager, RunKernels
 from runtime.manifest import FILES_DIR, Manifest, ManifestError
 from runtime.runfile_handlers import RunFileHandler
 from runtime.runfiles import RunFiles, run_files_root, sweep_forever
-from runtime.schema import SchemaBehindError, upgrade_advice
+from runtime.schema import SchemaBehindError, SchemaError, upgrade_advice
 from runtime.store import Store
 from runtime.voila_adapter import (
     KERNEL_ID,
@@ -70,6 +72,10 @@ RUN_ID = r"(?P<run_id>[A-Za-z0-9_-]{1,64})"
 
 class AppDirError(RuntimeAppError):
     """The directory given to `freezer serve` is not a servable app."""
+
+
+class DatabaseOpenError(RuntimeAppError):
+    """The database cannot be opened or written to at startup."""
 
 
 class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
@@ -300,8 +306,16 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
 
     async def init_store(self) -> None:
         """Open the database, record this app version, start the journal writer."""
-        self.store = await Store.open(self.database_url, upgrade=self.upgrade_db)
-        await self.store.ensure_app(self.manifest)
+        try:
+            self.store = await Store.open(self.database_url, upgrade=self.upgrade_db)
+            await self.store.ensure_app(self.manifest)  # also fails on a read-only database
+        except SchemaError:
+            raise  # a usable database of another schema revision: serve_main says what to run
+        except (StoreError, SQLAlchemyError) as exc:
+            raise DatabaseOpenError(
+                f"cannot use the database {shown_url(self.database_url)}: {exc} (check the "
+                "path, and that the server may write the file and its directory)"
+            ) from None
         self.journal = Journal(self.store)
 
     def init_run_files(self) -> None:
@@ -337,6 +351,7 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
         share_page_templates()
         self.kernel_manager.allow_tracebacks = self.show_tracebacks
         settings["xsrf_cookie_kwargs"] = {"samesite": "Lax", "path": self.base_url}
+        settings["freezer_max_message_size"] = self.max_message_size
         self.pages = Pages(self.base_url, self.title)
         return settings
 
@@ -429,6 +444,14 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
         return None if user is None else user.is_admin
 
 
+def shown_url(url: str) -> str:
+    """A database URL fit for a message: its password hidden."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (SQLAlchemyError, ValueError):
+        return "given with --db"
+
+
 def serve_main(argv: list[str]) -> int:
     """`freezer serve APP [options]`; returns the exit status."""
     app = FreezerApp()
@@ -441,7 +464,10 @@ def serve_main(argv: list[str]) -> int:
         return 2
     try:
         app.start()
-    except StoreError as exc:  # the database cannot be opened, or its schema is not ours
+    except DatabaseOpenError as exc:
+        print(f"freezer serve: {exc}", file=sys.stderr)
+        return 2
+    except StoreError as exc:  # the database's schema is not this Freezer's
         advice = ""
         if isinstance(exc, SchemaBehindError):
             advice = "; " + upgrade_advice(app.extra_args[0], app.db_url, "serve with --upgrade-db")

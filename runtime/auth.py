@@ -18,13 +18,16 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import quote, unquote, urlsplit
 
 from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.auth.identity import IdentityProvider, User
 from jupyter_server.base.handlers import JupyterHandler
 from tornado import httputil, web
 
+from runtime.errors import StoreError
 from runtime.ratelimit import FailureLimiter
+from runtime.xsrf import IdentityBoundXsrf
 
 if TYPE_CHECKING:
     from runtime.app import FreezerApp
@@ -35,6 +38,11 @@ COOKIE_NAME = "freezer-user"
 COOKIE_DAYS = 365
 ADMIN_NAME = "admin"
 NAME_MAX = 80
+STORE_RETRY_SECONDS = 5
+SIGN_IN_NOT_SAVED = (
+    "The server could not save your sign-in just now (its database refused the write). "
+    "Nothing was lost: try again in a moment."
+)
 
 
 @dataclass
@@ -147,19 +155,38 @@ class FreezerIdentityProvider(IdentityProvider):
         handler.clear_cookie(COOKIE_NAME, path=cookie_path(handler))
 
 
-def safe_next(app: FreezerApp, target: str | None) -> str:
-    """Where to go after signing in: a local path under the base URL, never another site."""
-    base = str(app.base_url)
-    if target and target.startswith(base) and not target.startswith("//") and "\\" not in target:
-        return target
-    return base
+NEXT_SAFE_CHARACTERS = "/?&=%:@!$'()*+,;~-._#"
+"""Left as they are when a `next` target is percent-encoded (anything else gets %XX)."""
+
+
+def safe_next(base_url: str, target: str | None) -> str:
+    """Where to go after signing in: a path under `base_url` on this server, else `base_url`.
+
+    Browsers drop tabs and newlines inside a URL and read `\\` as `/`, so `/\\t/evil.example`
+    or `/\\evil.example` would leave for `evil.example`: any control character, whitespace or
+    backslash refuses the target. What is left must be a path (no scheme, no host, not `//`)
+    under the base URL with no `.`/`..` segments; non-ASCII is percent-encoded.
+    """
+    if not target or "\\" in target:
+        return base_url
+    if any(not ch.isprintable() or ch.isspace() for ch in target):
+        return base_url
+    quoted = quote(target, safe=NEXT_SAFE_CHARACTERS)
+    parts = urlsplit(quoted)
+    if parts.scheme or parts.netloc or quoted.startswith("//") or parts.path.startswith("//"):
+        return base_url
+    if not parts.path.startswith(base_url):
+        return base_url
+    if {".", ".."} & set(unquote(parts.path).split("/")):
+        return base_url
+    return quoted
 
 
 SIGN_IN_FAILURES = FailureLimiter(limit=10, window=60.0)
-"""Wrong tokens per client address: ten a minute, then 429 until the oldest ages out."""
+"""Wrong tokens per client address: past ten a minute, wrong tokens get 429 (right ones never)."""
 
 
-class LoginHandler(JupyterHandler):
+class LoginHandler(JupyterHandler, IdentityBoundXsrf):
     """`/login`: sign in the way `--auth` says (none: at once; name: a form; token: a token)."""
 
     def initialize(self, freezer: FreezerApp) -> None:
@@ -170,12 +197,33 @@ class LoginHandler(JupyterHandler):
         provider: FreezerIdentityProvider = self.identity_provider  # type: ignore[assignment]
         return provider
 
+    @property
+    def next_url(self) -> str:
+        """The page to go to after signing in (`?next=`, checked by :func:`safe_next`)."""
+        return safe_next(str(self.app.base_url), self.get_argument("next", None))
+
     def render_form(self, error: str = "", status: int = 200) -> None:
         self.set_status(status)
         self.finish(self.app.pages.render(
-            "login.html", handler=self, mode=self.app.auth, error=error,
-            next_url=safe_next(self.app, self.get_argument("next", None)),
+            "login.html", handler=self, mode=self.app.auth, error=error, next_url=self.next_url,
         ))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """A plain page (the form again where it helps); the detail went to the log."""
+        exc_info = kwargs.get("exc_info")
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        if exc_info is not None and isinstance(exc_info[1], StoreError):
+            # A full disk or a read-only database: nothing was saved, so the person can retry.
+            self.set_header("Retry-After", str(STORE_RETRY_SECONDS))
+            if self.app.auth != "none":
+                self.render_form(SIGN_IN_NOT_SAVED, 503)
+                return
+            self.set_status(503)
+            headline, detail = "Signing in failed.", SIGN_IN_NOT_SAVED
+        else:
+            headline = f"Signing in failed (error {status_code})."
+            detail = "Go back to the sign-in page and try again."
+        self.finish(self.app.pages.render("message.html", self, headline=headline, detail=detail))
 
     @allow_unauthenticated
     async def get(self) -> None:
@@ -204,7 +252,7 @@ class LoginHandler(JupyterHandler):
         if current is None:
             row = await self.app.store.get_or_create_user(f"anonymous-{secrets.token_hex(6)}")
             self.provider.sign_in(self, row.id)
-        self.redirect(safe_next(self.app, self.get_argument("next", None)))
+        self.redirect(self.next_url)
 
     async def sign_in_name(self, name: str) -> None:
         if not name or len(name) > NAME_MAX or not name.isprintable():
@@ -215,27 +263,37 @@ class LoginHandler(JupyterHandler):
             return
         row = await self.app.store.get_or_create_user(name)
         self.provider.sign_in(self, row.id)
-        self.redirect(safe_next(self.app, self.get_argument("next", None)))
+        self.redirect(self.next_url)
 
     async def sign_in_token(self, token: str) -> None:
-        client = str(self.request.remote_ip)
-        wait = SIGN_IN_FAILURES.retry_after(client)
-        if wait > 0:
-            self.set_header("Retry-After", str(int(wait) + 1))
-            self.render_form("Too many wrong tokens from here; try again in a minute.", 429)
-            return
+        """Check the token first: a right token signs in even from an address past the limit
+        (a colleague's typos behind the same NAT must not lock the admin out); only wrong
+        tokens are counted, and past the limit they are answered 429."""
         admin_token = self.app.admin_token
         if admin_token and hmac.compare_digest(token.encode(), admin_token.encode()):
             row = await self.app.store.get_or_create_user(ADMIN_NAME, is_admin=True)
         else:
             found = await self.app.store.user_by_token(token) if token else None
             if found is None:
-                SIGN_IN_FAILURES.record_failure(client)
-                self.render_form("That token is not valid. Ask for a new invite link.", 403)
+                self.refuse_token()
                 return
             row = found
         self.provider.sign_in(self, row.id)
-        self.redirect(safe_next(self.app, self.get_argument("next", None)))
+        self.redirect(self.next_url)
+
+    def refuse_token(self) -> None:
+        """A wrong token: 403, or 429 once the address had `limit` wrong ones in the window."""
+        client = str(self.request.remote_ip)
+        limited = SIGN_IN_FAILURES.retry_after(client) > 0
+        if SIGN_IN_FAILURES.record_failure(client):
+            self.log.warning("sign-in: %d wrong tokens in %g s from %s; answering 429 to more",
+                             SIGN_IN_FAILURES.limit, SIGN_IN_FAILURES.window, client)
+        if limited:
+            wait = SIGN_IN_FAILURES.retry_after(client)
+            self.set_header("Retry-After", str(int(wait) + 1))
+            self.render_form("Too many wrong tokens from here; try again in a minute.", 429)
+            return
+        self.render_form("That token is not valid. Ask for a new invite link.", 403)
 
 
 class LogoutHandler(JupyterHandler):

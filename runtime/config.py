@@ -1,8 +1,9 @@
 """Deployment options of `freezer serve`: config files, a trusted reverse proxy, shutdown.
 
 - :class:`DeploymentOptions` — the traits a deployment needs (`--config`, `--trust-proxy`,
-  `--shutdown-timeout`), mixed into :class:`runtime.app.FreezerApp`, so they are command-line
-  flags, config-file entries and `--help-all` lines like every other option.
+  `--max-message-size`, `--shutdown-timeout`), mixed into :class:`runtime.app.FreezerApp`, so
+  they are command-line flags, config-file entries and `--help-all` lines like every other
+  option.
 - :func:`load_app_config` — `freezer_config.py` / `freezer_config.json` in the app directory, or
   the file `--config` names, read the way Jupyter servers read theirs: the command line wins;
   a file that cannot be used is a one-line error (exit status 2), not a traceback.
@@ -26,7 +27,7 @@ from typing import Any
 
 from tornado import httputil
 from tornado.httpserver import HTTPServer
-from traitlets import Bool, Float, TraitError, Unicode
+from traitlets import Bool, Float, Integer, TraitError, Unicode
 from traitlets.config import Application, Config, Configurable
 from traitlets.config.loader import JSONFileConfigLoader, PyFileConfigLoader
 
@@ -35,6 +36,7 @@ CONFIG_NAME = "freezer_config"
 
 DEPLOY_ALIASES = {
     "config": "FreezerApp.config_file",
+    "max-message-size": "FreezerApp.max_message_size",
     "shutdown-timeout": "FreezerApp.shutdown_timeout",
 }
 DEPLOY_FLAGS = {
@@ -67,6 +69,14 @@ class DeploymentOptions(Configurable):
         "server that a reverse proxy alone can reach (listening on 127.0.0.1): anyone else "
         "could forge them. Cookies are Secure when the forwarded protocol is https. "
         "Default False: the headers are ignored.",
+    )
+    max_message_size = Integer(
+        512 * 1024,
+        config=True,
+        help="Bytes one message from a page (a widget change) may have. A bigger one is "
+        "refused before it is saved or reaches the kernel, and the page says so; raise it "
+        "for apps whose widgets carry files (FileUpload). Default 524288 (512 KiB); 0: no "
+        "limit below the websocket's own 10 MiB.",
     )
     shutdown_timeout = Float(
         20.0,

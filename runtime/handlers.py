@@ -20,6 +20,7 @@ from markupsafe import Markup
 from tornado import web
 
 from runtime.manifest import Manifest, Parameter
+from runtime.xsrf import IdentityBoundXsrf
 
 if TYPE_CHECKING:
     from runtime.app import FreezerApp
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 TEMPLATES = Path(__file__).parent / "templates"
 RESERVED_PARAMETERS = frozenset({"freezer_user", "freezer_run"})
 SEED_BITS = 31
+START_FORM_FIELDS = frozenset({"_xsrf", "abandon"})
+"""Fields of the start form that are not parameters."""
 
 
 class ParameterError(ValueError):
@@ -96,7 +99,7 @@ def parse_parameters(manifest: Manifest, query: dict[str, list[bytes]]) -> dict[
     return params
 
 
-class FreezerHandler(JupyterHandler):
+class FreezerHandler(JupyterHandler, IdentityBoundXsrf):
     """Base of Freezer's pages: the app object, the signed-in user, plain error pages."""
 
     def initialize(self, freezer: FreezerApp) -> None:
@@ -152,24 +155,45 @@ class RunListHandler(FreezerHandler):
 
 
 class NewRunHandler(FreezerHandler):
-    """`/new?NAME=VALUE`: start a run with per-run parameters; POST: start over."""
+    """`/new?NAME=VALUE`: a page with a Start button for a run with those parameters; POST
+    (the button, XSRF-checked): start it. POST with `abandon=RUN`: start over.
+
+    Starting a run is a POST so that another site cannot start runs for a signed-in person
+    by linking to or embedding `/new`; a shared start link still works, one click later.
+    """
 
     @web.authenticated
     async def get(self) -> None:
         try:
-            params = parse_parameters(self.freezer.manifest, self.request.query_arguments)
+            parse_parameters(self.freezer.manifest, self.request.query_arguments)
+        except ParameterError as exc:
+            self.show_message(400, "This start link is not valid.", str(exc))
+            return
+        fields = [(name, values[-1].decode("utf-8", "replace"))
+                  for name, values in self.request.query_arguments.items()]
+        self.finish(self.freezer.pages.render("start.html", self, fields=fields))
+
+    @web.authenticated
+    async def post(self) -> None:
+        """Start a run with the form's parameters, or start over (`abandon`): abandon the given
+        run (kept in the database) and start a new one with its parameters."""
+        old_id = self.get_body_argument("abandon", "")
+        if old_id:
+            await self.start_over(old_id)
+            return
+        form = {name: values for name, values in self.request.body_arguments.items()
+                if name not in START_FORM_FIELDS}
+        try:
+            params = parse_parameters(self.freezer.manifest, form)
         except ParameterError as exc:
             self.show_message(400, "This start link is not valid.", str(exc))
             return
         await self.start_run(params)
 
-    @web.authenticated
-    async def post(self) -> None:
-        """Start over: abandon the given run (kept in the database) and start a new one."""
+    async def start_over(self, old_id: str) -> None:
         store = self.freezer.store
         params: dict[str, Any] = {}
-        old_id = self.get_body_argument("abandon", "")
-        old = await store.get_run(old_id) if old_id else None
+        old = await store.get_run(old_id)
         if old is not None and old.user_id == self.user_id:
             await store.set_run_status(old.id, "abandoned")
             await self.freezer.kernels.release_run(old.id)
@@ -181,7 +205,7 @@ class NewRunHandler(FreezerHandler):
         seed = secrets.randbits(SEED_BITS)
         run = await app.store.create_run(app.app_id, self.user_id, seed, params)
         self.log.info("run %s started for user %s", run.id, run.user_name)
-        self.redirect(app.base_url + "run/" + run.id)
+        self.redirect(app.base_url + "run/" + run.id, status=303)
 
 
 class HealthHandler(FreezerHandler):

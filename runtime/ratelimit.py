@@ -11,15 +11,22 @@ class FailureLimiter:
     """At most `limit` failures per key in any `window` seconds; then the key waits.
 
     Keys are client addresses (behind a proxy, only meaningful with `--trust-proxy`). Only
-    failures count: a person who signs in right is never slowed down.
+    failures count, and callers check an attempt before asking: a person who signs in right
+    is never slowed down. Memory is bounded: at most `limit` times per key (the newest) and
+    `max_keys` keys (the oldest key is forgotten first).
     """
 
     def __init__(
-        self, limit: int = 10, window: float = 60.0, clock: Callable[[], float] = time.monotonic
+        self,
+        limit: int = 10,
+        window: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = 10_000,
     ) -> None:
         self.limit = limit
         self.window = window
         self.clock = clock
+        self.max_keys = max_keys
         self._failures: dict[str, deque[float]] = {}
 
     def _recent(self, key: str) -> deque[float]:
@@ -40,10 +47,15 @@ class FailureLimiter:
             return 0.0
         return max(0.0, failures[0] + self.window - self.clock())
 
-    def record_failure(self, key: str) -> None:
-        """Count one failed attempt of `key`."""
-        self._recent(key)
-        self._failures.setdefault(key, deque()).append(self.clock())
+    def record_failure(self, key: str) -> bool:
+        """Count one failed attempt of `key`; True when this one reached the limit."""
+        before = len(self._recent(key))
+        failures = self._failures.pop(key, None) or deque(maxlen=self.limit)
+        failures.append(self.clock())
+        self._failures[key] = failures  # re-inserted: the dict stays oldest-first
+        while len(self._failures) > self.max_keys:
+            del self._failures[next(iter(self._failures))]
+        return before < self.limit <= len(failures)
 
 
 class TokenBucket:

@@ -14,7 +14,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, func, select
+from sqlalchemy import Connection, Engine, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -115,6 +115,13 @@ class Store(Database):
                         id=manifest.app_id, title=manifest.title, manifest=manifest.to_json(),
                         created_at=self._now(),
                     )
+                )
+            else:
+                # A write even when the app is known: a database the server cannot write to
+                # (read-only file, volume or connection) fails here, at startup.
+                session.execute(
+                    update(AppRecord).where(AppRecord.id == manifest.app_id)
+                    .values(title=AppRecord.title)
                 )
 
         await self._transaction(work)

@@ -343,6 +343,8 @@ class Page:
     config: Json  # Voila's `jupyter-config-data` (kernelId, baseUrl, ...), {} when absent
     outputs: list[Json]  # the cell outputs the page carries
     xsrf: str | None  # the `_xsrf` field of a form on the page, if any
+    start_form: dict[str, str] | None = None  # the fields of Freezer's Start button's form
+    start_action: str = ""  # where that form posts to
 
     @property
     def kernel_id(self) -> str | None:
@@ -369,6 +371,9 @@ class _PageParser(HTMLParser):
         self.config: Json = {}
         self.outputs: list[Json] = []
         self.xsrf: str | None = None
+        self.start_form: dict[str, str] | None = None
+        self.start_action = ""
+        self._in_start_form = False
         self._script: str | None = None  # which script we are inside: "config" / "output"
         self._text: list[str] = []
 
@@ -380,14 +385,23 @@ class _PageParser(HTMLParser):
             elif attributes.get("type") in (CELL_OUTPUT_TYPE, WIDGET_VIEW_MIME):
                 self._script = attributes["type"]
             self._text = []
-        elif tag == "input" and attributes.get("name") == "_xsrf":
-            self.xsrf = attributes.get("value")
+        elif tag == "form" and "data-freezer-start" in attributes:
+            self._in_start_form = True
+            self.start_form = {}
+            self.start_action = attributes.get("action") or ""
+        elif tag == "input" and attributes.get("name"):
+            if attributes["name"] == "_xsrf":
+                self.xsrf = attributes.get("value")
+            if self._in_start_form and self.start_form is not None:
+                self.start_form[str(attributes["name"])] = attributes.get("value") or ""
 
     def handle_data(self, data: str) -> None:
         if self._script is not None:
             self._text.append(data)
 
     def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self._in_start_form = False
         if tag != "script" or self._script is None:
             return
         text = "".join(self._text).strip()
@@ -408,7 +422,8 @@ def parse_page(url: str, status: int, html: str) -> Page:
     parser = _PageParser()
     parser.feed(html)
     parser.close()
-    return Page(url, status, html, parser.config, parser.outputs, parser.xsrf)
+    return Page(url, status, html, parser.config, parser.outputs, parser.xsrf, parser.start_form,
+                parser.start_action)
 
 
 class CookieJar:
@@ -553,15 +568,43 @@ class Person:
                 method, body = "GET", None
         raise ClientError(f"too many redirects from {self.url(path)}")
 
-    async def get_page(self, path: str = "", *, busy_timeout: float = 300.0) -> Page:
+    async def start(self, query: str = "") -> HTTPResponse:
+        """Start a run like a person with the start link `new?QUERY`: open it, click Start.
+
+        Returns the final response (the run page, or whatever refused to start it); a start
+        link that shows no Start button (400: a wrong parameter) is returned as it is.
+        """
+        return await self.click_start(await self.fetch("new" + (f"?{query}" if query else "")))
+
+    async def click_start(self, response: HTTPResponse) -> HTTPResponse:
+        """On Freezer's start page, click Start (POST its form); any other page as it is."""
+        if response.code != 200 or b"data-freezer-start" not in (response.body or b""):
+            return response
+        page = parse_page(response.effective_url, response.code,
+                          response.body.decode("utf-8", errors="replace"))
+        if page.start_form is None:
+            return response
+        action = urljoin(response.effective_url, page.start_action)
+        return await self.fetch(action, method="POST", form=page.start_form)
+
+    async def get_page(
+        self, path: str = "", *, busy_timeout: float = 300.0, click_start: bool = True
+    ) -> Page:
         """GET an HTML page (after redirects) and read it; an error status raises.
 
         A 503 with `Retry-After` (Freezer's "busy, retrying" page) is requested again after the
-        seconds it asks for, as that page does, for at most `busy_timeout` seconds.
+        seconds it asks for, as that page does, for at most `busy_timeout` seconds. Freezer's
+        start page (`new?...`, or `/` for a person without runs) is clicked through, as a person
+        would, unless `click_start` is false.
         """
         deadline = time.monotonic() + busy_timeout
         while True:
             response = await self.fetch(path)
+            if click_start:
+                started = await self.click_start(response)
+                if started is not response:
+                    response = started
+                    path = response.effective_url  # a busy run page is retried, not restarted
             retry_after = _seconds(response.headers.get("Retry-After"))
             remaining = deadline - time.monotonic()
             if response.code != 503 or retry_after is None or remaining <= 0:

@@ -56,6 +56,12 @@ COMM_TYPES = frozenset({"comm_open", "comm_msg", "comm_close"})
 FLOOD_RATE = 200.0  # messages a second a run's pages may send on average...
 FLOOD_BURST = 400.0  # ...and at once; far above a person dragging a slider
 FLOODED = "Too many changes at once: some were not applied. Slow down, then try again.\n"
+MAX_MESSAGE_SIZE = 512 * 1024
+"""Bytes a page's message may have (`--max-message-size`, setting `freezer_max_message_size`)."""
+TOO_LARGE = (
+    "That change was too large to save ({size:,} bytes; this server takes at most {limit:,}), "
+    "so it was not applied. Reload the page to continue.\n"
+)
 ORDINAL_WAIT = 5.0  # seconds to wait for the listener to see a widget the page already knows
 SAVE_FAILED = (
     "Freezer could not save your last change, so it was not applied. "
@@ -150,6 +156,8 @@ class RunWebsocketConnection(ZMQChannelsWebsocketConnection):
     def handle_incoming_message(self, incoming_msg: Any) -> None:
         """Check a page's message against the allowlist and queue it for journal + forward."""
         self._framing = (super().subprotocol,)
+        if self.is_too_large(incoming_msg):
+            return
         try:
             message = self.parse_browser_message(incoming_msg)
         except Exception:
@@ -181,6 +189,20 @@ class RunWebsocketConnection(ZMQChannelsWebsocketConnection):
             header, content = msg["header"], msg.get("content") or {}
             buffers = [bytes(b) for b in msg.get("buffers") or []]
         return BrowserMessage(ws_msg, str(header.get("msg_type")), header, content, buffers)
+
+    def is_too_large(self, ws_msg: Any) -> bool:
+        """Refuse, unread and unjournaled, a message above the size limit, and tell the page."""
+        limit = int(self.websocket_handler.settings.get(
+            "freezer_max_message_size", MAX_MESSAGE_SIZE
+        ))
+        size = len(ws_msg.encode("utf-8", "surrogatepass")) if isinstance(ws_msg, str) \
+            else len(ws_msg)
+        if limit <= 0 or size <= limit:
+            return False
+        self.log.warning("run %s: refused a %d-byte message from the page (limit %d)",
+                         self._live.run_id if self._live else "?", size, limit)
+        self.write_stderr(TOO_LARGE.format(size=size, limit=limit), {})  # type: ignore[no-untyped-call]
+        return True
 
     def is_allowed(self, message: BrowserMessage) -> bool:
         """The allowlist: message types, comm targets, and never the runner's comm."""

@@ -173,7 +173,7 @@ async def test_a_kernel_that_dies_on_start_gives_a_clear_page(
     dying_server: ServerProcess,
 ) -> None:
     async with Person(dying_server.base_url, request_timeout=TIMEOUT) as person:
-        response = await person.fetch("new")
+        response = await person.start()
         assert response.code in (500, 503), response.code
         assert b"could not be started" in response.body or b"busy" in response.body
         assert b"Traceback" not in response.body

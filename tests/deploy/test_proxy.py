@@ -155,6 +155,7 @@ def test_a_labeler_works_through_nginx_and_the_run_survives_sigterm(
 
         # stage 1 -> 3 through the proxy: pick Alan, Next, keep the threshold, Next
         page.goto(proxy.url)
+        page.get_by_role("button", name="Start").click()
         expect(page).to_have_url(re.compile(re.escape(proxy.url) + r"run/[\w-]+$"))
         run_id = page.url.rsplit("/", 1)[-1]
         page.locator(".widget-toggle-button", has_text="Alan").click()

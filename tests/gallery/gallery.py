@@ -109,6 +109,7 @@ def sign_in(page: Page, example: ServedExample, name: str, path: str = "") -> st
     page.goto(example.url(path))
     page.get_by_label("Your name").fill(name)
     page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Start").click()  # starting a run is a POST (XSRF)
     expect(page).to_have_url(re.compile(r"/run/[\w-]+$"), timeout=TIMEOUT_MS)
     return page.url.rsplit("/", 1)[-1]
 

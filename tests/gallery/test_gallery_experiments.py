@@ -52,6 +52,7 @@ def test_two_runs_with_different_parameters_are_compared_on_the_admin_page(
     give_verdict(person, "discard", "stops improving early")
 
     person.goto(example.url("new?model=logistic&learning_rate=0.1&n_samples=200"))
+    person.get_by_role("button", name="Start").click()
     expect(person).to_have_url(re.compile(r"/run/[\w-]+$"))
     logistic = person.url.rsplit("/", 1)[-1]
     assert logistic != perceptron

@@ -50,3 +50,24 @@ def test_a_bucket_allows_a_burst_then_its_rate() -> None:
 def test_a_zero_rate_bucket_never_limits() -> None:
     bucket = TokenBucket(rate=0.0, burst=0.0, clock=Clock())
     assert all(bucket.take() for _ in range(1000))
+
+
+def test_the_failure_that_reaches_the_limit_is_reported_once() -> None:
+    clock = Clock()
+    limiter = FailureLimiter(limit=3, window=60.0, clock=clock)
+    assert [limiter.record_failure("a") for _ in range(5)] == [False, False, True, False, False]
+    clock.now += 61
+    assert [limiter.record_failure("a") for _ in range(3)] == [False, False, True]
+
+
+def test_memory_is_bounded_per_key_and_in_keys() -> None:
+    clock = Clock()
+    limiter = FailureLimiter(limit=3, window=60.0, clock=clock, max_keys=100)
+    for i in range(1000):
+        limiter.record_failure("guesser")
+        limiter.record_failure(f"10.0.{i // 256}.{i % 256}")
+        clock.now += 0.01
+    assert len(limiter._failures) == 100
+    assert all(len(times) <= 3 for times in limiter._failures.values())
+    assert limiter.retry_after("guesser") > 0  # the busiest key is still limited
+    assert limiter.retry_after("10.0.0.0") == 0.0  # the oldest keys were forgotten

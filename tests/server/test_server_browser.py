@@ -58,6 +58,7 @@ def test_pick_next_reload_shows_the_same_run(server: ServerProcess, page: Page) 
     page.set_default_timeout(TIMEOUT_MS)
     with page.expect_websocket(lambda ws: "/channels" in ws.url) as opened:
         page.goto(server.base_url)
+        page.get_by_role("button", name="Start").click()
     expect(page).to_have_url(re.compile(r"/run/[\w-]+$"))
     handle = page.locator(".widget-slider .noUi-handle").first
     handle.wait_for()
@@ -94,6 +95,7 @@ def test_a_culled_run_comes_back_in_the_browser(
     page.set_default_timeout(TIMEOUT_MS)
     with page.expect_websocket(lambda ws: "/channels" in ws.url) as opened:
         page.goto(server.base_url + "new")
+        page.get_by_role("button", name="Start").click()
     handle = page.locator(".widget-slider .noUi-handle").first
     handle.wait_for()
     handle.focus()
@@ -122,6 +124,7 @@ def test_a_server_killed_mid_run_comes_back_in_the_browser(
     try:
         with page.expect_websocket(lambda ws: "/channels" in ws.url) as opened:
             page.goto(server.base_url + "new")
+            page.get_by_role("button", name="Start").click()
         handle = page.locator(".widget-slider .noUi-handle").first
         handle.wait_for()
         handle.focus()

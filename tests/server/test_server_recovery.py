@@ -180,7 +180,7 @@ async def test_kernel_cap_evicts_idle_runs_and_says_busy(
         page_a = await ada.open("new")
         await page_a.wait_for(has_slider("number"), TIMEOUT)
         await act(page_a, await page_a.set_value(slider(page_a, "number"), 4))
-        busy = await bob.fetch("new")
+        busy = await bob.start()
         assert busy.code == 503
         assert busy.headers.get("Retry-After")
         assert b"busy" in busy.body
