@@ -32,6 +32,13 @@ from freezer.facts import (
     Scope,
     WidgetValue,
 )
+from freezer.showing import (
+    access_chain,
+    copied_collection,
+    held_names,
+    is_immutable_literal,
+    lays_out,
+)
 from freezer.syntax import (
     BLOCK_MAGICS,
     BUILTIN_NAMES,
@@ -113,8 +120,11 @@ class _CellWalker:
     def walk(self, tree: ast.Module) -> None:
         body = tree.body
         for n, stmt in enumerate(body):
-            if n == len(body) - 1 and isinstance(stmt, ast.Expr) and self._shows_bare(stmt.value):
-                continue
+            if n == len(body) - 1 and isinstance(stmt, ast.Expr):
+                if self._shows_bare(stmt.value):
+                    continue
+                if self.widget_value(stmt.value) is not None:  # `VBox([t, go])`: shows t, go
+                    self._show_children(stmt.value)
             self.stmt(stmt)
         if "input" not in self.facts.source and "getpass" not in self.facts.source:
             return
@@ -219,17 +229,22 @@ class _CellWalker:
 
     def class_(self, node: ast.ClassDef) -> None:
         self.deferred.append(node)
-        widget_base = False
+        bases: list[WidgetValue] = []
         for base in node.bases:
             self.expr(base)
-            widget_base = widget_base or callee_widget(self.scope, base) is not None
+            base_widget = callee_widget(self.scope, base)
+            if base_widget is not None:
+                bases.append(base_widget)
         for decorator in node.decorator_list:
             self.expr(decorator)
         self.emit(Bind(node.name, self.line(node), None))
-        if widget_base:
-            self.scope.widget_classes[node.name] = WidgetValue("widget", True)
+        if bases:
+            button = any(b.button for b in bases)
+            self.scope.widget_classes[node.name] = WidgetValue("widget", True, button=button)
+            self.scope.notebook_classes.add(node.name)
         else:
             self.scope.widget_classes.pop(node.name, None)
+            self.scope.notebook_classes.discard(node.name)
 
     def assign(self, targets: list[ast.expr], value: ast.expr, node: ast.stmt) -> None:
         self.children(value)
@@ -278,6 +293,10 @@ class _CellWalker:
             if by_call and isinstance(value, ast.Call) and isinstance(value.func, ast.Name):
                 by_call = value.func.id not in BUILTIN_NAMES
             self.emit(Bind(target.id, self.line(node), widget, by_call))
+            if value is not None and is_immutable_literal(value):
+                self.scope.constants.add(target.id)
+            else:
+                self.scope.constants.discard(target.id)
         elif isinstance(target, ast.Tuple | ast.List):
             for elt in target.elts:
                 self.bind_target(elt, None, node)
@@ -323,6 +342,12 @@ class _CellWalker:
                 self.children(value)
         elif isinstance(node, ast.Starred):
             self.children(node.value)
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add) \
+                and self.widget_value(node) is not None:  # `opts + [b]`: both are held
+            self.children(node.left)
+            self.children(node.right)
+        elif copied_collection(node) is not None and self.widget_value(node) is not None:
+            self.children(copied_collection(node) or node)  # `list(opts)`
         else:
             self.expr(node)
 
@@ -334,6 +359,8 @@ class _CellWalker:
             return
         if isinstance(node, ast.Call):
             self.call(node)
+            return
+        if isinstance(node, ast.Attribute | ast.Subscript) and self._widget_access(node):
             return
         if isinstance(node, ast.Lambda):
             self.deferred.append(node)
@@ -357,6 +384,21 @@ class _CellWalker:
                 self.expr(child)
             elif isinstance(child, ast.comprehension | ast.keyword):
                 self.expr(child.value if isinstance(child, ast.keyword) else child.iter)
+
+    def _widget_access(self, node: ast.Attribute | ast.Subscript) -> bool:
+        """`w.value` reads widget `w`; `w.layout.width`, `w.children[-1]` only arrange it."""
+        root, attributes, slices = access_chain(node)
+        if root is None or any(root.id in s for s in self.locals):
+            return False
+        name = self._canon(root.id)
+        widget = self.scope.widgets.get(name)
+        if widget is None:
+            return False
+        if not lays_out(attributes):
+            self.emit(Read(name, self.line(root), widget))
+        for part in slices:
+            self.expr(part)
+        return True
 
     def comprehension(
         self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp
@@ -429,6 +471,8 @@ class _CellWalker:
             if name in CALLBACK_FUNCTIONS and node.args:
                 self._register_expr(node.args[0], name, node)
             self.widget_args(node, show=function in SHOWING_FUNCTIONS)
+            if function is None:
+                self._hand_over(node)
             if isinstance(func, ast.Attribute):
                 self._receiver(func.value)
             return
@@ -455,6 +499,44 @@ class _CellWalker:
         self.expr(func)
         self._args(node)
 
+    def _hand_over(self, node: ast.Call) -> None:
+        """`Tagger(labels)`: data handed to a widget class of a library or of the notebook may
+        be changed by the widget (rule 4b); ipywidgets' own classes copy what they are given."""
+        widget = callee_widget(self.scope, node.func)
+        parts = dotted(node.func)
+        if widget is None or parts is None:
+            return
+        if widget.kind != "library" and not (len(parts) == 1
+                                             and parts[0] in self.scope.notebook_classes):
+            return
+        names: list[str] = []
+        for arg in [*node.args, *(k.value for k in node.keywords)]:
+            inner = arg.value if isinstance(arg, ast.Starred) else arg
+            if isinstance(inner, ast.Name) and self._mutable_data(inner.id) \
+                    and inner.id not in names:
+                names.append(inner.id)
+        if names:
+            self.emit(Register(tuple(names), self.line(node), parts[-1], handed=True))
+
+    def _mutable_data(self, name: str) -> bool:
+        """Whether global `name` may hold data a widget can change (not a widget, module,
+        function, class or immutable literal)."""
+        scope = self.scope
+        if any(name in s for s in self.locals) or name in self.aliases:
+            return False
+        return not (name in scope.widgets or name in scope.functions
+                    or name in scope.widget_classes or name in scope.constants
+                    or name in scope.modules or name in scope.widget_modules
+                    or name in scope.from_imports or name in scope.widget_functions
+                    or name in BUILTIN_NAMES)
+
+    def _show_data(self, names: list[str], line: int) -> None:
+        """Showing data is reading it (rule 4b): a list a callback fills, shown, is read."""
+        for name in names:
+            name = self._canon(name)
+            if name not in self.scope.widgets:
+                self.emit(Read(name, line, None, shown=True))
+
     def display(self, node: ast.Call) -> None:
         for arg in node.args:
             inner = arg.value if isinstance(arg, ast.Starred) else arg
@@ -462,6 +544,7 @@ class _CellWalker:
             if isinstance(inner, ast.Name) or walked is not None:
                 names = literal_names(inner) if walked is None else [walked[0]]
                 self.scope.shown.update(self._canon(n) for n in names)
+                self._show_data(names, self.line(node))
                 self.facts.shows_widgets = True
             else:
                 if self.widget_value(inner) is not None:
@@ -475,14 +558,14 @@ class _CellWalker:
         self.facts.shows_widgets = True
         for arg in [*node.args, *(k.value for k in node.keywords)]:
             if show:
-                self.scope.shown.update(self._canon(n) for n in literal_names(arg))
+                self.scope.shown.update(self._canon(n) for n in held_names(arg))
             self.children(arg)
 
     def _show_children(self, node: ast.expr) -> None:
         """`display(VBox([a, b]))`: the widgets passed to the shown widget are shown too."""
         for call in evaluated_calls(node):
             for arg in [*call.args, *(k.value for k in call.keywords)]:
-                self.scope.shown.update(self._canon(n) for n in literal_names(arg))
+                self.scope.shown.update(self._canon(n) for n in held_names(arg))
 
     def _args(self, node: ast.Call, skip: ast.expr | None = None) -> None:
         for arg in node.args:
@@ -509,7 +592,7 @@ class _CellWalker:
             self.facts.pip_lines.append((line, text))
         elif kind[1:] in BLOCK_MAGICS:
             names = tuple(w for w in text.split() if w.isidentifier())
-            self.facts.markers.append(Marker(line, kind, names))
+            self.facts.markers.append(Marker(line, kind, names, tuple(map(self._kind, names))))
         elif kind[1:] in PYTHON_CELL_MAGICS:  # `%time x = f(y)` runs its argument as code
             try:
                 tree = ast.parse(text)
@@ -534,7 +617,7 @@ class _CellWalker:
         children.update(self._canon(n) for n in literal_names(value))
         for call in evaluated_calls(value):
             for arg in [*call.args, *(k.value for k in call.keywords)]:
-                children.update(self._canon(n) for n in literal_names(arg))
+                children.update(self._canon(n) for n in held_names(arg))
 
     def _walked_collection(self, node: ast.expr) -> tuple[str, bool] | None:
         """`coll`, `coll.values()`, `coll.items()` over a widget collection: (name, items?)."""
@@ -547,6 +630,14 @@ class _CellWalker:
             return self._canon(node.id), items
         return None
 
+    def _kind(self, name: str) -> str:
+        """What a `%block` / `%blockrun` argument names (ipython_blocking accepts a Button, a
+        value widget, or a function that says when to go on)."""
+        widget = self.scope.widgets.get(name)
+        if widget is not None:
+            return "button" if widget.button else "widget"
+        return "function" if name in self.scope.functions else "unknown"
+
     def _canon(self, name: str) -> str:
         return self.aliases.get(name, name)
 
@@ -557,6 +648,7 @@ class _CellWalker:
             return False
         for name in names:
             self.scope.shown.add(self._canon(name))
+        self._show_data(names, self.line(node))
         self.facts.shows_widgets = True
         return True
 
@@ -578,8 +670,10 @@ class _CellWalker:
             self.expr(node)
 
     def _register(self, function: NotebookFunction, how: str, where: ast.AST) -> None:
-        names = callback_writes(function, self.scope.functions, set())
-        if names:
+        scope = self.scope
+        names = tuple(n for n in callback_writes(function, scope.functions, set())
+                      if n not in scope.modules and n not in scope.widget_modules)
+        if names:  # `np.sort(x)` in a callback changes no module
             self.emit(Register(names, self.line(where), how))
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 
 from freezer import libwidgets
 from freezer.facts import Scope, WidgetKind, WidgetValue
+from freezer.showing import copied_collection
 from freezer.syntax import BUILTIN_NAMES, ParsedCell, dotted, evaluated_calls
 
 CALLBACK_FUNCTIONS = frozenset({"interact", "interact_manual", "interactive", "interactive_output"})
@@ -21,7 +22,7 @@ SHOWING_FUNCTIONS = frozenset({"interact", "interact_manual"})
 
 def ipywidget_value(name: str) -> WidgetValue:
     """What constructing the ipywidgets class `name` makes."""
-    return WidgetValue("widget", name in libwidgets.INPUT_CLASSES)
+    return WidgetValue("widget", name in libwidgets.INPUT_CLASSES, button=name == "Button")
 
 
 def record_import(scope: Scope, node: ast.Import | ast.ImportFrom) -> list[str]:
@@ -124,6 +125,12 @@ def widget_value(scope: Scope, node: ast.expr | None,
     if isinstance(node, ast.Starred):
         return widget_value(scope, node.value, canon)
     found: list[WidgetValue] = []
+    parts: list[ast.expr | None] = []
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        parts = [node.left, node.right]  # `opts + [b]`
+    elif copied_collection(node) is not None:
+        parts = [copied_collection(node)]  # `list(opts)`
+    found.extend(w for p in parts for w in [widget_value(scope, p, canon)] if w is not None)
     for call in evaluated_calls(node):
         widget = callee_widget(scope, call.func)
         if widget is None and widget_function(scope, call.func) in ("interact",
@@ -138,7 +145,8 @@ def widget_value(scope: Scope, node: ast.expr | None,
     if not found:
         return None
     kind: WidgetKind = "library" if any(w.kind == "library" for w in found) else "widget"
-    return WidgetValue(kind, any(w.input for w in found))
+    made = callee_widget(scope, node.func) if isinstance(node, ast.Call) else None
+    return WidgetValue(kind, any(w.input for w in found), button=made is not None and made.button)
 
 
 def library_candidates(
