@@ -342,11 +342,10 @@ class _CellWalker:
                 self.children(value)
         elif isinstance(node, ast.Starred):
             self.children(node.value)
-        elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add) \
-                and self.widget_value(node) is not None:  # `opts + [b]`: both are held
-            self.children(node.left)
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+            self.children(node.left)  # `opts + [b]`: both sides are held
             self.children(node.right)
-        elif copied_collection(node) is not None and self.widget_value(node) is not None:
+        elif copied_collection(node) is not None:
             self.children(copied_collection(node) or node)  # `list(opts)`
         else:
             self.expr(node)

@@ -155,10 +155,11 @@ def _build(args: argparse.Namespace) -> int:
     includes = resolve_includes(args.include, source.directory)
     check_target(out.absolute(), source, force=args.force)
     # What the --trace run creates or changes beside the notebook, the notebook writes itself.
-    before = path_states(notebook_cells(source), source.directory) if args.trace else {}
-    plan = _make_plan(source, args)
+    parsed = notebook_cells(source)  # each cell parsed once for the whole build
+    before = path_states(parsed, source.directory) if args.trace else {}
+    plan = _make_plan(source, args, parsed)
     raise_errors(plan, source)
-    cells = code_cells(plan)
+    cells = code_cells(plan, parsed)
     requirements = notebook_requirements(source, plan, cells, includes)
     warnings = [
         *source.warnings,
@@ -190,7 +191,8 @@ def _plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _make_plan(source: SourceNotebook, args: argparse.Namespace) -> Plan:
+def _make_plan(source: SourceNotebook, args: argparse.Namespace,
+               parsed: Sequence[CodeCell] = ()) -> Plan:
     traced: frozenset[int] = frozenset()
     if args.trace:
         from freezer.trace import trace_notebook
@@ -200,7 +202,8 @@ def _make_plan(source: SourceNotebook, args: argparse.Namespace) -> Plan:
             where=str(source.path), kernel_name=source.kernel_name,
         )
     # Widget libraries beside the notebook (`from mywidgets import Tagger`) import from there.
-    return plan_notebook(source.nb, traced_cells=traced, library_path=[str(source.directory)])
+    return plan_notebook(source.nb, traced_cells=traced, library_path=[str(source.directory)],
+                         parsed={index: tree for index, _, tree in parsed})
 
 
 def raise_errors(plan: Plan, source: SourceNotebook) -> None:
@@ -214,10 +217,12 @@ def raise_errors(plan: Plan, source: SourceNotebook) -> None:
     raise PlanError(lines)
 
 
-def code_cells(plan: Plan) -> list[CodeCell]:
-    """(index, source, parsed) of every code cell the app runs, each parsed once."""
+def code_cells(plan: Plan, parsed: Sequence[CodeCell] = ()) -> list[CodeCell]:
+    """(index, source, parsed) of every code cell the app runs; a cell whose source the app
+    runs unchanged keeps its tree from `parsed` (the source notebook's cells)."""
+    known = {(index, text): tree for index, text, tree in parsed}
     return [
-        (cell.index, cell.source, parse_cell(cell.source))
+        (cell.index, cell.source, known.get((cell.index, cell.source)) or parse_cell(cell.source))
         for stage in plan.stages for cell in stage.cells if cell.kind == "code"
     ]
 

@@ -9,7 +9,7 @@ and validated; the result is plain data (:class:`Plan`) that :func:`render_text`
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -121,15 +121,17 @@ def plan_notebook(
     traced_cells: frozenset[int] = frozenset(),
     resolve_imports: bool = True,
     library_path: Sequence[str] = (),
+    parsed: Mapping[int, ParsedCell] | None = None,
 ) -> Plan:
     """Split a read and validated notebook into stages (DESIGN §1, rules 1-7).
 
     `traced_cells`: indices of the cells that `freezer build --trace` saw showing widget views
     (rule 5b). `resolve_imports`: import the other packages the notebook builds objects from,
     in a subprocess, to find ipywidgets subclasses; `library_path` goes in front of that
-    subprocess's `sys.path` (e.g. the notebook's directory).
+    subprocess's `sys.path` (e.g. the notebook's directory). `parsed`: code cells the caller
+    already parsed (by cell index), so a long cell is parsed once per build.
     """
-    return _Planner(nb, traced_cells).plan(resolve_imports, tuple(library_path))
+    return _Planner(nb, traced_cells).plan(resolve_imports, tuple(library_path), parsed or {})
 
 
 @dataclass
@@ -180,7 +182,8 @@ class _Planner:
              message: str) -> None:
         self.diagnostics.append(Diagnostic(code, severity, cell, line, message))
 
-    def plan(self, resolve_imports: bool, library_path: tuple[str, ...]) -> Plan:
+    def plan(self, resolve_imports: bool, library_path: tuple[str, ...],
+             given: Mapping[int, ParsedCell]) -> Plan:
         kept: dict[int, tuple[str, ...]] = {}
         parsed: dict[int, ParsedCell] = {}
         for index, cell in enumerate(self.cells):
@@ -190,7 +193,7 @@ class _Planner:
                 continue
             kept[index] = tags
             if cell.cell_type == "code":
-                parsed[index] = parse_cell(_source(cell))
+                parsed[index] = given.get(index) or parse_cell(_source(cell))
         library: frozenset[tuple[str, str]] = frozenset()
         if resolve_imports:
             candidates, where = library_candidates(parsed.items())

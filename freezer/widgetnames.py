@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 
 from freezer import libwidgets
 from freezer.facts import Scope, WidgetKind, WidgetValue
-from freezer.showing import copied_collection
+from freezer.showing import held_names
 from freezer.syntax import BUILTIN_NAMES, ParsedCell, dotted, evaluated_calls
 
 CALLBACK_FUNCTIONS = frozenset({"interact", "interact_manual", "interactive", "interactive_output"})
@@ -125,12 +125,6 @@ def widget_value(scope: Scope, node: ast.expr | None,
     if isinstance(node, ast.Starred):
         return widget_value(scope, node.value, canon)
     found: list[WidgetValue] = []
-    parts: list[ast.expr | None] = []
-    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
-        parts = [node.left, node.right]  # `opts + [b]`
-    elif copied_collection(node) is not None:
-        parts = [copied_collection(node)]  # `list(opts)`
-    found.extend(w for p in parts for w in [widget_value(scope, p, canon)] if w is not None)
     for call in evaluated_calls(node):
         widget = callee_widget(scope, call.func)
         if widget is None and widget_function(scope, call.func) in ("interact",
@@ -138,10 +132,10 @@ def widget_value(scope: Scope, node: ast.expr | None,
             widget = WidgetValue("widget", True)  # a named interact result (rule 5)
         if widget is not None:
             found.append(widget)
-    if isinstance(node, ast.List | ast.Tuple | ast.Set | ast.Dict):
-        elements = node.values if isinstance(node, ast.Dict) else node.elts
-        found.extend(w for e in elements if e is not None
-                     for w in [widget_value(scope, e, canon)] if w is not None)
+    # Widget names held by a literal, a concatenation or a copy: `[a, *bs]`, `bs + [c]`,
+    # `list(bs)` (the calls inside were counted above, each once).
+    found.extend(w for name in held_names(node) for w in [scope.widgets.get(canon(name))]
+                 if w is not None)
     if not found:
         return None
     kind: WidgetKind = "library" if any(w.kind == "library" for w in found) else "widget"
