@@ -34,6 +34,7 @@ from freezer.facts import (
 )
 from freezer.showing import (
     access_chain,
+    children_of,
     copied_collection,
     held_names,
     is_immutable_literal,
@@ -610,8 +611,9 @@ class _CellWalker:
         return widget_value(self.scope, node, self._canon)
 
     def _contain(self, container: str, value: ast.expr) -> None:
-        if isinstance(value, ast.Name):  # `x = picker`: one widget, two names
-            self.scope.contains.setdefault(self._canon(value.id), set()).add(container)
+        holder = value.id if isinstance(value, ast.Name) else children_of(value)
+        if holder is not None:  # `x = picker`, `out = ui.children[-1]`: shown with it
+            self.scope.contains.setdefault(self._canon(holder), set()).add(container)
         children = self.scope.contains.setdefault(container, set())
         children.update(self._canon(n) for n in literal_names(value))
         for call in evaluated_calls(value):
@@ -625,8 +627,10 @@ class _CellWalker:
                 and node.func.attr in ("values", "items") and not node.args:
             items = node.func.attr == "items"
             node = node.func.value
-        if isinstance(node, ast.Name) and self._canon(node.id) in self.scope.widgets:
-            return self._canon(node.id), items
+        holder = children_of(node)  # `for c in ui.children`: walks the widgets of `ui`
+        name = node.id if isinstance(node, ast.Name) else holder
+        if name is not None and self._canon(name) in self.scope.widgets:
+            return self._canon(name), items
         return None
 
     def _kind(self, name: str) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # freezer.plan re-exports these functions, so it is imported only for types
-    from freezer.plan import Plan
+if TYPE_CHECKING:
+    from freezer.plandata import Plan
 
 
 def render_text(plan: Plan, source_name: str) -> str:

@@ -70,6 +70,16 @@ def lays_out(attributes: list[str]) -> bool:
     return attributes[depth] in ARRANGING_ATTRIBUTES
 
 
+def children_of(node: ast.expr) -> str | None:
+    """`w` of `w.children`, `w.children[k]`, `w.children[k].children`: widgets held by `w`."""
+    if not isinstance(node, ast.Attribute | ast.Subscript):
+        return None
+    root, attributes, _ = access_chain(node)
+    if root is None or not attributes or any(a != "children" for a in attributes):
+        return None
+    return root.id
+
+
 def is_immutable_literal(node: ast.expr) -> bool:
     """A value no widget can change: numbers, strings, None, tuples of them, f-strings."""
     if isinstance(node, ast.Constant | ast.JoinedStr):

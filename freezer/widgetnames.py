@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 
 from freezer import libwidgets
 from freezer.facts import Scope, WidgetKind, WidgetValue
-from freezer.showing import held_names
+from freezer.showing import children_of, held_names
 from freezer.syntax import BUILTIN_NAMES, ParsedCell, dotted, evaluated_calls
 
 CALLBACK_FUNCTIONS = frozenset({"interact", "interact_manual", "interactive", "interactive_output"})
@@ -124,6 +124,9 @@ def widget_value(scope: Scope, node: ast.expr | None,
         return scope.widgets.get(canon(node.id))
     if isinstance(node, ast.Starred):
         return widget_value(scope, node.value, canon)
+    holder = children_of(node)
+    if holder is not None:  # `ui.children[-1]`: one of the widgets `ui` holds
+        return scope.widgets.get(canon(holder))
     found: list[WidgetValue] = []
     for call in evaluated_calls(node):
         widget = callee_widget(scope, call.func)
