@@ -6,21 +6,16 @@ defines matters to the next) and turns each into :class:`CellFacts`: an ordered 
 names, plus what the cell does that cannot work in an app (`input()`, `%pip install`) and the
 `%block` markers it holds. Cells are parsed with `ast` after IPython's input transformation, so
 magics and `!cmd` lines parse; rules 1-3 of DESIGN §1 live here, with widget recognition in
-:mod:`freezer.widgetnames` and call following in :mod:`freezer.calls`.
+:mod:`freezer.widgetnames`, expressions in :mod:`freezer.exprwalker` and call following in
+:mod:`freezer.calls`.
 """
 
 from __future__ import annotations
 
 import ast
 
-from freezer.calls import (
-    COLLECTING_METHODS,
-    QUIET_METHODS,
-    REGISTER_METHODS,
-    call_effects,
-    callback_writes,
-    returns_widget,
-)
+from freezer.calls import returns_widget
+from freezer.exprwalker import ExpressionWalker, stdin_call
 from freezer.facts import (
     Bind,
     CellFacts,
@@ -32,29 +27,21 @@ from freezer.facts import (
     Scope,
     WidgetValue,
 )
+from freezer.showing import is_immutable_literal
 from freezer.syntax import (
-    BLOCK_MAGICS,
     BUILTIN_NAMES,
-    PYTHON_CELL_MAGICS,
     ParsedCell,
     comment_out,
-    dotted,
-    evaluated_calls,
-    has_non_literal,
-    ipython_call,
     is_pip_install,
-    literal_names,
     parse_cell,
     root_name,
     target_names,
 )
 from freezer.widgetnames import (
     CALLBACK_FUNCTIONS,
-    SHOWING_FUNCTIONS,
     callee_widget,
     record_import,
     widget_function,
-    widget_value,
 )
 
 __all__ = [
@@ -97,37 +84,28 @@ class NotebookAnalyzer:
         return facts
 
 
-class _CellWalker:
+class _CellWalker(ExpressionWalker):
     """Walks the top-level code of one cell in execution order, emitting events."""
-
-    def __init__(self, scope: Scope, facts: CellFacts, offset: int) -> None:
-        self.scope = scope
-        self.facts = facts
-        self.offset = offset
-        self.locals: list[set[str]] = []  # comprehension variables, innermost last
-        self.aliases: dict[str, str] = {}  # loop variable -> the widget collection it walks
-        self.deferred: list[ast.AST] = []  # function, lambda and class bodies: they run later
-
     # -- statements ---------------------------------------------------------------------------
 
     def walk(self, tree: ast.Module) -> None:
         body = tree.body
         for n, stmt in enumerate(body):
-            if n == len(body) - 1 and isinstance(stmt, ast.Expr) and self._shows_bare(stmt.value):
-                continue
+            if n == len(body) - 1 and isinstance(stmt, ast.Expr):
+                if self._shows_bare(stmt.value):
+                    continue
+                if self.widget_value(stmt.value) is not None:  # `VBox([t, go])`: shows t, go
+                    self._show_children(stmt.value)
             self.stmt(stmt)
         if "input" not in self.facts.source and "getpass" not in self.facts.source:
             return
         seen = {ln for ln, _, _ in self.facts.stdin}
         for node in self.deferred:
             for sub in ast.walk(node):  # runs later, if at all: a warning, not an error
-                what = _stdin_call(sub)
+                what = stdin_call(sub)
                 if what is not None and self.line(sub) not in seen:
                     seen.add(self.line(sub))
                     self.facts.stdin.append((self.line(sub), False, what))
-
-    def line(self, node: ast.AST) -> int:
-        return getattr(node, "lineno", 1) + self.offset
 
     def stmt(self, node: ast.stmt) -> None:
         if isinstance(node, ast.Import | ast.ImportFrom):
@@ -183,16 +161,6 @@ class _CellWalker:
         for stmt in body:
             self.stmt(stmt)
 
-    def emit(self, event: Event) -> None:
-        self.facts.events.append(event)
-        if isinstance(event, Bind):
-            if event.widget is not None:
-                self.scope.widgets[event.name] = event.widget
-                self.facts.shows_widgets = True
-            else:
-                self.scope.widgets.pop(event.name, None)
-                self.aliases.pop(event.name, None)
-
     def import_(self, node: ast.Import | ast.ImportFrom) -> None:
         for local in record_import(self.scope, node):
             self.emit(Bind(local, self.line(node), None))
@@ -219,17 +187,22 @@ class _CellWalker:
 
     def class_(self, node: ast.ClassDef) -> None:
         self.deferred.append(node)
-        widget_base = False
+        bases: list[WidgetValue] = []
         for base in node.bases:
             self.expr(base)
-            widget_base = widget_base or callee_widget(self.scope, base) is not None
+            base_widget = callee_widget(self.scope, base)
+            if base_widget is not None:
+                bases.append(base_widget)
         for decorator in node.decorator_list:
             self.expr(decorator)
         self.emit(Bind(node.name, self.line(node), None))
-        if widget_base:
-            self.scope.widget_classes[node.name] = WidgetValue("widget", True)
+        if bases:
+            button = any(b.button for b in bases)
+            self.scope.widget_classes[node.name] = WidgetValue("widget", True, button=button)
+            self.scope.notebook_classes.add(node.name)
         else:
             self.scope.widget_classes.pop(node.name, None)
+            self.scope.notebook_classes.discard(node.name)
 
     def assign(self, targets: list[ast.expr], value: ast.expr, node: ast.stmt) -> None:
         self.children(value)
@@ -278,6 +251,10 @@ class _CellWalker:
             if by_call and isinstance(value, ast.Call) and isinstance(value.func, ast.Name):
                 by_call = value.func.id not in BUILTIN_NAMES
             self.emit(Bind(target.id, self.line(node), widget, by_call))
+            if value is not None and is_immutable_literal(value):
+                self.scope.constants.add(target.id)
+            else:
+                self.scope.constants.discard(target.id)
         elif isinstance(target, ast.Tuple | ast.List):
             for elt in target.elts:
                 self.bind_target(elt, None, node)
@@ -306,298 +283,8 @@ class _CellWalker:
             if root not in self.scope.widgets:
                 self.emit(Bind(root, self.line(node), widget))
 
-    # -- expressions --------------------------------------------------------------------------
-
-    def children(self, node: ast.expr) -> None:
-        """`a`, `[a, b, make()]`, `{k: a}`: widget names in literals are held, not read."""
-        if isinstance(node, ast.Name) and self._canon(node.id) in self.scope.widgets:
-            return
-        if isinstance(node, ast.List | ast.Tuple | ast.Set):
-            for elt in node.elts:
-                self.children(elt)
-        elif isinstance(node, ast.Dict):
-            for key in node.keys:
-                if key is not None:
-                    self.expr(key)
-            for value in node.values:
-                self.children(value)
-        elif isinstance(node, ast.Starred):
-            self.children(node.value)
-        else:
-            self.expr(node)
-
-    def expr(self, node: ast.expr) -> None:
-        if isinstance(node, ast.Name):
-            if isinstance(node.ctx, ast.Load) and not any(node.id in s for s in self.locals):
-                name = self._canon(node.id)
-                self.emit(Read(name, self.line(node), self.scope.widgets.get(name)))
-            return
-        if isinstance(node, ast.Call):
-            self.call(node)
-            return
-        if isinstance(node, ast.Lambda):
-            self.deferred.append(node)
-            for default in [*node.args.defaults, *node.args.kw_defaults]:
-                if default is not None:
-                    self.expr(default)
-            return
-        if isinstance(node, ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp):
-            self.comprehension(node)
-            return
-        if isinstance(node, ast.NamedExpr):
-            self.expr(node.value)
-            self.bind_target(node.target, node.value, node)
-            return
-        if isinstance(node, ast.Attribute) and node.attr == "stdin" and dotted(node) == [
-            "sys", "stdin"
-        ]:
-            self.facts.stdin.append((self.line(node), True, "sys.stdin"))
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.expr):
-                self.expr(child)
-            elif isinstance(child, ast.comprehension | ast.keyword):
-                self.expr(child.value if isinstance(child, ast.keyword) else child.iter)
-
-    def comprehension(
-        self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp
-    ) -> None:
-        names: set[str] = set()
-        saved = dict(self.aliases)
-        for gen in node.generators:
-            self.locals.append(names)
-            walked = self._walked_collection(gen.iter)
-            if walked is None:
-                self.expr(gen.iter)
-                names.update(target_names(gen.target, None))
-            else:
-                aliased = target_names(gen.target, walked[1])
-                for name in aliased:
-                    self.aliases[name] = walked[0]
-                names.update(set(target_names(gen.target, None)) - set(aliased))
-            self.locals.pop()
-            self.locals.append(names)
-            for cond in gen.ifs:
-                self.expr(cond)
-            self.locals.pop()
-        self.locals.append(names)
-        if isinstance(node, ast.DictComp):
-            self.expr(node.key)
-            self.expr(node.value)
-        else:
-            self.expr(node.elt)
-        self.locals.pop()
-        self.aliases = saved
-
-    def call(self, node: ast.Call) -> None:
-        self._call(node)
-        func = node.func
-        if isinstance(func, ast.Name) and func.id in self.scope.functions \
-                and not any(func.id in s for s in self.locals):
-            self._run_function(self.scope.functions[func.id], node)
-
-    def _run_function(self, function: NotebookFunction, node: ast.Call) -> None:
-        """A notebook function called from top-level code: its body runs now (rule 3)."""
-        effects = call_effects(function, self.scope.functions, self.widget_value, set())
-        line = self.line(node)
-        for name in effects.reads:
-            name = self._canon(name)
-            self.emit(Read(name, line, self.scope.widgets.get(name), via_call=True))
-        for name, widget in effects.binds:
-            self.emit(Bind(name, line, widget))
-        self.scope.shown.update(effects.shows)
-
-    def _call(self, node: ast.Call) -> None:
-        func = node.func
-        special = ipython_call(node)
-        if special is not None:
-            self._ipython_line(node, *special)
-            return
-        what = _stdin_call(node)
-        if what is not None:
-            self.facts.stdin.append((self.line(node), True, what))
-        parts = dotted(func)
-        if parts is not None and (parts == ["display"] or parts[-1] == "display" and parts[0] in (
-            "IPython", "ipd", "display"
-        ) or len(parts) == 1 and self.scope.from_imports.get(parts[0]) == (
-            "IPython.display", "display"
-        )):
-            self.display(node)
-            return
-        function = widget_function(self.scope, func)
-        if function is not None or callee_widget(self.scope, func) is not None:
-            name = function or (parts[-1] if parts else "")
-            if name in CALLBACK_FUNCTIONS and node.args:
-                self._register_expr(node.args[0], name, node)
-            self.widget_args(node, show=function in SHOWING_FUNCTIONS)
-            if isinstance(func, ast.Attribute):
-                self._receiver(func.value)
-            return
-        if isinstance(func, ast.Attribute):
-            receiver = func.value
-            if func.attr in REGISTER_METHODS:
-                self._receiver(receiver)
-                handler = node.args[0] if node.args else _keyword(node, "handler")
-                if handler is not None:
-                    self._register_expr(handler, func.attr, node)
-                self._args(node, skip=handler)
-                return
-            if func.attr in QUIET_METHODS and isinstance(receiver, ast.Name):
-                self._args(node)
-                return
-            root = root_name(receiver)
-            if func.attr in COLLECTING_METHODS and root is not None:
-                self._receiver(receiver)
-                for arg in [*node.args, *(k.value for k in node.keywords)]:
-                    if self.widget_value(arg) is not None:
-                        self.store(receiver, arg, node)
-                    self.children(arg)
-                return
-        self.expr(func)
-        self._args(node)
-
-    def display(self, node: ast.Call) -> None:
-        for arg in node.args:
-            inner = arg.value if isinstance(arg, ast.Starred) else arg
-            walked = self._walked_collection(inner)
-            if isinstance(inner, ast.Name) or walked is not None:
-                names = literal_names(inner) if walked is None else [walked[0]]
-                self.scope.shown.update(self._canon(n) for n in names)
-                self.facts.shows_widgets = True
-            else:
-                if self.widget_value(inner) is not None:
-                    self._show_children(inner)
-                self.expr(inner)
-        for keyword in node.keywords:
-            self.expr(keyword.value)
-
-    def widget_args(self, node: ast.Call, *, show: bool) -> None:
-        """Arguments of a widget call: widget names in them are children, not reads."""
-        self.facts.shows_widgets = True
-        for arg in [*node.args, *(k.value for k in node.keywords)]:
-            if show:
-                self.scope.shown.update(self._canon(n) for n in literal_names(arg))
-            self.children(arg)
-
-    def _show_children(self, node: ast.expr) -> None:
-        """`display(VBox([a, b]))`: the widgets passed to the shown widget are shown too."""
-        for call in evaluated_calls(node):
-            for arg in [*call.args, *(k.value for k in call.keywords)]:
-                self.scope.shown.update(self._canon(n) for n in literal_names(arg))
-
-    def _args(self, node: ast.Call, skip: ast.expr | None = None) -> None:
-        for arg in node.args:
-            if arg is not skip:
-                self.expr(arg)
-        for keyword in node.keywords:
-            if keyword.value is not skip:
-                self.expr(keyword.value)
-
-    def _receiver(self, node: ast.expr) -> None:
-        """The object a method is called on, when the call does not read it."""
-        if root_name(node) is None:
-            self.expr(node)
-            return
-        while isinstance(node, ast.Attribute | ast.Subscript):
-            if isinstance(node, ast.Subscript):
-                self.expr(node.slice)
-            node = node.value
-
-    def _ipython_line(self, node: ast.Call, kind: str, text: str) -> None:
-        line = self.line(node)
-        if is_pip_install(kind, text):
-            text = f"{kind}{text}" if kind == "!" else f"{kind} {text}"
-            self.facts.pip_lines.append((line, text))
-        elif kind[1:] in BLOCK_MAGICS:
-            names = tuple(w for w in text.split() if w.isidentifier())
-            self.facts.markers.append(Marker(line, kind, names))
-        elif kind[1:] in PYTHON_CELL_MAGICS:  # `%time x = f(y)` runs its argument as code
-            try:
-                tree = ast.parse(text)
-            except (SyntaxError, ValueError):
-                return
-            saved, self.offset = self.offset, line - 1
-            try:
-                self.block(tree.body)
-            finally:
-                self.offset = saved
-
-    # -- widget values ------------------------------------------------------------------------
-
-    def widget_value(self, node: ast.expr | None) -> WidgetValue | None:
-        """Whether evaluating `node` makes widgets (rule 1), with this cell's loop aliases."""
-        return widget_value(self.scope, node, self._canon)
-
-    def _contain(self, container: str, value: ast.expr) -> None:
-        if isinstance(value, ast.Name):  # `x = picker`: one widget, two names
-            self.scope.contains.setdefault(self._canon(value.id), set()).add(container)
-        children = self.scope.contains.setdefault(container, set())
-        children.update(self._canon(n) for n in literal_names(value))
-        for call in evaluated_calls(value):
-            for arg in [*call.args, *(k.value for k in call.keywords)]:
-                children.update(self._canon(n) for n in literal_names(arg))
-
-    def _walked_collection(self, node: ast.expr) -> tuple[str, bool] | None:
-        """`coll`, `coll.values()`, `coll.items()` over a widget collection: (name, items?)."""
-        items = False
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
-                and node.func.attr in ("values", "items") and not node.args:
-            items = node.func.attr == "items"
-            node = node.func.value
-        if isinstance(node, ast.Name) and self._canon(node.id) in self.scope.widgets:
-            return self._canon(node.id), items
-        return None
-
-    def _canon(self, name: str) -> str:
-        return self.aliases.get(name, name)
-
-    def _shows_bare(self, node: ast.expr) -> bool:
-        """The cell's last bare expression: names in it are shown, not read."""
-        names = literal_names(node)
-        if not names or has_non_literal(node):
-            return False
-        for name in names:
-            self.scope.shown.add(self._canon(name))
-        self.facts.shows_widgets = True
-        return True
-
-    # -- callbacks ----------------------------------------------------------------------------
-
-    def _register_expr(self, node: ast.expr, how: str, where: ast.AST) -> None:
-        if isinstance(node, ast.Call) and dotted(node.func) in (["partial"],
-                                                                ["functools", "partial"]):
-            for arg in node.args[1:]:
-                self.expr(arg)
-            if node.args:
-                self._register_expr(node.args[0], how, where)
-            return
-        if isinstance(node, ast.Lambda):
-            self._register(NotebookFunction(node, False), how, where)
-        elif isinstance(node, ast.Name) and node.id in self.scope.functions:
-            self._register(self.scope.functions[node.id], how, where)
-        elif not isinstance(node, ast.Attribute):
-            self.expr(node)
-
-    def _register(self, function: NotebookFunction, how: str, where: ast.AST) -> None:
-        names = callback_writes(function, self.scope.functions, set())
-        if names:
-            self.emit(Register(names, self.line(where), how))
-
-
-def _stdin_call(node: ast.AST) -> str | None:
-    """`input()` or `getpass()` when `node` calls one (they read the kernel's stdin)."""
-    if not isinstance(node, ast.Call):
-        return None
-    parts = dotted(node.func)
-    if parts in (["input"], ["getpass"], ["getpass", "getpass"]):
-        return f"{parts[-1]}()"
-    return None
-
 
 def _pairwise(target: ast.Tuple | ast.List, value: ast.Tuple | ast.List) -> bool:
     """`a, b = x, y`: each target takes the value beside it."""
     starred = any(isinstance(e, ast.Starred) for e in [*target.elts, *value.elts])
     return not starred and len(target.elts) == len(value.elts)
-
-
-def _keyword(node: ast.Call, name: str) -> ast.expr | None:
-    return next((k.value for k in node.keywords if k.arg == name), None)

@@ -9,14 +9,23 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from freezer.emit import check_target, emit_app, missing_includes, resolve_includes
+from freezer.emit import check_target, emit_app
 from freezer.errors import FreezeError, PlanError
+from freezer.includes import (
+    CodeCell,
+    Include,
+    changed_paths,
+    missing_includes,
+    path_states,
+    resolve_includes,
+)
 from freezer.notebook import SourceNotebook, read_notebook
 from freezer.plan import Plan, plan_notebook, render_text, to_json
 from freezer.requirements import Requirements, find_requirements, pip_specs
+from freezer.syntax import parse_cell
 from runtime.manifest import Manifest
 
 EXIT_USAGE = 2
@@ -145,14 +154,19 @@ def _build(args: argparse.Namespace) -> int:
     # Options that cannot work are reported before the (possibly slow) trace.
     includes = resolve_includes(args.include, source.directory)
     check_target(out.absolute(), source, force=args.force)
-    plan = _make_plan(source, args)
+    # What the --trace run creates or changes beside the notebook, the notebook writes itself.
+    parsed = notebook_cells(source)  # each cell parsed once for the whole build
+    before = path_states(parsed, source.directory) if args.trace else {}
+    plan = _make_plan(source, args, parsed)
     raise_errors(plan, source)
-    requirements = notebook_requirements(source, plan)
+    cells = code_cells(plan, parsed)
+    requirements = notebook_requirements(source, plan, cells, includes)
     warnings = [
         *source.warnings,
         *(d.describe(where) for d in plan.diagnostics if d.severity == "warning"),
         *requirements.warnings,
-        *missing_includes(code_cells(plan), source.directory, includes, where=where),
+        *missing_includes(cells, source.directory, includes, where=where,
+                          written=changed_paths(before)),
     ]
     manifest = emit_app(
         source, plan, out, title=args.title, include=args.include, force=args.force,
@@ -177,7 +191,8 @@ def _plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _make_plan(source: SourceNotebook, args: argparse.Namespace) -> Plan:
+def _make_plan(source: SourceNotebook, args: argparse.Namespace,
+               parsed: Sequence[CodeCell] = ()) -> Plan:
     traced: frozenset[int] = frozenset()
     if args.trace:
         from freezer.trace import trace_notebook
@@ -186,7 +201,9 @@ def _make_plan(source: SourceNotebook, args: argparse.Namespace) -> Plan:
             source.nb, cell_timeout=args.trace_timeout, cwd=source.directory,
             where=str(source.path), kernel_name=source.kernel_name,
         )
-    return plan_notebook(source.nb, traced_cells=traced)
+    # Widget libraries beside the notebook (`from mywidgets import Tagger`) import from there.
+    return plan_notebook(source.nb, traced_cells=traced, library_path=[str(source.directory)],
+                         parsed={index: tree for index, _, tree in parsed})
 
 
 def raise_errors(plan: Plan, source: SourceNotebook) -> None:
@@ -200,20 +217,33 @@ def raise_errors(plan: Plan, source: SourceNotebook) -> None:
     raise PlanError(lines)
 
 
-def code_cells(plan: Plan) -> list[tuple[int, str]]:
-    """(index, source) of every code cell the app runs."""
+def code_cells(plan: Plan, parsed: Sequence[CodeCell] = ()) -> list[CodeCell]:
+    """(index, source, parsed) of every code cell the app runs; a cell whose source the app
+    runs unchanged keeps its tree from `parsed` (the source notebook's cells)."""
+    known = {(index, text): tree for index, text, tree in parsed}
     return [
-        (cell.index, cell.source)
+        (cell.index, cell.source, known.get((cell.index, cell.source)) or parse_cell(cell.source))
         for stage in plan.stages for cell in stage.cells if cell.kind == "code"
     ]
 
 
-def notebook_requirements(source: SourceNotebook, plan: Plan) -> Requirements:
+def notebook_cells(source: SourceNotebook) -> list[CodeCell]:
+    """(index, source, parsed) of every code cell of the source notebook."""
+    cells = []
+    for index, cell in enumerate(source.nb.cells):
+        if cell.cell_type == "code":
+            text = "".join(cell.source) if isinstance(cell.source, list) else str(cell.source)
+            cells.append((index, text, parse_cell(text)))
+    return cells
+
+
+def notebook_requirements(source: SourceNotebook, plan: Plan, cells: Sequence[CodeCell],
+                          includes: Sequence[Include] = ()) -> Requirements:
     """requirements.txt of the app: imports of the cells the app runs, and `%pip` installs."""
-    cells = code_cells(plan)
     specs = [spec for _, line in plan.pip_installs for spec in pip_specs(line)]
     return find_requirements(
-        cells, where=str(source.path), directory=source.directory, pip_installs=specs
+        cells, where=str(source.path), directory=source.directory, pip_installs=specs,
+        includes=includes,
     )
 
 

@@ -10,23 +10,22 @@ that is not a Freezer app is only replaced with ``force=True``.
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from freezer import __version__
-from freezer.errors import IncludeError, OutputError
+from freezer.errors import OutputError
+from freezer.includes import Include, resolve_includes
 from freezer.notebook import SourceNotebook, kernelspec
 from freezer.plan import Plan
-from freezer.requirements import REQUIREMENTS_NAME, Requirements, transform_cell
+from freezer.requirements import REQUIREMENTS_NAME, Requirements
 from runtime import manifest as mf
 
 BOOTSTRAP_SOURCE = "from runtime import runner\nrunner.show()"
@@ -39,14 +38,6 @@ KEPT_GLOBS = (
 )
 # Never copied by --include: editor and interpreter leftovers.
 _INCLUDE_IGNORE = (".ipynb_checkpoints", "__pycache__", ".git")
-
-
-@dataclass(frozen=True)
-class Include:
-    """One ``--include`` path: where it is, and where it goes under ``files/``."""
-
-    source: Path  # absolute
-    relative: Path  # relative to the notebook's directory
 
 
 def emit_app(
@@ -120,6 +111,7 @@ def build_manifest(source: SourceNotebook, plan: Plan, *, title: str | None = No
             waits_on=() if stage.ends_with is None else tuple(stage.ends_with.waits_on),
             collect=tuple(stage.collect),
             warm=bool(stage.warm),
+            gate=None if stage.ends_with is None else stage.ends_with.gate,
         )
         for stage in plan.stages
     )
@@ -160,69 +152,6 @@ def write_app_notebook(manifest: mf.Manifest, path: Path) -> None:
     """Write :func:`app_notebook` to `path`."""
     text = json.dumps(app_notebook(manifest), indent=1, ensure_ascii=False)
     path.write_text(text + "\n", encoding="utf-8")
-
-
-def resolve_includes(
-    paths: Sequence[str | os.PathLike[str]], notebook_dir: Path
-) -> list[Include]:
-    """Check each ``--include`` path exists beside or below the notebook."""
-    includes = []
-    for given in paths:
-        path = Path(given).resolve()
-        if not path.exists():
-            raise IncludeError(f"--include {given}: no such file or directory")
-        if not (path.is_file() or path.is_dir()):
-            raise IncludeError(f"--include {given}: not a regular file or directory")
-        try:
-            relative = path.relative_to(notebook_dir)
-        except ValueError:
-            raise IncludeError(
-                f"--include {given}: outside the notebook's directory {notebook_dir}; the app "
-                "reads files by the notebook's relative paths, so include files beside or "
-                "below the notebook"
-            ) from None
-        includes.append(Include(source=path, relative=relative))
-    return includes
-
-
-def missing_includes(
-    cells: Sequence[tuple[int, str]], notebook_dir: Path, includes: Sequence[Include],
-    *, where: str,
-) -> list[str]:
-    """Warnings for string literals in `cells` naming a path beside the notebook not included.
-
-    The app runs the cells in ``files/``; a data file that is not shipped is a crash there.
-    """
-    shipped = [item.source for item in includes]
-    warnings: list[str] = []
-    seen: set[Path] = set()
-    for index, source in cells:
-        try:
-            tree = ast.parse(transform_cell(source))
-        except Exception:  # the plan reports cells that do not parse
-            continue
-        for node in ast.walk(tree):
-            if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
-                continue
-            text = node.value
-            if not text or len(text) > 255 or "\n" in text or Path(text).is_absolute():
-                continue
-            try:
-                path = (notebook_dir / text).resolve()
-                exists = path.exists()
-            except (OSError, ValueError):
-                continue
-            if not exists or path == notebook_dir or notebook_dir not in path.parents:
-                continue
-            if path in seen or any(s == path or s in path.parents for s in shipped):
-                continue
-            seen.add(path)
-            warnings.append(
-                f"{where}: cell {index + 1}, line {node.lineno}: warning missing-include: "
-                f"{text!r} is beside the notebook but not in the app; build with "
-                f"--include {text}"
-            )
-    return warnings
 
 
 def copy_includes(includes: Sequence[Include], files_dir: Path, *, skip: Path) -> None:

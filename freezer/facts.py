@@ -22,6 +22,7 @@ class WidgetValue:
 
     kind: WidgetKind
     input: bool  # a person sets its state (else display-only: never pending)
+    button: bool = False  # an ipywidgets Button (what `%blockrun NAME` needs, rule 5c)
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Read:
     line: int
     widget: WidgetValue | None = None  # what `name` held at that point, if widgets
     via_call: bool = False  # in the body of a notebook function the cell calls
+    shown: bool = False  # shown (bare last expression, display()): a read of data (rule 4b)
 
 
 @dataclass(frozen=True)
@@ -46,11 +48,13 @@ class Bind:
 
 @dataclass(frozen=True)
 class Register:
-    """The cell registers a callback that writes these globals (rule 2)."""
+    """The cell registers a callback that writes these globals (rule 2), or hands these
+    globals to a widget that may change them (rule 4b: `Tagger(labels)`)."""
 
     names: tuple[str, ...]
     line: int
-    how: str  # "on_click", "observe", "interact", ...
+    how: str  # "on_click", "observe", "interact", ...; the widget class when handed over
+    handed: bool = False  # data handed to a widget constructor, not a callback's writes
 
 
 Event = Read | Bind | Register
@@ -63,6 +67,7 @@ class Marker:
     line: int
     magic: str
     names: tuple[str, ...]
+    kinds: tuple[str, ...] = ()  # per name: "button", "widget", "function" or "unknown"
 
 
 @dataclass
@@ -107,6 +112,7 @@ class Scope:
 
     widget_modules: set[str] = field(default_factory=set)  # names of ipywidgets modules
     widget_classes: dict[str, WidgetValue] = field(default_factory=dict)
+    notebook_classes: set[str] = field(default_factory=set)  # widget classes it defines
     widget_functions: dict[str, str] = field(default_factory=dict)  # local -> ipywidgets name
     modules: dict[str, str] = field(default_factory=dict)  # local name -> module path
     from_imports: dict[str, tuple[str, str]] = field(default_factory=dict)  # -> (module, attr)
@@ -114,6 +120,7 @@ class Scope:
     functions: dict[str, NotebookFunction] = field(default_factory=dict)
     library_widgets: frozenset[tuple[str, str]] = frozenset()
     widgets: dict[str, WidgetValue] = field(default_factory=dict)  # current widget names
+    constants: set[str] = field(default_factory=set)  # names bound to immutable literals
     shown: set[str] = field(default_factory=set)  # names displayed directly
     contains: dict[str, set[str]] = field(default_factory=dict)  # container -> child names
 

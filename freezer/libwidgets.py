@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 INPUT_CLASSES = frozenset({
     "BoundedFloatText", "BoundedIntText", "Checkbox", "ColorPicker", "ColorsInput", "Combobox",
@@ -65,7 +65,7 @@ out = os.fdopen(os.dup(1), "w")
 os.dup2(2, 1)  # whatever the libraries print goes to stderr, not into the answers
 import ipywidgets
 for module, qualnames in request["modules"]:
-    answer = {"module": module, "widgets": [], "error": None}
+    answer = {"module": module, "widgets": [], "frontends": {}, "error": None}
     try:
         importlib.import_module(module)
         for qualname in qualnames:
@@ -80,6 +80,10 @@ for module, qualnames in request["modules"]:
                 obj = getattr(obj, part, None)
             if isinstance(obj, type) and issubclass(obj, ipywidgets.DOMWidget):
                 answer["widgets"].append(qualname)
+                trait = obj.class_traits().get("_model_module")
+                frontend = getattr(trait, "default_value", None)
+                if isinstance(frontend, str):
+                    answer["frontends"][qualname] = frontend
     except BaseException as exc:
         answer["error"] = f"{type(exc).__name__}: {exc}"
     out.write(MARK + json.dumps(answer) + "\n")
@@ -93,12 +97,14 @@ class Resolution:
 
     widgets: frozenset[tuple[str, str]]  # (module, qualname) pairs that are widget classes
     failures: tuple[tuple[str, str], ...]  # (module, why it could not be imported)
+    frontends: tuple[tuple[str, str, str], ...] = ()  # (module, qualname, its _model_module)
 
 
 @dataclass
 class _ModuleAnswer:
     checked: dict[str, bool]
     error: str | None = None
+    frontends: dict[str, str] = field(default_factory=dict)
 
 
 _cache: dict[tuple[tuple[str, ...], str], _ModuleAnswer] = {}
@@ -137,8 +143,9 @@ def resolve_widget_classes(
         for module, qualnames in todo:
             answer = _cache.setdefault((key_path, module), _ModuleAnswer({}))
             if module in done:
-                found, error = done[module]
+                found, models, error = done[module]
                 answer.checked.update({q: q in found for q in qualnames})
+                answer.frontends.update(models)
                 answer.error = error
         remaining = [(m, q) for m, q in todo if m not in done]
         if remaining:  # the first unanswered module hung or killed the process: blame it
@@ -147,20 +154,23 @@ def resolve_widget_classes(
         todo = remaining
     widgets: set[tuple[str, str]] = set()
     failures: list[tuple[str, str]] = []
+    frontends: list[tuple[str, str, str]] = []
     for module, qualname in pairs:
         answer = _cache.get((key_path, module))
         if answer is None:
             continue
         if answer.checked.get(qualname):
             widgets.add((module, qualname))
+            if qualname in answer.frontends:
+                frontends.append((module, qualname, answer.frontends[qualname]))
         if answer.error is not None and (module, answer.error) not in failures:
             failures.append((module, answer.error))
-    return Resolution(frozenset(widgets), tuple(failures))
+    return Resolution(frozenset(widgets), tuple(failures), tuple(frontends))
 
 
 def _run_resolver(
     todo: list[tuple[str, list[str]]], path: tuple[str, ...], timeout: float
-) -> tuple[dict[str, tuple[set[str], str | None]], str]:
+) -> tuple[dict[str, tuple[set[str], dict[str, str], str | None]], str]:
     """One subprocess over `todo`: the answers it gave, and how it ended if it ended early."""
     request = json.dumps({"modules": todo, "path": list(path)})
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", MPLBACKEND="Agg")
@@ -176,9 +186,10 @@ def _run_resolver(
         proc.kill()
         out, _ = proc.communicate()
         ending = f"import did not finish within {timeout:g} s"
-    done: dict[str, tuple[set[str], str | None]] = {}
+    done: dict[str, tuple[set[str], dict[str, str], str | None]] = {}
     for line in out.splitlines():
         if line.startswith(_MARK):
             answer = json.loads(line[len(_MARK):])
-            done[answer["module"]] = (set(answer["widgets"]), answer["error"])
+            done[answer["module"]] = (set(answer["widgets"]), answer["frontends"],
+                                      answer["error"])
     return done, ending

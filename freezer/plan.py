@@ -8,97 +8,38 @@ and validated; the result is plain data (:class:`Plan`) that :func:`render_text`
 
 from __future__ import annotations
 
-import ast
 import difflib
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import nbformat
 
 from freezer.analysis import NotebookAnalyzer
 from freezer.facts import Bind, CellFacts, Read
+from freezer.frontends import frontend_problem, installed_extensions, serving_base_major
 from freezer.libwidgets import resolve_widget_classes
+from freezer.parameters import read_parameters
+from freezer.plandata import (
+    Boundary,
+    Diagnostic,
+    Method,
+    Plan,
+    PlanCell,
+    PlanStage,
+    Severity,
+    markdown_heading,
+)
 from freezer.render import render_text as render_text  # re-exported: callers import from here
 from freezer.render import to_json as to_json
 from freezer.syntax import ParsedCell, parse_cell
 from freezer.widgetnames import library_candidates
 from runtime.manifest import Parameter, WaitKind, WaitsOn
 
-Severity = Literal["warning", "error"]
-Method = Literal["static", "import", "trace", "magic", "tag"]
-"""How a boundary was found: static analysis, an imported library widget class, the --trace run,
-an ipython_blocking marker magic, or a `freeze:break` tag."""
-
-
-@dataclass(frozen=True)
-class Diagnostic:
-    """A warning or error about one place in the notebook."""
-
-    code: str
-    severity: Severity
-    cell: int | None  # 0-based index into nb.cells (all cell types); shown 1-based
-    line: int | None  # 1-based line within the cell source
-    message: str
-
-    def describe(self, source_name: str) -> str:
-        """One line for people: `nb.ipynb: cell 4, line 2: warning same-cell-read: ...`."""
-        where = source_name
-        if self.cell is not None:
-            where += f": cell {self.cell + 1}"
-            if self.line is not None:
-                where += f", line {self.line}"
-        return f"{where}: {self.severity} {self.code}: {self.message}"
-
-
-@dataclass(frozen=True)
-class Boundary:
-    """The point between two stages where the app waits for the person (Next)."""
-
-    before_cell: int  # 0-based index of the first cell of the next stage
-    waits_on: tuple[WaitsOn, ...]
-    method: Method
-    reason: str  # for people, 1-based: "cell 5 reads picker (widget, bound in cell 3)"
-
-
-@dataclass(frozen=True)
-class PlanCell:
-    """One cell of the app, as it runs there."""
-
-    index: int  # 0-based index in the source notebook
-    id: str  # the nbformat cell id, or "cell-<index>" when absent
-    kind: Literal["code", "markdown"]
-    source: str  # as it runs in the app: `%pip install` and `%block` lines commented out
-    tags: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class PlanStage:
-    """Consecutive cells that run without waiting for a person."""
-
-    index: int
-    title: str  # the first markdown heading of the stage, else "Step N" (1-based)
-    cells: tuple[PlanCell, ...]
-    ends_with: Boundary | None  # None for the last stage
-    collect: tuple[str, ...]  # names from the collect:NAME tags of the stage's cells
-    warm: bool  # the stage has code cells and every one is tagged freeze:warm
-
-
-@dataclass(frozen=True)
-class Plan:
-    """How a notebook splits into stages, with everything found on the way."""
-
-    stages: tuple[PlanStage, ...]
-    diagnostics: tuple[Diagnostic, ...]
-    parameters: tuple[Parameter, ...]
-    pip_installs: tuple[tuple[int, str], ...]  # (cell index, the %pip line)
-    skipped_cells: tuple[int, ...]  # freeze:skip, raw cells, %block marker cells
-
-    @property
-    def has_errors(self) -> bool:
-        """Whether any diagnostic is an error (the app must not be built)."""
-        return any(d.severity == "error" for d in self.diagnostics)
-
+__all__ = [  # the plan's data lives in freezer.plandata; callers import it from here
+    "Boundary", "Diagnostic", "Plan", "PlanCell", "PlanStage", "markdown_heading",
+    "plan_notebook", "render_text", "to_json",
+]
 
 FREEZE_TAGS = frozenset({"freeze:break", "freeze:join", "freeze:skip", "freeze:warm", "parameters"})
 FOREIGN_TAGS = frozenset({
@@ -111,7 +52,6 @@ _METHODS: dict[WaitKind, Method] = {
     "widget": "static", "callback": "static", "library": "import", "traced": "trace",
     "marker": "magic", "tag": "tag",
 }
-_PARAMETER_TYPES = ("bool", "int", "float", "str", "list", "dict", "NoneType")
 
 
 def plan_notebook(
@@ -120,22 +60,33 @@ def plan_notebook(
     traced_cells: frozenset[int] = frozenset(),
     resolve_imports: bool = True,
     library_path: Sequence[str] = (),
+    parsed: Mapping[int, ParsedCell] | None = None,
 ) -> Plan:
     """Split a read and validated notebook into stages (DESIGN §1, rules 1-7).
 
     `traced_cells`: indices of the cells that `freezer build --trace` saw showing widget views
     (rule 5b). `resolve_imports`: import the other packages the notebook builds objects from,
     in a subprocess, to find ipywidgets subclasses; `library_path` goes in front of that
-    subprocess's `sys.path` (e.g. the notebook's directory).
+    subprocess's `sys.path` (e.g. the notebook's directory). `parsed`: code cells the caller
+    already parsed (by cell index), so a long cell is parsed once per build.
     """
-    return _Planner(nb, traced_cells).plan(resolve_imports, tuple(library_path))
+    return _Planner(nb, traced_cells).plan(resolve_imports, tuple(library_path), parsed or {})
 
 
 @dataclass
 class _Pending:
     kind: WaitKind
     cell: int
-    how: str = ""
+    how: str = ""  # how a callback was registered, or the widget class data was handed to
+    handed: bool = False
+
+
+@dataclass(frozen=True)
+class _Marker:
+    cell: int
+    magic: str  # the last marker magic of the cell
+    names: tuple[str, ...]
+    gate: str | None  # the button of a `%blockrun NAME`
 
 
 @dataclass
@@ -155,7 +106,8 @@ class _Planner:
         self.stages: list[_Stage] = [_Stage()]
         self.markdown: list[PlanCell] = []  # waiting for the next code cell (rule 7)
         self.pending: dict[str, _Pending] = {}
-        self.marker: tuple[int, str, tuple[str, ...]] | None = None  # cell, magic, names
+        self.carried: dict[str, _Pending] = {}  # pending at the last boundary (rule 4c)
+        self.marker: _Marker | None = None
         self.bound_in: dict[str, int] = {}
         self.skipped: list[int] = []
         self.pip: list[tuple[int, str]] = []
@@ -169,7 +121,8 @@ class _Planner:
              message: str) -> None:
         self.diagnostics.append(Diagnostic(code, severity, cell, line, message))
 
-    def plan(self, resolve_imports: bool, library_path: tuple[str, ...]) -> Plan:
+    def plan(self, resolve_imports: bool, library_path: tuple[str, ...],
+             given: Mapping[int, ParsedCell]) -> Plan:
         kept: dict[int, tuple[str, ...]] = {}
         parsed: dict[int, ParsedCell] = {}
         for index, cell in enumerate(self.cells):
@@ -179,7 +132,7 @@ class _Planner:
                 continue
             kept[index] = tags
             if cell.cell_type == "code":
-                parsed[index] = parse_cell(_source(cell))
+                parsed[index] = given.get(index) or parse_cell(_source(cell))
         library: frozenset[tuple[str, str]] = frozenset()
         if resolve_imports:
             candidates, where = library_candidates(parsed.items())
@@ -191,13 +144,15 @@ class _Planner:
                     self.note("library-import-failed", "warning", cell, line,
                               f"could not import {module} to look for widget classes ({why}); "
                               "its objects count as plain values")
+                self.check_frontends(found.frontends, where)
         analyzer = NotebookAnalyzer(library)
         for index, tags in kept.items():
             cell = self.cells[index]
             if cell.cell_type == "markdown":
                 self.markdown.append(_plan_cell(index, cell, _source(cell), tags))
             else:
-                self.code_cell(index, tags, analyzer.analyze(index, _source(cell), parsed[index]))
+                facts = analyzer.analyze(index, _source(cell), parsed[index])
+                self.code_cell(index, tags, facts, parsed[index])
         self.stages[-1].cells.extend(self.markdown)
         analyzer.scope.shown.update(self.shown)
         self.check_widget_reads(analyzer.scope.shown_names())
@@ -211,6 +166,21 @@ class _Planner:
             pip_installs=tuple(self.pip),
             skipped_cells=tuple(self.skipped),
         )
+
+    def check_frontends(self, frontends: Sequence[tuple[str, str, str]],
+                        where: dict[str, tuple[int, int]]) -> None:
+        """Library widgets whose JavaScript front-end the page cannot load (rule 5b)."""
+        if not frontends:
+            return
+        extensions, base_major = installed_extensions(), serving_base_major()
+        for module, qualname, frontend in frontends:
+            problem = frontend_problem(frontend, extensions, base_major)
+            if problem is not None:
+                cell, line = where.get(module, (None, None))
+                self.note("widget-frontend-missing", "warning", cell, line,
+                          f"{module}.{qualname}: {problem}, so the page shows only \"Click to "
+                          "show javascript error\" where it should be; install the package's "
+                          "JupyterLab extension (for ipywidgets 8) where the app is served")
 
     def check_tags(self, index: int, cell: nbformat.NotebookNode) -> tuple[str, ...]:
         tags = tuple(str(t) for t in cell.get("metadata", {}).get("tags", []) or [])
@@ -237,10 +207,11 @@ class _Planner:
                       "parameters and overrides them: delete it or tag it freeze:skip")
         return tags
 
-    def code_cell(self, index: int, tags: tuple[str, ...], facts: CellFacts) -> None:
+    def code_cell(self, index: int, tags: tuple[str, ...], facts: CellFacts,
+                  parsed: ParsedCell) -> None:
         self.report_facts(index, facts)
         if "parameters" in tags and "freeze:warm" not in tags:
-            self.read_parameters(index, facts)
+            self.read_parameters(index, parsed)
         if facts.marker_only:
             self.skipped.append(index)
             self.set_marker(index, facts)
@@ -252,12 +223,14 @@ class _Planner:
             stage.ends_with = boundary
             stage = _Stage()
             self.stages.append(stage)
-            self.pending.clear()
+            self.carried = self.pending
+            self.pending = {}
         self.marker = None
         stage.cells.extend(self.markdown)
         self.markdown = []
         stage.cells.append(_plan_cell(index, self.cells[index], facts.source, tags))
         stage.has_code = True
+        self.extend_boundary(index, facts)
         self.apply(index, facts)
         self.check_cell_tags(index, tags, facts)
         if facts.markers:
@@ -298,32 +271,57 @@ class _Planner:
         for event in facts.events:
             if isinstance(event, Bind):
                 bound.add(event.name)
-            elif isinstance(event, Read) and event.name in self.pending \
+            elif isinstance(event, Read) and _counts(event, self.pending) \
                     and event.name not in bound and all(w.name != event.name for w in reads):
                 pending = self.pending[event.name]
                 reads.append(WaitsOn(event.name, pending.kind, pending.cell))
-        what = ", ".join(self.describe(w) for w in reads)
+        what = ", ".join(_describe(w, self.pending[w.name]) for w in reads)
         if "freeze:break" in tags:
             reason = f"cell {index + 1} is tagged freeze:break"
             return Boundary(first, tuple(reads), "tag", reason + (f"; it reads {what}" if reads
                                                                    else ""))
         if self.marker is not None:
-            cell, magic, names = self.marker
-            waits = [WaitsOn(n, "marker", self.bound_in.get(n, cell)) for n in names]
-            waits += [w for w in reads if w.name not in names]
-            shown = " ".join([magic, *names])
-            return Boundary(first, tuple(waits), "magic", f"cell {cell + 1} has {shown}")
+            marker = self.marker
+            waits = [WaitsOn(n, "marker", self.bound_in.get(n, marker.cell))
+                     for n in marker.names]
+            extra = [w for w in reads if w.name not in marker.names]
+            waits += extra
+            reason = f"cell {marker.cell + 1} has {' '.join([marker.magic, *marker.names])}"
+            if marker.gate is not None:
+                reason += f"; the run continues through button {marker.gate}"
+            if extra:
+                reason += f"; cell {index + 1} reads " + ", ".join(
+                    _describe(w, self.pending[w.name]) for w in extra)
+            return Boundary(first, tuple(waits), "magic", reason, marker.gate)
         if reads and "freeze:join" not in tags:
             return Boundary(first, tuple(reads), _METHODS[reads[0].kind],
                             f"cell {index + 1} reads {what}")
         return None
 
-    def describe(self, wait: WaitsOn) -> str:
-        pending = self.pending.get(wait.name)
-        if wait.kind == "callback":
-            how = f"{pending.how} " if pending is not None and pending.how else ""
-            return f"{wait.name} (callback, {how}registered in cell {wait.bound_in_cell + 1})"
-        return f"{wait.name} ({wait.kind}, bound in cell {wait.bound_in_cell + 1})"
+    def extend_boundary(self, index: int, facts: CellFacts) -> None:
+        """Rule 4c: the last boundary waits on every name pending there that any cell of this
+        stage reads, not only those its first cell reads."""
+        if not self.carried or len(self.stages) < 2:
+            return
+        previous = self.stages[-2]
+        boundary = previous.ends_with
+        if boundary is None:
+            return
+        named = {w.name for w in boundary.waits_on}
+        added: list[tuple[WaitsOn, _Pending]] = []
+        for event in facts.events:
+            if isinstance(event, Bind):
+                self.carried.pop(event.name, None)
+            elif isinstance(event, Read) and event.name not in named \
+                    and _counts(event, self.carried):
+                pending = self.carried[event.name]
+                named.add(event.name)
+                added.append((WaitsOn(event.name, pending.kind, pending.cell), pending))
+        if added:
+            what = ", ".join(_describe(w, p) for w, p in added)
+            previous.ends_with = replace(
+                boundary, waits_on=boundary.waits_on + tuple(w for w, _ in added),
+                reason=f"{boundary.reason}; cell {index + 1} reads {what}")
 
     def apply(self, index: int, facts: CellFacts) -> None:
         """Replay the cell's events on the pending names (rules 2, 4, 5, 5b)."""
@@ -340,10 +338,11 @@ class _Planner:
                 elif here and pending is not None and pending.kind == "callback" \
                         and event.name not in same_cell:
                     same_cell.add(event.name)
+                    how = (f"handed to widget {pending.how} in this cell" if pending.handed
+                           else "written by a callback registered in this cell")
                     self.note("same-cell-read", "warning", index, event.line,
-                              f"{event.name} is written by a callback registered in this cell "
-                              "and read in it: the person cannot have acted yet; move the read "
-                              "into a later cell")
+                              f"{event.name} is {how} and read in it: the person cannot have "
+                              "acted yet; move the read into a later cell")
             elif isinstance(event, Bind):
                 self.bound_in[event.name] = index
                 if event.widget is not None and event.widget.input:
@@ -352,7 +351,7 @@ class _Planner:
                     self.pending.pop(event.name, None)
             else:
                 for name in event.names:
-                    self.pending[name] = _Pending("callback", index, event.how)
+                    self.pending[name] = _Pending("callback", index, event.how, event.handed)
         if index in self.traced:  # the trace saw this cell's widgets: whatever it holds is shown
             self.shown.update(e.name for e in facts.events if isinstance(e, Bind | Read)
                               and e.widget is not None)
@@ -369,9 +368,26 @@ class _Planner:
                           "cell freeze:break")
 
     def set_marker(self, index: int, facts: CellFacts) -> None:
-        last = facts.markers[-1]
+        """Rule 5c: the stage ends after this cell; `%blockrun NAME` gates it on button NAME."""
+        gate: str | None = None
+        for marker in facts.markers:
+            unknown = [n for n, k in zip(marker.names, marker.kinds, strict=True)
+                       if k == "unknown"]
+            if marker.magic == "%blockrun":
+                if marker.names and marker.kinds[0] == "button":
+                    gate = marker.names[0]
+                else:
+                    what = (f"{marker.names[0]} is not a button bound before it"
+                            if marker.names else "it names no button")
+                    self.note("blockrun-not-button", "warning", index, marker.line,
+                              f"%blockrun continues through a button, but {what}; the app "
+                              "stops here and goes on with Next")
+            elif unknown:
+                self.note("block-unknown-name", "warning", index, marker.line,
+                          f"%block {unknown[0]}: no widget or function {unknown[0]} is bound "
+                          "before it; the app stops here and goes on with Next")
         names = tuple(n for m in facts.markers for n in m.names)
-        self.marker = (index, last.magic, names)
+        self.marker = _Marker(index, facts.markers[-1].magic, names, gate)
 
     def check_cell_tags(self, index: int, tags: tuple[str, ...], facts: CellFacts) -> None:
         if "freeze:warm" in tags:
@@ -395,37 +411,16 @@ class _Planner:
                 self.note("collect-unbound", "warning", index, None,
                           f"collect:{name}: no cell up to this one binds {name}")
 
-    def read_parameters(self, index: int, facts: CellFacts) -> None:
+    def read_parameters(self, index: int, parsed: ParsedCell) -> None:
         if self.parameters_cell is not None:
             self.note("parameters-repeated", "warning", index, None,
                       f"only the first cell tagged parameters (cell {self.parameters_cell + 1}) "
                       "declares per-run parameters")
             return
         self.parameters_cell = index
-        parsed = parse_cell(facts.source)
-        if parsed.tree is None:
-            return
-        for stmt in parsed.tree.body:
-            target, value = _simple_assignment(stmt)
-            if target is None or value is None:
-                continue
-            line = stmt.lineno + parsed.offset
-            try:
-                default = ast.literal_eval(value)
-            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-                self.note("parameter-not-literal", "warning", index, line,
-                          f"parameter {target} needs a literal default (a number, string, "
-                          "bool, None, list or dict); it is not a per-run parameter")
-                continue
-            if isinstance(default, tuple):
-                default = list(default)
-            kind = type(default).__name__
-            if kind not in _PARAMETER_TYPES:
-                self.note("parameter-not-literal", "warning", index, line,
-                          f"parameter {target}: a {kind} default cannot come from a link; "
-                          "use a number, string, bool, None, list or dict")
-                continue
-            self.parameters.append(Parameter(target, default, kind))
+        self.parameters = read_parameters(
+            parsed, lambda code, severity, line, message: self.note(
+                code, severity, index, line, message))
 
     def check_widget_reads(self, shown: set[str]) -> None:
         reported: set[tuple[str, int | None]] = set()
@@ -454,13 +449,22 @@ def _plan_cell(index: int, cell: nbformat.NotebookNode, source: str,
     return PlanCell(index, str(cell.get("id") or f"cell-{index}"), kind, source, tags)
 
 
-def _simple_assignment(stmt: ast.stmt) -> tuple[str | None, ast.expr | None]:
-    if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 \
-            and isinstance(stmt.targets[0], ast.Name):
-        return stmt.targets[0].id, stmt.value
-    if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.value:
-        return stmt.target.id, stmt.value
-    return None, None
+def _counts(event: Read, pending: dict[str, _Pending]) -> bool:
+    """Whether a read of a pending name counts: showing one is a read of data a person
+    changes (callback-written or handed to a widget), not of a widget (rules 3, 4b)."""
+    found = pending.get(event.name)
+    return found is not None and (not event.shown or found.kind == "callback")
+
+
+def _describe(wait: WaitsOn, pending: _Pending) -> str:
+    """`picker (widget, bound in cell 3)`, `labels (handed to widget Tagger in cell 2)`."""
+    where = wait.bound_in_cell + 1
+    if pending.handed:
+        return f"{wait.name} (handed to widget {pending.how} in cell {where})"
+    if wait.kind == "callback":
+        how = f"{pending.how} " if pending.how else ""
+        return f"{wait.name} (callback, {how}registered in cell {where})"
+    return f"{wait.name} ({wait.kind}, bound in cell {where})"
 
 
 def _diagnostic_order(d: Diagnostic) -> tuple[int, int]:
@@ -475,35 +479,3 @@ def _finish(index: int, stage: _Stage) -> PlanStage:
                     if t.startswith(COLLECT_PREFIX) and t[len(COLLECT_PREFIX):].isidentifier())
     warm = bool(code) and all("freeze:warm" in c.tags for c in code)
     return PlanStage(index, title, tuple(stage.cells), stage.ends_with, collect, warm)
-
-
-def markdown_heading(text: str) -> str | None:
-    """The first heading of a Markdown text (ATX `# Title` or setext `Title` / `===`)."""
-    fenced = False
-    previous = ""
-    for raw in text.splitlines():
-        line = raw.strip()
-        if line.startswith(("```", "~~~")):
-            fenced = not fenced
-            previous = ""
-            continue
-        if fenced:
-            continue
-        if line.startswith("#"):
-            hashes = len(line) - len(line.lstrip("#"))
-            rest = line[hashes:]
-            if hashes <= 6 and (not rest or rest[0] in " \t"):
-                title = _plain(rest.strip().rstrip("#").strip())
-                if title:
-                    return title
-        if previous and line and set(line) <= {"="} | {"-"} and len(set(line)) == 1 \
-                and not previous.startswith(("-", "*", ">")):
-            return _plain(previous)
-        previous = line
-    return None
-
-
-def _plain(title: str) -> str:
-    for mark in ("**", "__", "`"):
-        title = title.replace(mark, "")
-    return title.strip()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # freezer.plan re-exports these functions, so it is imported only for types
-    from freezer.plan import Plan
+if TYPE_CHECKING:
+    from freezer.plandata import Plan
 
 
 def render_text(plan: Plan, source_name: str) -> str:
@@ -69,6 +69,7 @@ def to_json(plan: Plan, source_name: str) -> dict[str, Any]:
                     "before_cell": s.ends_with.before_cell,
                     "method": s.ends_with.method,
                     "reason": s.ends_with.reason,
+                    "gate": s.ends_with.gate,
                     "waits_on": [
                         {"name": w.name, "kind": w.kind, "bound_in_cell": w.bound_in_cell}
                         for w in s.ends_with.waits_on

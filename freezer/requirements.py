@@ -20,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 
 from freezer import __version__
+from freezer.includes import CodeCell, Include, is_included
 
 REQUIREMENTS_NAME = "requirements.txt"
 SELF = "freezer"
@@ -46,26 +47,16 @@ def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def transform_cell(source: str) -> str:
-    """Cell source as plain Python (IPython's own transformation of magics and `!cmd`)."""
-    from IPython.core.inputtransformer2 import TransformerManager
-
-    text: str = TransformerManager().transform_cell(source)  # type: ignore[no-untyped-call]
-    return text
-
-
-def imported_modules(cells: Iterable[tuple[int, str]]) -> dict[str, tuple[int, int]]:
+def imported_modules(cells: Iterable[CodeCell]) -> dict[str, tuple[int, int]]:
     """Top-level module names imported anywhere in the cells -> (cell index, line) of the first.
 
     Relative imports are skipped; cells that do not parse are skipped (the plan reports them).
     """
     found: dict[str, tuple[int, int]] = {}
-    for index, source in cells:
-        try:
-            tree = ast.parse(transform_cell(source))
-        except Exception:  # IPython or ast rejects it: a syntax-error diagnostic of the plan
+    for index, _, parsed in cells:
+        if parsed.tree is None:
             continue
-        for node in ast.walk(tree):
+        for node in ast.walk(parsed.tree):
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
@@ -73,7 +64,7 @@ def imported_modules(cells: Iterable[tuple[int, str]]) -> dict[str, tuple[int, i
             else:
                 continue
             for name in names:
-                top, here = name.split(".")[0], (index, node.lineno)
+                top, here = name.split(".")[0], (index, node.lineno + parsed.offset)
                 if top not in found or here < found[top]:
                     found[top] = here
     return found
@@ -118,17 +109,18 @@ def _importable(module: str) -> bool:
 
 
 def find_requirements(
-    cells: Sequence[tuple[int, str]],
+    cells: Sequence[CodeCell],
     *,
     where: str,
     directory: Path,
     pip_installs: Iterable[str] = (),
+    includes: Sequence[Include] = (),
 ) -> Requirements:
-    """Requirements of the code `cells` ((index, source) pairs) of the notebook `where`.
+    """Requirements of the code `cells` of the notebook `where`.
 
-    `directory` is the notebook's directory (to recognise local modules); `pip_installs` are
-    requirement specs the notebook installs itself with `%pip install`, kept when no import
-    already pins them.
+    `directory` is the notebook's directory (to recognise local modules, which need no warning
+    when `includes` ships them); `pip_installs` are requirement specs the notebook installs
+    itself with `%pip install`, kept when no import already pins them.
     """
     by_module = _distributions_by_module()
     pins: dict[str, str] = {canonical(SELF): f"{SELF}=={__version__}"}
@@ -148,7 +140,11 @@ def find_requirements(
             continue
         at = f"{where}: cell {index + 1}, line {line}: warning"
         local = directory / f"{module}.py"
-        if local.is_file() or (directory / module).is_dir():
+        package = directory / module
+        if local.is_file() and is_included(local.resolve(), includes) \
+                or package.is_dir() and is_included(package.resolve(), includes):
+            continue  # shipped with --include: the app imports it from files/
+        if local.is_file() or package.is_dir():
             name = local.name if local.is_file() else module
             warnings.append(
                 f"{at} local-module: {module!r} is a module beside the notebook, not a "

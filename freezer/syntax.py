@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import ast
 import builtins
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from IPython.core.inputtransformer2 import TransformerManager
 
 PYTHON_CELL_MAGICS = frozenset({"time", "timeit", "capture", "prun"})
 BLOCK_MAGICS = frozenset({"block", "blockrun"})
@@ -66,17 +70,78 @@ def _looks_like_ipython(source: str) -> bool:
 
 
 _transformer = None
+WHOLE_CELL_SPECIALS = 8
+"""A cell with at most this many IPython lines is transformed in one piece (see below)."""
+_ESCAPES = ("%", "!", "?", ",", ";", "/")
 
 
 def transform_cell(source: str) -> str:
-    """IPython's transformation of a cell into plain Python (`%magic` -> `get_ipython()...`)."""
+    """IPython's transformation of a cell into plain Python (`%magic` -> `get_ipython()...`).
+
+    IPython re-tokenizes the whole cell after each `%magic`, `!cmd` or `x?` it rewrites, so a
+    long cell with many of them costs cells x magics (and fails past 500 magics). A cell with
+    more than :data:`WHOLE_CELL_SPECIALS` such lines is cut, at the start of top-level
+    statements, into pieces that each end with the statement holding the next special line,
+    and each piece is transformed on its own: the same text, in linear time. (Each rewrite
+    concerns one logical line and keeps the line count, which is what makes this exact.)
+    """
+    manager = _manager()
+    lines = (source if source.endswith("\n") else source + "\n").splitlines(keepends=True)
+    if sum(map(_special, lines)) <= WHOLE_CELL_SPECIALS:
+        text: str = manager.transform_cell(source)
+        return text
+    transforms: list[Callable[[list[str]], list[str]]] = [
+        *manager.cleanup_transforms, *manager.line_transforms]  # type: ignore[list-item]
+    for transform in transforms:
+        lines = transform(lines)
+    out: list[str] = []
+    for start, end in _pieces(lines):
+        out.extend(manager.do_token_transforms(lines[start:end]))  # type: ignore[no-untyped-call]
+    return "".join(out)
+
+
+def _manager() -> TransformerManager:
     global _transformer
     if _transformer is None:
         from IPython.core.inputtransformer2 import TransformerManager
 
         _transformer = TransformerManager()  # type: ignore[no-untyped-call]
-    text: str = _transformer.transform_cell(source)
-    return text
+    return _transformer
+
+
+def _special(line: str) -> bool:
+    """Whether IPython may rewrite this line: an escape first, `= %`/`= !`, or a final `?`."""
+    text = line.strip()
+    return text.startswith(_ESCAPES) or text.endswith("?") or "=" in text and text.split(
+        "=", 1)[1].lstrip().startswith(("%", "!"))
+
+
+def _pieces(lines: list[str]) -> list[tuple[int, int]]:
+    """(start, end) line ranges that cover `lines`, cut before top-level statements, each
+    ending with the first statement after its start that holds a special line."""
+    import tokenize
+
+    from IPython.core.inputtransformer2 import make_tokens_by_line
+
+    skip = {tokenize.INDENT, tokenize.DEDENT, tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT}
+    starts: list[int] = []
+    for tokens in make_tokens_by_line(lines):
+        first = next((t for t in tokens if t.type not in skip), None)
+        if first is not None and first.start[1] == 0 and first.start[0] > 1:
+            starts.append(first.start[0] - 1)
+    pieces: list[tuple[int, int]] = []
+    begin, special = 0, False
+    cuts = iter([*starts, len(lines)])
+    cut = next(cuts)
+    for n, line in enumerate(lines):
+        if n == cut:
+            if special:
+                pieces.append((begin, n))
+                begin, special = n, False
+            cut = next(cuts, len(lines))
+        special = special or _special(line)
+    pieces.append((begin, len(lines)))
+    return pieces
 
 
 def dotted(node: ast.expr) -> list[str] | None:

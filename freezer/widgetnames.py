@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 
 from freezer import libwidgets
 from freezer.facts import Scope, WidgetKind, WidgetValue
+from freezer.showing import children_of, held_names
 from freezer.syntax import BUILTIN_NAMES, ParsedCell, dotted, evaluated_calls
 
 CALLBACK_FUNCTIONS = frozenset({"interact", "interact_manual", "interactive", "interactive_output"})
@@ -21,7 +22,7 @@ SHOWING_FUNCTIONS = frozenset({"interact", "interact_manual"})
 
 def ipywidget_value(name: str) -> WidgetValue:
     """What constructing the ipywidgets class `name` makes."""
-    return WidgetValue("widget", name in libwidgets.INPUT_CLASSES)
+    return WidgetValue("widget", name in libwidgets.INPUT_CLASSES, button=name == "Button")
 
 
 def record_import(scope: Scope, node: ast.Import | ast.ImportFrom) -> list[str]:
@@ -123,6 +124,9 @@ def widget_value(scope: Scope, node: ast.expr | None,
         return scope.widgets.get(canon(node.id))
     if isinstance(node, ast.Starred):
         return widget_value(scope, node.value, canon)
+    holder = children_of(node)
+    if holder is not None:  # `ui.children[-1]`: one of the widgets `ui` holds
+        return scope.widgets.get(canon(holder))
     found: list[WidgetValue] = []
     for call in evaluated_calls(node):
         widget = callee_widget(scope, call.func)
@@ -131,14 +135,15 @@ def widget_value(scope: Scope, node: ast.expr | None,
             widget = WidgetValue("widget", True)  # a named interact result (rule 5)
         if widget is not None:
             found.append(widget)
-    if isinstance(node, ast.List | ast.Tuple | ast.Set | ast.Dict):
-        elements = node.values if isinstance(node, ast.Dict) else node.elts
-        found.extend(w for e in elements if e is not None
-                     for w in [widget_value(scope, e, canon)] if w is not None)
+    # Widget names held by a literal, a concatenation or a copy: `[a, *bs]`, `bs + [c]`,
+    # `list(bs)` (the calls inside were counted above, each once).
+    found.extend(w for name in held_names(node) for w in [scope.widgets.get(canon(name))]
+                 if w is not None)
     if not found:
         return None
     kind: WidgetKind = "library" if any(w.kind == "library" for w in found) else "widget"
-    return WidgetValue(kind, any(w.input for w in found))
+    made = callee_widget(scope, node.func) if isinstance(node, ast.Call) else None
+    return WidgetValue(kind, any(w.input for w in found), button=made is not None and made.button)
 
 
 def library_candidates(

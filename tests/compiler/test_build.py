@@ -415,3 +415,20 @@ def test_data_files_the_notebook_names_but_the_app_lacks_are_warned(
             "--include", str(tmp_path / "model.bin")]
     assert build_main(args) == 0
     assert "missing-include" not in capsys.readouterr().err
+
+
+def test_blockrun_gates_the_stage_in_the_manifest_and_the_plan(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fixture = Path(__file__).resolve().parent / "fixtures" / "blockrun_gate.ipynb"
+    assert build_main([str(fixture), "-o", str(tmp_path / "app")]) == 0
+    assert "the run continues through button go" in capsys.readouterr().out
+    data = json.loads((tmp_path / "app" / "app.json").read_text())
+    assert data["stages"][0]["gate"] == "go"
+    assert [w["name"] for w in data["stages"][0]["waits_on"]] == ["go", "t"]
+    assert "gate" not in data["stages"][1]
+    assert mf.load(tmp_path / "app").stages[0].gate == "go"
+    assert plan_main([str(fixture), "--json"]) == 0
+    ends_with = json.loads(capsys.readouterr().out)["stages"][0]["ends_with"]
+    assert ends_with["gate"] == "go"
+    assert "continues through button go" in ends_with["reason"]

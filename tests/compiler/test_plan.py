@@ -37,6 +37,7 @@ def summary(plan: Plan) -> dict[str, Any]:
             for s in plan.stages if s.ends_with is not None
         ],
         "diagnostics": sorted([[d.code, d.cell, d.line] for d in plan.diagnostics], key=repr),
+        "gates": [s.ends_with.gate for s in plan.stages if s.ends_with is not None],
         "titles": [s.title for s in plan.stages],
         "skipped_cells": list(plan.skipped_cells),
         "parameters": [[p.name, p.default, p.type] for p in plan.parameters],
@@ -125,10 +126,10 @@ def test_json_is_plain_data_with_the_documented_keys() -> None:
     assert set(stage["cells"][0]) == {"index", "id", "kind", "source", "tags"}
     assert stage["ends_with"] == {
         "before_cell": 3, "method": "magic", "reason": "cell 3 has %blockrun dd",
-        "waits_on": [{"name": "dd", "kind": "marker", "bound_in_cell": 1}],
+        "waits_on": [{"name": "dd", "kind": "marker", "bound_in_cell": 1}], "gate": None,
     }
     assert data["stages"][-1]["ends_with"] is None
-    assert data["diagnostics"][0]["code"] == "block-not-last"
+    assert [d["code"] for d in data["diagnostics"]] == ["blockrun-not-button", "block-not-last"]
 
 
 def test_text_lists_every_stage_cell_and_diagnostic() -> None:
