@@ -33,6 +33,7 @@ from queue import Empty
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from jupyter_client.asynchronous.client import AsyncKernelClient
+from jupyter_client.session import new_id
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.services.kernels.handlers import KernelHandler
 from tornado import web
@@ -98,7 +99,19 @@ class ReadyKernelClient(AsyncKernelClient):
     a fixed cost on every page. Here the client is ready as soon as the iopub status of its own
     `kernel_info_request` arrives: the reply proves the shell works, the status that iopub is
     subscribed.
+
+    Each client also gets a session id of its own. jupyter_client hands every client of a
+    kernel manager the manager's session, and the session id is the shell socket's identity:
+    two pages of one run rendered at once (two tabs, a double click, a proxy's retry) had two
+    sockets with one identity, and the kernel's router sent both replies to one of them; the
+    other page waited for its reply forever.
     """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        session = self.session.clone()
+        session.session = new_id()
+        self.session = session
 
     async def wait_for_ready(self, timeout: float | None = None) -> None:
         deadline = time.monotonic() + (60.0 if timeout is None else timeout)
