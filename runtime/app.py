@@ -90,6 +90,7 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
         "cull-idle-timeout": "FreezerApp.cull_idle_timeout",
         "kernel-timeout": "FreezerApp.kernel_timeout",
         "stage-timeout": "FreezerApp.stage_timeout",
+        "kernel-deaths-per-stage": "FreezerApp.kernel_deaths_per_stage",
         "base-url": "FreezerApp.base_url",
         **DEPLOY_ALIASES,
     }
@@ -156,6 +157,13 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
         config=True,
         help="Seconds one stage may run before the kernel is interrupted and the person is told "
         "(the run stays usable; Next retries the stage). Default 0: no limit.",
+    )
+    kernel_deaths_per_stage = Integer(
+        3,
+        config=True,
+        help="Times in a row a run's kernel may die while the same stage runs (the stage ends "
+        "its process: os._exit, a crash, too little memory) before the run is marked failed "
+        "and the person told so. Default 3; 0: never fail a run for it.",
     )
     show_tracebacks = Bool(
         False,
@@ -314,6 +322,7 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
             kernel_timeout=self.kernel_timeout,
             log=self.log,
             stage_timeout=self.stage_timeout,
+            kernel_deaths_per_stage=self.kernel_deaths_per_stage,
         )
 
     def init_web_app(self, settings: dict[str, Any]) -> None:

@@ -46,7 +46,7 @@ from voila.tornado.kernel_websocket_handler import VoilaKernelWebsocketHandler
 from voila.tornado.treehandler import TornadoVoilaTreeHandler
 
 from runtime.errors import RuntimeAppError
-from runtime.kernels import KernelsBusyError, page_kernel
+from runtime.kernels import KernelsBusyError, RunFailedError, page_kernel
 from runtime.replay import RunDivergedError
 from runtime.websocket import BROWSER_MESSAGE_TYPES
 
@@ -210,6 +210,9 @@ class RunPageHandler(TornadoVoilaHandler):  # type: ignore[misc]
             self.show_message(404, "There is no such run of yours.",
                               "Go to your runs to continue one or start a new one.")
             return
+        if run.status == "failed":
+            self.show_failed()
+            return
         if run.status == "diverged":
             self.show_message(409, "This run cannot be restored.",
                               "The notebook no longer rebuilds the same widgets from your "
@@ -229,6 +232,10 @@ class RunPageHandler(TornadoVoilaHandler):  # type: ignore[misc]
             self.show_message(409, "This run cannot be restored.",
                               "The notebook no longer rebuilds the same widgets from your "
                               "saved actions. Your actions are kept; start over to continue.")
+            return
+        except RunFailedError as exc:
+            self.log.error("%s", exc)
+            self.show_failed()
             return
         except RuntimeAppError as exc:
             self.log.error("run %s: no kernel: %s", run.id, exc)
@@ -258,6 +265,13 @@ class RunPageHandler(TornadoVoilaHandler):  # type: ignore[misc]
         finally:
             page_kernel.reset(token)
             live.touch()  # the idle clock starts when the page is complete, not before
+
+    def show_failed(self) -> None:
+        """The page of a run whose stage ended its kernel every time it ran."""
+        self.show_message(409, "This run had to be stopped.",
+                          "One of its steps stopped the app each time it ran, so it cannot "
+                          "continue. Your answers are kept and the app's administrator can see "
+                          "what happened; start over to try again.")
 
     def show_message(self, status: int, headline: str, detail: str) -> None:
         """A plain page with one sentence for the person (details are in the server log)."""
