@@ -16,7 +16,8 @@ point for is here:
   expose (the catch-all page, the file tree, the contents API, kernel REST).
 - :func:`restrict_browser_messages`: the message types Voila allows from the browser, without
   `shutdown_request`.
-- :data:`CDN_STYLESHEET`: the `lab` template's CDN stylesheet links, dropped from the page.
+- :data:`CDN_STYLESHEET`: the `lab` template's CDN stylesheet links, dropped from the page;
+  the page gets Freezer's kernel watch instead (:mod:`runtime.kernel_watch`).
 - :class:`ReadyKernelClient`: the kernel client Voila's executor gets for a page, without
   jupyter_client's fixed 0.2 s wait for a quiet iopub (the run's kernel is already up).
 - :class:`SharedTemplatesExporter` (installed by :func:`share_page_templates`): Voila builds a
@@ -46,6 +47,7 @@ from voila.tornado.kernel_websocket_handler import VoilaKernelWebsocketHandler
 from voila.tornado.treehandler import TornadoVoilaTreeHandler
 
 from runtime.errors import RuntimeAppError
+from runtime.kernel_watch import with_kernel_watch
 from runtime.kernels import KernelsBusyError, RunFailedError, page_kernel
 from runtime.replay import RunDivergedError
 from runtime.websocket import BROWSER_MESSAGE_TYPES
@@ -256,6 +258,8 @@ class RunPageHandler(TornadoVoilaHandler):  # type: ignore[misc]
         try:
             async for html in self.get_generator(path=None):
                 html = CDN_STYLESHEET.sub("", html)
+                if not parts or "<head>" in html:
+                    html = with_kernel_watch(html)
                 parts.append(html)
                 self.write(html)
                 self.flush()
