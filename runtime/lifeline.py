@@ -19,15 +19,17 @@ PR_SET_PDEATHSIG = 1
 
 
 def die_with_parent(parent_pid: int) -> bool:
-    """Have Linux SIGKILL this process when its parent ends; end at once if it already has.
+    """Have Linux SIGKILL this process when its parent, the server `parent_pid`, ends.
 
-    Returns whether the signal is armed (False off Linux, or where `prctl` refuses).
+    Returns whether the signal is armed: not off Linux, not where `prctl` refuses, and not when
+    this process's parent is not the server (a kernelspec whose launcher stays in between; the
+    server ending then is left to ipykernel's poll, as before).
     """
-    if not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux") or os.getppid() != parent_pid:
         return False
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
         return False
-    if os.getppid() != parent_pid:  # the server ended before the signal was armed
+    if os.getppid() != parent_pid:  # the server ended while the signal was being armed
         os._exit(1)
     return True
