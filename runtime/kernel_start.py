@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable
+import logging
+from collections.abc import Awaitable, Callable
+from itertools import count
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -93,3 +95,18 @@ async def while_alive(
                 pending.cancel()
                 with contextlib.suppress(BaseException):
                     await pending
+
+
+async def retry_start(start: Callable[[], Awaitable[T]], log: logging.Logger) -> T:
+    """`start()`, again while its kernel dies before it ever answered, up to
+    :data:`START_ATTEMPTS` times; a kernel that answered and then died is not started again
+    (its warm cells end it: a crash loop)."""
+    for attempt in count(1):
+        try:
+            return await start()
+        except KernelDiedError as exc:
+            if exc.answered or attempt >= START_ATTEMPTS:
+                raise
+            log.warning("%s (start %d of %d; a port taken by another process?): starting "
+                        "another", exc, attempt, START_ATTEMPTS)
+    raise AssertionError("unreachable")

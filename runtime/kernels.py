@@ -36,6 +36,7 @@ from runtime.kernel_start import (
     KernelStartError,
     kernel_process_id,
     process_ended,
+    retry_start,
     while_alive,
 )
 from runtime.listener import KernelListener
@@ -401,15 +402,7 @@ class RunKernels:
         jupyter_client picked for it) is replaced, up to :data:`START_ATTEMPTS` starts; one
         that dies later, in its warm cells, is :class:`KernelStartError` at once.
         """
-        for attempt in count(1):
-            try:
-                return await self._start_prepared_once(app_dir)
-            except KernelDiedError as exc:
-                if exc.answered or attempt >= START_ATTEMPTS:
-                    raise
-                self.log.warning("%s (start %d of %d; a port taken by another process?): "
-                                 "starting another", exc, attempt, START_ATTEMPTS)
-        raise AssertionError("unreachable")
+        return await retry_start(lambda: self._start_prepared_once(app_dir), self.log)
 
     async def _start_prepared_once(self, app_dir: Path) -> LiveKernel:
         env = {**os.environ, "FREEZER_APP_DIR": str(app_dir)}
