@@ -207,6 +207,7 @@ class RunKernels:
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._refilling = False
+        self._stopping = False
         self.culled = 0
         self.outbox = RunnerEventOutbox(store, log)
         self.deaths = StageDeaths(kernel_deaths_per_stage, store, self.outbox, log)
@@ -227,6 +228,7 @@ class RunKernels:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for live in list(self._by_kernel.values()):
             live.listener.stop()
+        self._stopping = True  # kernels ended by the shutdown are not deaths
         await self.manager.shutdown_all(now=True)
         await self.outbox.close()
 
@@ -485,7 +487,7 @@ class RunKernels:
     def on_kernel_died(self, kernel_id: str) -> None:
         """The kernel's process is gone and jupyter_server is removing it."""
         live = self._by_kernel.get(kernel_id)
-        failure = self._count_death(live) if live is not None else None
+        failure = self._count_death(live) if live is not None and not self._stopping else None
         if failure is not None:
             self._spawn(self.deaths.fail_run(failure), f"fail run {failure.run_id}")
 
