@@ -17,6 +17,7 @@ that its run's journal lacks (read from the database after the run).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import random
 import time
@@ -85,13 +86,24 @@ def run_id_of(page: PageSession) -> str | None:
     return parts[-1] if len(parts) >= 2 and parts[-2] == "run" else None
 
 
-async def click_next(page: PageSession, stage: int) -> None:
-    """Click Freezer's enabled Next button and wait for the next stage's widgets."""
-    buttons = [
+def enabled_next(page: PageSession) -> list[str]:
+    """The Next buttons the runner has enabled (it offers one once the stage has run)."""
+    return [
         model_id
         for model_id in page.find_all(model_name="ButtonModel", description="Next")
         if not page.widgets[model_id].get("disabled")
     ]
+
+
+async def click_next(page: PageSession, stage: int) -> None:
+    """Click Freezer's enabled Next button and wait for the next stage's widgets.
+
+    The stage's widgets show while its cells still run; Next is offered (enabled) only when
+    they are done, so wait for it as a person would.
+    """
+    with contextlib.suppress(ClientError):
+        await page.wait_for(lambda p: bool(enabled_next(p)), ACTION_TIMEOUT, "an enabled Next")
+    buttons = enabled_next(page)
     if not buttons:
         shown = page.find_all(model_name="ButtonModel")
         states = [

@@ -101,6 +101,7 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
         "stage-timeout": "FreezerApp.stage_timeout",
         "run-files-dir": "FreezerApp.run_files_dir",
         "run-files-retention": "FreezerApp.run_files_retention",
+        "kernel-deaths-per-stage": "FreezerApp.kernel_deaths_per_stage",
         "base-url": "FreezerApp.base_url",
         **DEPLOY_ALIASES,
     }
@@ -191,6 +192,13 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
         config=True,
         help="Migrate an older database to this Freezer's schema revision at startup "
         "(as `freezer db upgrade APP` does). Default: an older database stops the server.",
+    )
+    kernel_deaths_per_stage = Integer(
+        3,
+        config=True,
+        help="Times in a row a run's kernel may die while the same stage runs (the stage ends "
+        "its process: os._exit, a crash, too little memory) before the run is marked failed "
+        "and the person told so. Default 3; 0: never fail a run for it.",
     )
     show_tracebacks = Bool(
         False,
@@ -372,6 +380,7 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
             log=self.log,
             stage_timeout=self.stage_timeout,
             run_files=self.run_files,
+            kernel_deaths_per_stage=self.kernel_deaths_per_stage,
         )
 
     def init_web_app(self, settings: dict[str, Any]) -> None:

@@ -20,6 +20,7 @@ import os
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from itertools import count
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,10 +29,21 @@ from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelMana
 from tornado import web
 
 from runtime.errors import RuntimeAppError
+from runtime.kernel_deaths import RunFailedError, StageDeaths
+from runtime.kernel_start import (
+    START_ATTEMPTS,
+    KernelDiedError,
+    KernelStartError,
+    kernel_process_id,
+    process_ended,
+    retry_start,
+    while_alive,
+)
 from runtime.listener import KernelListener
 from runtime.manifest import FILES_DIR, MANIFEST_NAME, Manifest, dump
 from runtime.replay import REPLAYED_KINDS, needs_replay, replay_run
 from runtime.runfiles import RUN_DIR_ENV, RunFiles, chdir_code
+from runtime.runner_outbox import RunnerEventOutbox
 
 if TYPE_CHECKING:
     from runtime.journal import Journal
@@ -39,6 +51,11 @@ if TYPE_CHECKING:
 
 page_kernel: ContextVar[str | None] = ContextVar("freezer_page_kernel", default=None)
 """The kernel id the page being rendered must use (set by the run page handler)."""
+
+__all__ = [
+    "KernelStartError", "KernelsBusyError", "LiveKernel", "RunFailedError", "RunKernelManager",
+    "RunKernels", "page_kernel", "prepare_code", "process_ended",
+]
 
 PREPARE_CODE = "from runtime import runner as _freezer_runner\n_freezer_runner.prepare()\n"
 BUSY_RETRY_AFTER = 5
@@ -49,15 +66,13 @@ soon as the stage is ready, failed, or this has passed)."""
 SETTLED_EVENTS = frozenset({"stage_ready", "stage_failed", "finished"})
 
 
-def process_ended(pid: int) -> bool:
-    """Whether process `pid` has ended (gone, or a zombie), by /proc; False where there is none."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return Path("/proc/self").exists()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[:1] in (["Z"], ["X"])
+def prepare_code() -> str:
+    """What a fresh kernel runs first: die with this server (see :mod:`runtime.lifeline`),
+    then `runner.prepare()`."""
+    return (
+        "from runtime import lifeline as _freezer_lifeline\n"
+        f"_freezer_lifeline.die_with_parent({os.getpid()})\n" + PREPARE_CODE
+    )
 
 
 class KernelsBusyError(RuntimeAppError):
@@ -69,10 +84,6 @@ class KernelsBusyError(RuntimeAppError):
             "raise --max-kernels or wait"
         )
         self.retry_after = BUSY_RETRY_AFTER
-
-
-class KernelStartError(RuntimeAppError):
-    """A kernel died before it was ready (its warm cells or the runner failed to load)."""
 
 
 def configure_code(run: Run, show_tracebacks: bool, stage_timeout: float = 0.0) -> str:
@@ -106,6 +117,7 @@ class LiveKernel:
     workdir: Path | None = None  # its own directory until bound, then the run's (runfiles)
     last_used: float = field(default_factory=time.monotonic)
     detached_since: float | None = field(default_factory=time.monotonic)
+    lost: bool = False  # its death was counted (see RunKernels._lost)
 
     def touch(self) -> None:
         """Mark the kernel as just used (restarts the idle clock)."""
@@ -145,6 +157,11 @@ class RunKernelManager(AsyncMappingKernelManager):
             self.runs.on_disconnect(kernel_id)
 
     def remove_kernel(self, kernel_id: str) -> Any:
+        # jupyter_client's restarter (restart_limit 0: no restart) or the page's executor found
+        # the kernel dead, or RunKernels shut it down (then it has forgotten it already)
+        pid = kernel_process_id(self._kernels.get(kernel_id))
+        if self.runs is not None and pid is not None and process_ended(pid):
+            self.runs.on_kernel_died(kernel_id)
         removed = super().remove_kernel(kernel_id)
         if self.runs is not None:
             self.runs.forget(kernel_id)
@@ -171,6 +188,7 @@ class RunKernels:
         log: logging.Logger,
         stage_timeout: float = 0.0,
         run_files: RunFiles | None = None,
+        kernel_deaths_per_stage: int = 3,
     ) -> None:
         self.manager = manager
         self.run_files = run_files
@@ -193,7 +211,10 @@ class RunKernels:
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._refilling = False
+        self._stopping = False
         self.culled = 0
+        self.outbox = RunnerEventOutbox(store, log)
+        self.deaths = StageDeaths(kernel_deaths_per_stage, store, self.outbox, log)
         manager.runs = self
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -211,7 +232,9 @@ class RunKernels:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for live in list(self._by_kernel.values()):
             live.listener.stop()
+        self._stopping = True  # kernels ended by the shutdown are not deaths
         await self.manager.shutdown_all(now=True)
+        await self.outbox.close()
 
     def _spawn(self, coroutine: Any, name: str) -> None:
         task = asyncio.create_task(coroutine, name=name)
@@ -253,8 +276,12 @@ class RunKernels:
     async def kernel_for_run(self, run: Run) -> LiveKernel:
         """The run's live kernel; else a pool or new kernel bound to it, journal replayed.
 
-        Raises :class:`KernelsBusyError` when the cap is reached and no kernel is idle, and
-        :class:`runtime.replay.RunDivergedError` when the journal no longer fits the code.
+        A kernel that dies while it is bound or replayed is replaced by a fresh one (at most
+        :data:`START_ATTEMPTS` kernels per call). Raises :class:`KernelsBusyError` when the cap
+        is reached and no kernel is idle, :class:`runtime.replay.RunDivergedError` when the
+        journal no longer fits the code, :class:`RunFailedError` when the run's stage has now
+        ended its kernel `kernel_deaths_per_stage` times in a row (the run is marked failed),
+        and :class:`KernelStartError` when no kernel could be started.
         """
         lock = self._locks.setdefault(run.id, asyncio.Lock())
         async with lock:
@@ -265,19 +292,39 @@ class RunKernels:
                     return live
                 # died before the restarter noticed (it polls): replay in a fresh kernel
                 self.log.warning("run %s: kernel %s is dead; replaying", run.id, live.kernel_id)
-                await self._shutdown(live)
+                await self._lost(live)
+            app_dir = await self._app_dir_of(run)
             events = await self.store.events(run.id, kinds=REPLAYED_KINDS)
-            live = await self._acquire(await self._app_dir_of(run))
-            try:
-                await self._bind(live, run)
-                if needs_replay(events):
-                    self.log.info("run %s: replaying %d events", run.id, len(events))
-                    await replay_run(live.listener, run.id, events, self.kernel_timeout)
-            except BaseException:
-                await self._shutdown(live)
-                raise
-            live.touch()
-            return live
+            for attempt in count(1):
+                live = await self._acquire(app_dir)
+                try:
+                    await self._bind_and_replay(live, run, events)
+                except KernelDiedError as exc:
+                    self.log.warning("run %s: %s (attempt %d of %d)", run.id, exc, attempt,
+                                     START_ATTEMPTS)
+                    await self._lost(live)
+                    if attempt >= START_ATTEMPTS:
+                        raise
+                    continue
+                except BaseException:
+                    await self._shutdown(live)
+                    raise
+                live.touch()
+                return live
+            raise AssertionError("unreachable")
+
+    async def _bind_and_replay(
+        self, live: LiveKernel, run: Run, events: list[Any]
+    ) -> None:
+        """Bind `live` to `run` and replay its journal, unless the kernel dies meanwhile."""
+        pid = self._pid_of(live)
+        await while_alive(self._bind(live, run), pid, live.kernel_id, "being bound to a run")
+        if needs_replay(events):
+            self.log.info("run %s: replaying %d events", run.id, len(events))
+            await while_alive(
+                replay_run(live.listener, run.id, events, self.kernel_timeout),
+                pid, live.kernel_id, "its run was replayed",
+            )
 
     async def release_run(self, run_id: str) -> None:
         """Shut down the run's kernel, if it has one (the run is being abandoned)."""
@@ -341,16 +388,29 @@ class RunKernels:
             return False
         # jupyter_client has been seen to call a SIGKILLed kernel alive (its process already a
         # zombie) until the restarter's next poll; the process table says otherwise.
-        process = getattr(getattr(kernel, "provisioner", None), "process", None)
-        pid = getattr(process, "pid", None)
-        return not (isinstance(pid, int) and process_ended(pid))
+        pid = kernel_process_id(kernel)
+        return not (pid is not None and process_ended(pid))
+
+    def _pid_of(self, live: LiveKernel) -> int | None:
+        try:
+            return kernel_process_id(self.manager.get_kernel(live.kernel_id))
+        except (KeyError, web.HTTPError):
+            return None
 
     def _is_locked(self, run_id: str | None) -> bool:
         lock = self._locks.get(run_id) if run_id else None
         return lock is not None and lock.locked()
 
     async def _start_prepared(self, app_dir: Path) -> LiveKernel:
-        """Start a kernel for the app in `app_dir`, attach its listener, run `runner.prepare()`."""
+        """Start a kernel for the app in `app_dir`, attach its listener, run `runner.prepare()`.
+
+        A kernel that dies before it ever answered (another process took one of the ports
+        jupyter_client picked for it) is replaced, up to :data:`START_ATTEMPTS` starts; one
+        that dies later, in its warm cells, is :class:`KernelStartError` at once.
+        """
+        return await retry_start(lambda: self._start_prepared_once(app_dir), self.log)
+
+    async def _start_prepared_once(self, app_dir: Path) -> LiveKernel:
         # One string hash seed for every kernel: a set of strings iterates in the same order
         # in a replay as in the person's kernel (see "What replay can and cannot reproduce").
         env = {"PYTHONHASHSEED": "0", **os.environ, "FREEZER_APP_DIR": str(app_dir)}
@@ -378,17 +438,13 @@ class RunKernels:
         )
         live = LiveKernel(kernel_id, listener, workdir=workdir)
         self._by_kernel[kernel_id] = live
+        pid = kernel_process_id(kernel)
         try:
-            await listener.start()
-            await listener.execute(PREPARE_CODE, self.kernel_timeout)
-        except asyncio.CancelledError:
-            # The kernel's death stops its listener, which cancels the pending execute; that
-            # must reach the page as "could not be started", not as an uncaught 500.
-            dead = not await self._is_alive(live)
-            await self._shutdown(live)
-            if dead:
-                raise KernelStartError(f"kernel {kernel_id} died while starting") from None
-            raise
+            # The kernel's death stops its listener, which cancels the pending wait; that must
+            # reach the page as "could not be started", not as an uncaught 500.
+            await while_alive(listener.start(), pid, kernel_id, "starting", answered=False)
+            await while_alive(listener.execute(prepare_code(), self.kernel_timeout), pid,
+                              kernel_id, "running its warm cells")
         except BaseException:
             await self._shutdown(live)
             raise
@@ -439,11 +495,32 @@ class RunKernels:
         run_id = (live.run_id if live else None) or data.get("run_id")
         if not run_id:
             return
-        try:
-            await self.store.record_runner_event(run_id, data)
-        except Exception:
-            self.log.exception("run %s: could not store runner event %r", run_id,
-                               data.get("event"))
+        self.deaths.on_runner_event(run_id, data)
+        await self.outbox.submit(run_id, data)
+
+    # --- kernels that died -------------------------------------------------------------------
+
+    def on_kernel_died(self, kernel_id: str) -> None:
+        """The kernel's process is gone and jupyter_server is removing it."""
+        live = self._by_kernel.get(kernel_id)
+        failure = self._count_death(live) if live is not None and not self._stopping else None
+        if failure is not None:
+            self._spawn(self.deaths.fail_run(failure), f"fail run {failure.run_id}")
+
+    def _count_death(self, live: LiveKernel) -> RunFailedError | None:
+        if live.lost or live.run_id is None:
+            return None
+        live.lost = True  # the restarter and a page can both find the same death
+        return self.deaths.died(live.run_id, live.listener.runner_events)
+
+    async def _lost(self, live: LiveKernel) -> None:
+        """Shut down a run's dead kernel; :class:`RunFailedError` (the run marked failed) when
+        its stage has now ended its kernel too often."""
+        failure = self._count_death(live)
+        await self._shutdown(live)
+        if failure is not None:
+            await self.deaths.fail_run(failure)
+            raise failure
 
     # --- releasing kernels -------------------------------------------------------------------
 

@@ -18,7 +18,8 @@ point for is here:
   URL for relative links, and a sentence for widgets whose front-end is missing.
 - :func:`restrict_browser_messages`: the message types Voila allows from the browser, without
   `shutdown_request`.
-- :data:`CDN_STYLESHEET`: the `lab` template's CDN stylesheet links, dropped from the page.
+- :data:`CDN_STYLESHEET`: the `lab` template's CDN stylesheet links, dropped from the page;
+  the page gets Freezer's kernel watch instead (:mod:`runtime.kernel_watch`).
 - :class:`ReadyKernelClient`: the kernel client Voila's executor gets for a page, without
   jupyter_client's fixed 0.2 s wait for a quiet iopub (the run's kernel is already up).
 - :class:`SharedTemplatesExporter` (installed by :func:`share_page_templates`): Voila builds a
@@ -35,6 +36,7 @@ from queue import Empty
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from jupyter_client.asynchronous.client import AsyncKernelClient
+from jupyter_client.session import new_id
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.services.kernels.handlers import KernelHandler
 from tornado import web
@@ -48,7 +50,8 @@ from voila.tornado.kernel_websocket_handler import VoilaKernelWebsocketHandler
 from voila.tornado.treehandler import TornadoVoilaTreeHandler
 
 from runtime.errors import RuntimeAppError
-from runtime.kernels import KernelsBusyError, page_kernel
+from runtime.kernel_watch import with_kernel_watch
+from runtime.kernels import KernelsBusyError, RunFailedError, page_kernel
 from runtime.page_head import with_page_head
 from runtime.replay import WIDGETS_CHANGED, RunDivergedError
 from runtime.websocket import BROWSER_MESSAGE_TYPES
@@ -105,7 +108,19 @@ class ReadyKernelClient(AsyncKernelClient):
     a fixed cost on every page. Here the client is ready as soon as the iopub status of its own
     `kernel_info_request` arrives: the reply proves the shell works, the status that iopub is
     subscribed.
+
+    Each client also gets a session id of its own. jupyter_client hands every client of a
+    kernel manager the manager's session, and the session id is the shell socket's identity:
+    two pages of one run rendered at once (two tabs, a double click, a proxy's retry) had two
+    sockets with one identity, and the kernel's router sent both replies to one of them; the
+    other page waited for its reply forever.
     """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        session = self.session.clone()
+        session.session = new_id()
+        self.session = session
 
     async def wait_for_ready(self, timeout: float | None = None) -> None:
         deadline = time.monotonic() + (60.0 if timeout is None else timeout)
@@ -204,6 +219,9 @@ class RunPageHandler(TornadoVoilaHandler):  # type: ignore[misc]
             self.show_message(404, "There is no such run of yours.",
                               "Go to your runs to continue one or start a new one.")
             return
+        if run.status == "failed":
+            self.show_failed()
+            return
         if run.status == "diverged":
             recorded = (await app.store.divergences([run.id])).get(run.id, {})
             self.show_message(409, "This run cannot be restored.",
@@ -221,6 +239,10 @@ class RunPageHandler(TornadoVoilaHandler):  # type: ignore[misc]
             self.log.error("%s", exc)
             await app.store.record_divergence(run.id, exc.divergence.to_json())
             self.show_message(409, "This run cannot be restored.", exc.divergence.sentence)
+            return
+        except RunFailedError as exc:
+            self.log.error("%s", exc)
+            self.show_failed()
             return
         except RuntimeAppError as exc:
             self.log.error("run %s: no kernel: %s", run.id, exc)
@@ -244,6 +266,7 @@ class RunPageHandler(TornadoVoilaHandler):  # type: ignore[misc]
                 html = CDN_STYLESHEET.sub("", html)
                 if not headed:
                     html, headed = with_page_head(html)
+                    html = with_kernel_watch(html)
                 parts.append(html)
                 self.write(html)
                 self.flush()
@@ -253,6 +276,13 @@ class RunPageHandler(TornadoVoilaHandler):  # type: ignore[misc]
         finally:
             page_kernel.reset(token)
             live.touch()  # the idle clock starts when the page is complete, not before
+
+    def show_failed(self) -> None:
+        """The page of a run whose stage ended its kernel every time it ran."""
+        self.show_message(409, "This run had to be stopped.",
+                          "One of its steps stopped the app each time it ran, so it cannot "
+                          "continue. Your answers are kept and the app's administrator can see "
+                          "what happened; start over to try again.")
 
     def show_message(self, status: int, headline: str, detail: str) -> None:
         """A plain page with one sentence for the person (details are in the server log)."""
