@@ -189,6 +189,8 @@ SIGN_IN_FAILURES = FailureLimiter(limit=10, window=60.0)
 class LoginHandler(JupyterHandler, IdentityBoundXsrf):
     """`/login`: sign in the way `--auth` says (none: at once; name: a form; token: a token)."""
 
+    sign_in_form = True
+
     def initialize(self, freezer: FreezerApp) -> None:
         self.app = freezer
 

@@ -34,6 +34,12 @@ class IdentityBoundXsrf(web.RequestHandler):
     and calls this one in place of Tornado's.
     """
 
+    sign_in_form = False
+    """True for the sign-in form's handler: its form may have been made before the person had
+    an identity (another tab, an anonymous identity given by the same request), so Tornado's
+    double submit is accepted there as well as the bound token. The worst a forged sign-in can
+    do is sign a browser in under a name the forger chose."""
+
     def bound_xsrf_key(self) -> bytes | None:
         """The raw token of the signed-in person (None: nobody is signed in)."""
         try:
@@ -75,5 +81,9 @@ class IdentityBoundXsrf(web.RequestHandler):
         if not given:
             raise web.HTTPError(403, "'_xsrf' argument missing from POST")
         _, token, _ = self._decode_xsrf_token(given)
-        if not token or not hmac.compare_digest(token, key):
-            raise web.HTTPError(403, "XSRF token not made for this person")
+        if token and hmac.compare_digest(token, key):
+            return
+        if self.sign_in_form:
+            super().check_xsrf_cookie()
+            return
+        raise web.HTTPError(403, "XSRF token not made for this person")

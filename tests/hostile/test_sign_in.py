@@ -248,6 +248,25 @@ async def test_a_forged_xsrf_cookie_and_field_are_refused(
         assert len(await runs_of(app_dir, "bob")) == len(before) + 1
 
 
+async def test_a_sign_in_form_made_before_signing_in_still_signs_in(
+    server: ServerProcess, app_dir: Path
+) -> None:
+    # Two tabs show the sign-in form; the person signs in from the first. The second tab's form
+    # was made before there was an identity (its token is the double-submit cookie's), so it
+    # must still sign in, under the name typed there, not answer 403.
+    async with Person(server.base_url, request_timeout=TIMEOUT) as person:
+        second_tab = await person.get_page("login")
+        assert second_tab.xsrf
+        await person.login(name="cleo")
+        response = await person.fetch("login", method="POST", follow_redirects=False,
+                                      form={"name": "cleo2", "_xsrf": second_tab.xsrf})
+        assert response.code == 302, response.code
+        assert "login" not in response.headers["Location"]
+        started = await person.start()
+        assert "/run/" in started.effective_url
+        assert len(await runs_of(app_dir, "cleo2")) == 1  # the second tab's name signed in
+
+
 async def test_a_start_link_from_another_site_starts_no_run(
     server: ServerProcess, app_dir: Path
 ) -> None:
