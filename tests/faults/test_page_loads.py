@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from urllib.parse import urljoin
 
 import pytest
 
-from runtime.testing import PageSession, Person, ServerProcess
+from runtime.testing import PageSession, Person, ServerProcess, parse_page
 from tests.faults.harness import (
     TIMEOUT,
     act,
@@ -31,8 +32,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 
 async def new_run_id(person: Person) -> str:
-    """`GET /new` without following its redirect: the run exists, no page has loaded it."""
-    response = await person.fetch("new", follow_redirects=False)
+    """Start a run (the start page's form, POST) without following the redirect to its page:
+    the run exists, no page has loaded it."""
+    start = await person.fetch("new")
+    form = parse_page(start.effective_url, start.code, start.body.decode("utf-8"))
+    assert form.start_form is not None and form.start_action is not None
+    response = await person.fetch(urljoin(start.effective_url, form.start_action), method="POST",
+                                  form=form.start_form, follow_redirects=False)
     assert response.code in (302, 303), response.code
     return response.headers["Location"].rstrip("/").rsplit("/", 1)[-1]
 

@@ -63,6 +63,7 @@ def kernel_id_of(page: Page) -> str:
 
 def test_a_page_whose_kernel_died_says_so_and_comes_back(page: Page, server: ServerProcess) -> None:
     page.goto(server.base_url + "new")
+    page.get_by_role("button", name="Start").click()  # starting a run is a POST (XSRF)
     expect(page).to_have_url(re.compile(r"/run/[\w-]+$"))
     value = page.locator(".widget-readout")
     expect(value).to_have_text("5", timeout=TIMEOUT_MS)
@@ -86,6 +87,7 @@ def test_a_stage_that_ends_its_kernel_reloads_to_the_stopped_page(
     server = start_server(write_app(tmp_path / "app", EXITING_STAGES), "--pool-size", "0")
     try:
         page.goto(server.base_url + "new")
+        page.get_by_role("button", name="Start").click()
         expect(page.get_by_text("This run had to be stopped.")).to_be_visible(timeout=TIMEOUT_MS)
     finally:
         server.stop()
