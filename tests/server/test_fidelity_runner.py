@@ -118,6 +118,7 @@ def test_a_later_stage_rebinding_a_name_leaves_its_new_widget_editable(
     server = serve(write_app(tmp_path / "app", REBOUND), "--pool-size", "0")
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(server.base_url)
+    page.get_by_role("button", name="Start").click()  # starting a run is a POST
     first = slider(page, "first")
     move(first, 3, "3")
     page.get_by_role("button", name="Next").click()
@@ -140,6 +141,7 @@ def test_the_blockrun_button_is_the_gate_and_survives_a_restart(
     page.set_default_timeout(TIMEOUT_MS)
     try:
         page.goto(server.base_url)
+        page.get_by_role("button", name="Start").click()  # starting a run is a POST
         name = page.locator(".widget-text input")
         run = page.get_by_role("button", name="Run")
         next_button = page.get_by_role("button", name="Next")
@@ -192,6 +194,7 @@ def test_a_step_that_fails_on_untouched_inputs_asks_for_them(
     server = serve(write_app(tmp_path / "app", EMPTY_SELECTION), "--pool-size", "0")
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(server.base_url)
+    page.get_by_role("button", name="Start").click()  # starting a run is a POST
     select = page.locator(".widget-select-multiple select")
     select.wait_for()
     page.get_by_role("button", name="Next").click()

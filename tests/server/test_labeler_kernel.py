@@ -81,6 +81,7 @@ def test_the_run_is_finished_when_the_person_presses_finish(
     server = serve(app_dir, "--pool-size", "1")
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(server.base_url)
+    page.get_by_role("button", name="Start").click()  # starting a run is a POST
     expect(page).to_have_url(re.compile(r"/run/[\w-]+$"))
     run_id = page.url.rsplit("/", 1)[-1]
     page.locator("button.freezer-next", has_text="Next").click()

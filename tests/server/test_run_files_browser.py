@@ -91,6 +91,7 @@ def test_relative_pictures_of_markdown_and_html_outputs_load(
 ) -> None:
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(server.base_url)
+    page.get_by_role("button", name="Start").click()  # starting a run is a POST
     page.locator("img#cat").wait_for()
     page.wait_for_function(IMAGE_LOADED, arg="pic.png", timeout=TIMEOUT_MS)
     page.wait_for_function(IMAGE_LOADED, arg="i/cat.gif", timeout=TIMEOUT_MS)
@@ -108,6 +109,7 @@ def test_relative_pictures_of_markdown_and_html_outputs_load(
 def test_a_widget_without_its_front_end_is_a_sentence(server: ServerProcess, page: Page) -> None:
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(server.base_url)
+    page.get_by_role("button", name="Start").click()  # starting a run is a POST
     missing = page.get_by_text(
         f"This widget cannot be shown: its front-end, the JavaScript package "
         f"\u201c{MISSING_PACKAGE}\u201d, is not installed on this server."
