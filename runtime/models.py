@@ -21,6 +21,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -168,6 +169,7 @@ class QueueRecord(Base):
     name: Mapped[str] = mapped_column(String(255), primary_key=True)
     batch: Mapped[int] = mapped_column(Integer)
     overlap: Mapped[int] = mapped_column(Integer)
+    lease: Mapped[float] = mapped_column(Float)  # seconds a claim lasts unless renewed
     created_at: Mapped[datetime]
 
 

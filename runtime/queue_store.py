@@ -92,15 +92,20 @@ class QueueCounts:
 class QueueTransactions(Database):
     """The work queue's transactions (a base of :class:`runtime.store.Store`)."""
 
-    async def queue_open(self, name: str, items: Sequence[Any], batch: int, overlap: int) -> int:
+    async def queue_open(
+        self, name: str, items: Sequence[Any], batch: int, overlap: int,
+        lease: float = DEFAULT_LEASE,
+    ) -> int:
         """Create the queue if new and add the items it does not have (never removes one).
 
-        `batch` and `overlap` are the latest opener's. Returns the number of items added.
+        `batch`, `overlap` and `lease` (seconds) are the latest opener's. Returns the number
+        of items added.
         """
         if not name or len(name) > KEY_MAX:
             raise QueueError(f"a queue name must be 1 to {KEY_MAX} characters, not {name!r}")
-        if batch < 1 or overlap < 1:
-            raise QueueError(f"queue {name!r}: batch and overlap must be at least 1")
+        if batch < 1 or overlap < 1 or not lease > 0:
+            raise QueueError(f"queue {name!r}: batch and overlap must be at least 1 and the "
+                             "lease more than 0 s")
         keyed: dict[str, Any] = {}
         for item in items:
             keyed.setdefault(item_key(item), item)
@@ -109,11 +114,12 @@ class QueueTransactions(Database):
             now = self._now()
             self._insert_ignoring_duplicates(
                 session, QueueRecord,
-                [{"name": name, "batch": batch, "overlap": overlap, "created_at": now}],
+                [{"name": name, "batch": batch, "overlap": overlap, "lease": lease,
+                  "created_at": now}],
             )
             session.execute(
                 update(QueueRecord).where(QueueRecord.name == name)
-                .values(batch=batch, overlap=overlap)
+                .values(batch=batch, overlap=overlap, lease=lease)
             )
             known = set(session.scalars(select(QueueItemRecord.key).where(
                 QueueItemRecord.queue == name
@@ -134,8 +140,13 @@ class QueueTransactions(Database):
 
         return await self._transaction(work)
 
-    async def queue_claim(self, name: str, run_id: str, lease: float = DEFAULT_LEASE) -> list[Any]:
-        """This run's batch: its own live claims (renewed), else at most `batch` new ones."""
+    async def queue_claim(
+        self, name: str, run_id: str, lease: float | None = None
+    ) -> list[Any]:
+        """This run's batch: its own live claims (renewed), else at most `batch` new ones.
+
+        A claim lasts `lease` seconds (default: the queue's).
+        """
 
         def work(session: Session) -> list[Any]:
             queue = self._queue(session, name)
@@ -143,7 +154,7 @@ class QueueTransactions(Database):
             if run is None:
                 raise UnknownRunError(run_id)
             now = self._now()
-            expires = now + timedelta(seconds=lease)
+            expires = now + timedelta(seconds=queue.lease if lease is None else lease)
             session.execute(delete(QueueClaimRecord).where(
                 QueueClaimRecord.queue == name, QueueClaimRecord.expires_at <= now
             ))
@@ -217,18 +228,23 @@ class QueueTransactions(Database):
 
         return await self._transaction(work)
 
-    async def queue_renew(self, run_ids: Sequence[str], lease: float = DEFAULT_LEASE) -> int:
-        """Extend the live claims of these runs (pages still connected); returns how many."""
+    async def queue_renew(self, run_ids: Sequence[str]) -> int:
+        """Extend the live claims of these runs (pages still connected) by their queue's lease;
+        returns how many claims were renewed."""
 
         def work(session: Session) -> int:
             now = self._now()
-            result = session.execute(
-                update(QueueClaimRecord)
-                .where(QueueClaimRecord.run_id.in_(list(run_ids)),
-                       QueueClaimRecord.expires_at > now)
-                .values(expires_at=now + timedelta(seconds=lease))
-            )
-            return int(getattr(result, "rowcount", 0) or 0)
+            renewed = 0
+            for name, lease in session.execute(select(QueueRecord.name, QueueRecord.lease)):
+                result = session.execute(
+                    update(QueueClaimRecord)
+                    .where(QueueClaimRecord.queue == name,
+                           QueueClaimRecord.run_id.in_(list(run_ids)),
+                           QueueClaimRecord.expires_at > now)
+                    .values(expires_at=now + timedelta(seconds=lease))
+                )
+                renewed += int(getattr(result, "rowcount", 0) or 0)
+            return renewed
 
         return await self._transaction(work)
 

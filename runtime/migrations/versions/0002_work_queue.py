@@ -35,6 +35,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(255), nullable=False),
         sa.Column("batch", sa.Integer(), nullable=False),
         sa.Column("overlap", sa.Integer(), nullable=False),
+        sa.Column("lease", sa.Float(), nullable=False),
         sa.Column("created_at", utc(), nullable=False),
         sa.PrimaryKeyConstraint("name"),
     )
