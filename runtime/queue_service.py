@@ -24,13 +24,15 @@ from typing import Any
 from runtime.errors import StoreError
 from runtime.listener import KernelListener
 from runtime.models import NewEvent
+from runtime.queue_store import DEFAULT_LEASE
 from runtime.store import Store
 
 QUEUE_EVENTS = {"claim": "queue_claim", "submit": "queue_submit", "skip": "queue_skip"}
 """The journal event kind of each request that changes the queue."""
 CONTROL_TIMEOUT = 10.0
 RENEW_INTERVAL = 60.0
-"""Seconds between lease renewals of the runs whose page is connected (leases are minutes)."""
+"""Most seconds between lease renewals of the runs whose page is connected; a third of the
+shortest lease a queue of this server was opened with, when that is less."""
 
 
 class QueueService:
@@ -39,6 +41,7 @@ class QueueService:
     def __init__(self, store: Store, log: logging.Logger) -> None:
         self.store = store
         self.log = log
+        self.renew_interval = RENEW_INTERVAL
         self._subshells: weakref.WeakKeyDictionary[KernelListener, str] = (
             weakref.WeakKeyDictionary()
         )
@@ -69,10 +72,12 @@ class QueueService:
     async def _carry_out(self, run_id: str, data: dict[str, Any]) -> dict[str, Any]:
         op, name, call = data.get("op"), str(data.get("queue")), data.get("call")
         if op == "open":
+            lease = float(data.get("lease") or DEFAULT_LEASE)
             added = await self.store.queue_open(
                 name, list(data.get("items") or []), int(data["batch"]), int(data["overlap"]),
-                float(data.get("lease") or 600.0),
+                lease,
             )
+            self.renew_interval = min(self.renew_interval, max(lease / 3, 0.1))
             return {"added": added}
         kind = QUEUE_EVENTS.get(str(op))
         if kind is None:
@@ -145,9 +150,9 @@ class QueueService:
             return subshell
 
     async def renew_loop(self, connected_runs: Callable[[], Sequence[str]]) -> None:
-        """Renew the claims of the runs whose page is connected, every RENEW_INTERVAL s."""
+        """Renew the claims of the runs whose page is connected, every `renew_interval` s."""
         while True:
-            await asyncio.sleep(RENEW_INTERVAL)
+            await asyncio.sleep(self.renew_interval)
             runs = list(connected_runs())
             if runs:
                 try:
