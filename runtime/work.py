@@ -21,12 +21,14 @@ count. See `docs/work-queue.md`.
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from runtime.errors import RuntimeAppError
+from runtime.runfiles import RUN_DIR_ENV
 
 REQUEST_EVENT = "queue_request"
 """The `freezer.run` event of a request; the server's answer carries `reply` (its id)."""
@@ -132,6 +134,11 @@ def _server_channel() -> ServerChannel | None:
     active = runner._runner
     comm = None if active is None or active.config is None else active.comm
     if comm is None:
+        if os.environ.get(RUN_DIR_ENV):  # a Freezer server's kernel, not bound to a run yet
+            raise WorkQueueError(
+                "a WorkQueue cannot be made before the person is known: not in a "
+                "`freeze:warm` cell (make it in a later cell)"
+            )
         return None
     channel = _channels.get(id(comm))
     if channel is None or channel.comm is not comm:
