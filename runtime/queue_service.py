@@ -16,6 +16,7 @@ the same items.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import weakref
 from collections.abc import Callable, Sequence
@@ -42,6 +43,7 @@ class QueueService:
         self.store = store
         self.log = log
         self.renew_interval = RENEW_INTERVAL
+        self._interval_shortened = asyncio.Event()
         self._subshells: weakref.WeakKeyDictionary[KernelListener, str] = (
             weakref.WeakKeyDictionary()
         )
@@ -77,7 +79,9 @@ class QueueService:
                 name, list(data.get("items") or []), int(data["batch"]), int(data["overlap"]),
                 lease,
             )
-            self.renew_interval = min(self.renew_interval, max(lease / 3, 0.1))
+            if lease / 3 < self.renew_interval:
+                self.renew_interval = max(lease / 3, 0.1)
+                self._interval_shortened.set()  # the loop's wait was for the longer interval
             return {"added": added}
         kind = QUEUE_EVENTS.get(str(op))
         if kind is None:
@@ -152,7 +156,9 @@ class QueueService:
     async def renew_loop(self, connected_runs: Callable[[], Sequence[str]]) -> None:
         """Renew the claims of the runs whose page is connected, every `renew_interval` s."""
         while True:
-            await asyncio.sleep(self.renew_interval)
+            self._interval_shortened.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._interval_shortened.wait(), self.renew_interval)
             runs = list(connected_runs())
             if runs:
                 try:

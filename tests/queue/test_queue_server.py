@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import sqlite3
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -21,6 +22,7 @@ from tests.faults.harness import (
     TIMEOUT,
     act,
     click_next,
+    eventually,
     has_slider,
     journal,
     kill_hard,
@@ -99,5 +101,53 @@ async def test_two_people_get_disjoint_batches_and_a_replay_gets_the_same_one(
         async with Person(server.base_url) as cy:  # bob's lease still holds 3, 4, 5
             page = await cy.open("")
             await page.wait_for(shows("batch=[6, 7, 8] saved=True"), TIMEOUT, "cy's batch")
+    finally:
+        server.stop()
+
+
+SHORT_LEASE_STAGES = (
+    (
+        "Claim",
+        "import ipywidgets as widgets\n"
+        "from runtime.work import WorkQueue\n"
+        "queue = WorkQueue('short', items=[1, 2], batch=1, overlap=1, lease=0.5)\n"
+        "print(f'batch={queue.claim()}')\n"
+        "label = widgets.IntSlider(value=1, description='label')\n"
+        "label",
+        ("label",),
+    ),
+    ("Done", "print('done')", ()),
+)
+
+
+def expires_at(app_dir: Path, key: str) -> datetime:
+    """When the claim of item `key` ends, from the SQLite file (naive UTC there)."""
+    with contextlib.closing(sqlite3.connect(f"file:{app_dir / 'freezer.db'}?mode=ro",
+                                            uri=True, timeout=30)) as db:
+        row = db.execute("SELECT expires_at FROM queue_claims WHERE key = ?", (key,)).fetchone()
+    if row is None:
+        return datetime.min.replace(tzinfo=timezone.utc)
+    return datetime.fromisoformat(row[0]).replace(tzinfo=timezone.utc)
+
+
+async def test_a_lease_is_renewed_while_the_page_is_connected_and_lapses_after(
+    tmp_path: Path,
+) -> None:
+    app_dir = write_app(tmp_path / "app", SHORT_LEASE_STAGES)
+    server = await asyncio.to_thread(start_server, app_dir, "--pool-size", "0")
+    try:
+        async with Person(server.base_url) as ada:
+            page = await ada.open("")
+            await page.wait_for(shows("batch=[1]"), TIMEOUT, "ada's batch")
+            first = expires_at(app_dir, "1")
+            # renewed past two of its leases while ada's page is connected
+            await eventually(lambda: expires_at(app_dir, "1") > first + timedelta(seconds=1),
+                             "the lease to be renewed")
+        # ada's page is gone: nobody renews, the lease lapses, the item goes back
+        await eventually(lambda: expires_at(app_dir, "1") < datetime.now(timezone.utc),
+                         "the lease to lapse")
+        async with Person(server.base_url) as bob:
+            page = await bob.open("")
+            await page.wait_for(shows("batch=[1]"), TIMEOUT, "bob gets the lapsed item")
     finally:
         server.stop()
