@@ -266,7 +266,8 @@ RUN_FILES_HELP = "where the runs' working directories are (default: runs/ beside
 
 
 def export_main(argv: list[str]) -> int:
-    """`freezer export APP [--db URL] [--format csv|json] [-o FILE] [--files DIR]`."""
+    """`freezer export APP [--db URL] [--format csv|json] [-o FILE] [--files DIR]
+    [--queue NAME]`."""
     parser = argparse.ArgumentParser(
         prog="freezer export", description="Export every run of an app, one row per run."
     )
