@@ -282,6 +282,8 @@ def export_main(argv: list[str]) -> int:
                         "instead: one row per (item, person, answer, time)")
     args = parser.parse_args(argv)
     try:
+        if args.queue and args.files:
+            raise ExportError("--files copies runs' files; it does not go with --queue")
         if args.queue:
             rows = rows_for_command(args.app, args.db, lambda s: queue_rows(s, args.queue))
             text = queue_rows_to_csv(rows) if args.format == "csv" else rows_to_json(rows)
@@ -292,7 +294,7 @@ def export_main(argv: list[str]) -> int:
             write_text(Path(args.output), text)
         else:
             sys.stdout.write(text)
-        if args.files and not args.queue:
+        if args.files:
             run_files = run_files_of(args.app, args.db, args.run_files_dir)
             copied = export_files(run_files, rows, Path(args.files))
             print(f"copied the files of {copied} runs to {args.files}", file=sys.stderr)

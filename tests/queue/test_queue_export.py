@@ -60,6 +60,11 @@ def test_export_queue_writes_one_row_per_item_person_answer_and_time(tmp_path: P
     assert all(r["at"].endswith("+00:00") and r["run_id"] for r in rows)
     as_json = json.loads(export(app_dir, "--queue", "faces", "--format", "json").stdout)
     assert as_json[0]["item"] == "a" and as_json[5]["skipped"] is True
+    both = export(app_dir, "--queue", "faces", "--files", str(tmp_path / "files"))
+    assert both.returncode == 2
+    assert both.stderr.splitlines() == [
+        "freezer export: --files copies runs' files; it does not go with --queue"
+    ]
     missing = export(app_dir, "--queue", "nope")
     assert missing.returncode == 2
     assert missing.stderr.splitlines() == [
