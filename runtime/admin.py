@@ -26,6 +26,7 @@ from tornado.web import HTTPError
 
 from runtime import charts
 from runtime.exporting import rows_to_csv, rows_to_json, stage_position
+from runtime.queue_export import queue_report
 from runtime.store import Store
 from runtime.values import is_media_reference
 
@@ -92,6 +93,7 @@ class AdminPage:
     result_names: list[str] = field(default_factory=list)
     numeric: list[NumericResult] = field(default_factory=list)
     divergences: dict[str, dict[str, Any]] = field(default_factory=dict)  # run id -> where
+    queues: list[dict[str, Any]] = field(default_factory=list)  # runtime.queue_export reports
 
     def diverged_at(self, row: dict[str, Any]) -> str:
         """`step 2 · Label (journal event 7, stage_finished)` for a run replay stopped on."""
@@ -259,6 +261,7 @@ async def load_page(store: Store, title: str) -> AdminPage:
     page.divergences = await store.divergences(
         [row["run_id"] for row in rows if row["status"] == "diverged"]
     )
+    page.queues = [await queue_report(store, name) for name in await store.queue_names()]
     await asyncio.to_thread(draw_charts, page)
     return page
 

@@ -33,12 +33,14 @@ import csv
 import io
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from runtime import manifest as manifest_mod
 from runtime.errors import RuntimeAppError
+from runtime.queue_export import queue_rows, queue_rows_to_csv
+from runtime.queue_store import QueueError
 from runtime.runfiles import RunFiles, prune, run_files_root
 from runtime.schema import SchemaBehindError, SchemaError, upgrade_advice
 from runtime.store import Store
@@ -50,6 +52,7 @@ FIXED_COLUMNS = (
 NESTED_KEYS = ("params", "snapshots", "results")
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 """A text cell starting with one of these is read as a formula by spreadsheet apps."""
+RowReader = Callable[[Store], Awaitable[list[dict[str, Any]]]]
 STORE_COLUMNS = frozenset(FIXED_COLUMNS) - {"user"}
 """Columns whose text the store writes (ids, times, statuses): exported exactly as stored."""
 
@@ -196,8 +199,10 @@ def check_sqlite_exists(url: str) -> None:
             raise ExportError(f"{path}: no database here; has the app been served? (or give --db)")
 
 
-async def load_rows(db_url: str, app: str = "APP", db: str | None = None) -> list[dict[str, Any]]:
-    """Open the store, read every run's export row, close the store."""
+async def load_rows(
+    db_url: str, app: str = "APP", db: str | None = None, read: RowReader | None = None
+) -> list[dict[str, Any]]:
+    """Open the store, read every run's export row (or what `read` reads), close the store."""
     try:
         store = await Store.open(db_url)
     except SchemaBehindError as exc:
@@ -207,7 +212,9 @@ async def load_rows(db_url: str, app: str = "APP", db: str | None = None) -> lis
     except Exception as exc:  # any driver or URL error is one line for the person
         raise ExportError(f"cannot open database {db_url}: {one_line(exc)}") from None
     try:
-        return await store.export_rows()
+        return await (store.export_rows() if read is None else read(store))
+    except QueueError as exc:
+        raise ExportError(str(exc)) from None
     finally:
         await store.close()
 
@@ -218,12 +225,14 @@ def one_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def rows_for_command(app: str, db: str | None) -> list[dict[str, Any]]:
+def rows_for_command(
+    app: str, db: str | None, read: RowReader | None = None
+) -> list[dict[str, Any]]:
     """Check the app directory and database, then read the export rows."""
     app_dir = check_app_dir(app)
     db_url = db or default_db_url(app_dir)
     check_sqlite_exists(db_url)
-    return asyncio.run(load_rows(db_url, app, db))
+    return asyncio.run(load_rows(db_url, app, db, read))
 
 
 def run_files_of(app: str, db: str | None, configured: str | None) -> RunFiles:
@@ -257,7 +266,8 @@ RUN_FILES_HELP = "where the runs' working directories are (default: runs/ beside
 
 
 def export_main(argv: list[str]) -> int:
-    """`freezer export APP [--db URL] [--format csv|json] [-o FILE] [--files DIR]`."""
+    """`freezer export APP [--db URL] [--format csv|json] [-o FILE] [--files DIR]
+    [--queue NAME]`."""
     parser = argparse.ArgumentParser(
         prog="freezer export", description="Export every run of an app, one row per run."
     )
@@ -268,10 +278,18 @@ def export_main(argv: list[str]) -> int:
     parser.add_argument("--files", metavar="DIR",
                         help="also copy each run's working directory to DIR/<run_id>/")
     parser.add_argument("--run-files-dir", help=RUN_FILES_HELP)
+    parser.add_argument("--queue", metavar="NAME", help="export the answers of work queue NAME "
+                        "instead: one row per (item, person, answer, time)")
     args = parser.parse_args(argv)
     try:
-        rows = rows_for_command(args.app, args.db)
-        text = rows_to_csv(rows) if args.format == "csv" else rows_to_json(rows)
+        if args.queue and args.files:
+            raise ExportError("--files copies runs' files; it does not go with --queue")
+        if args.queue:
+            rows = rows_for_command(args.app, args.db, lambda s: queue_rows(s, args.queue))
+            text = queue_rows_to_csv(rows) if args.format == "csv" else rows_to_json(rows)
+        else:
+            rows = rows_for_command(args.app, args.db)
+            text = rows_to_csv(rows) if args.format == "csv" else rows_to_json(rows)
         if args.output:
             write_text(Path(args.output), text)
         else:

@@ -41,6 +41,7 @@ from runtime.kernel_start import (
 )
 from runtime.listener import KernelListener
 from runtime.manifest import FILES_DIR, MANIFEST_NAME, Manifest, dump
+from runtime.queue_service import QueueService
 from runtime.replay import REPLAYED_KINDS, needs_replay, replay_run
 from runtime.runfiles import RUN_DIR_ENV, RunFiles, chdir_code
 from runtime.runner_outbox import RunnerEventOutbox
@@ -215,6 +216,7 @@ class RunKernels:
         self.culled = 0
         self.outbox = RunnerEventOutbox(store, log)
         self.deaths = StageDeaths(kernel_deaths_per_stage, store, self.outbox, log)
+        self.queues = QueueService(store, log)
         manager.runs = self
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -224,6 +226,9 @@ class RunKernels:
         self._refill_pool()
         if self.cull_idle_timeout > 0:
             self._spawn(self._cull_loop(), "culler")
+        self._spawn(self.queues.renew_loop(
+            lambda: [r for r, live in self._by_run.items() if live.connections > 0]
+        ), "work queue leases")
 
     async def stop(self) -> None:
         """Cancel the background tasks and shut every kernel down."""
@@ -437,6 +442,7 @@ class RunKernels:
             self.log,
         )
         live = LiveKernel(kernel_id, listener, workdir=workdir)
+        listener.on_queue_request = lambda data: self.queues.answer(listener, live.run_id, data)
         self._by_kernel[kernel_id] = live
         pid = kernel_process_id(kernel)
         try:

@@ -35,6 +35,7 @@ OUTPUT_TYPES = ("stream", "display_data", "execute_result", "error", "update_dis
 READY_ATTEMPTS = 120
 READY_INTERVAL = 0.5
 
+QUEUE_REQUEST = "queue_request"  # runtime.work's requests on the runner comm (not reports)
 RunnerEventHandler = Callable[[dict[str, Any]], Awaitable[None]]
 RunnerEventFilter = Callable[[dict[str, Any]], dict[str, Any] | None]
 
@@ -85,6 +86,8 @@ class KernelListener:
         self.output_frontend = False
         # replay: what of a runner report reaches `on_runner_event` (None: nothing)
         self.runner_event_filter: RunnerEventFilter | None = None
+        # the work queue's requests (runtime.queue_service), answered, never stored as reports
+        self.on_queue_request: RunnerEventHandler | None = None
         self._outputs: dict[str, OutputWidget] = {}
         self._idle: dict[str, asyncio.Future[None]] = {}
         self._changed = asyncio.Condition()
@@ -337,6 +340,10 @@ class KernelListener:
 
     async def _runner_event(self, data: dict[str, Any]) -> None:
         event = data.get("event")
+        if event == QUEUE_REQUEST:
+            if self.on_queue_request is not None:
+                await self.on_queue_request(data)
+            return
         if event == "stage_started":
             self.stage_running = True
         elif event in ("stage_ready", "stage_failed", "finished"):

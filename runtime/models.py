@@ -21,6 +21,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -157,6 +158,60 @@ class ResultRecord(Base):
     name: Mapped[str] = mapped_column(String(255), primary_key=True)
     value: Mapped[Any] = mapped_column(json_column())
     stage: Mapped[int | None] = mapped_column(Integer)
+    at: Mapped[datetime]
+
+
+class QueueRecord(Base):
+    """A work queue of an app (`runtime.work.WorkQueue`), named by the notebook."""
+
+    __tablename__ = "queues"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    batch: Mapped[int] = mapped_column(Integer)
+    overlap: Mapped[int] = mapped_column(Integer)
+    lease: Mapped[float] = mapped_column(Float)  # seconds a claim lasts unless renewed
+    created_at: Mapped[datetime]
+
+
+class QueueItemRecord(Base):
+    """One item of a queue: a JSON scalar, keyed by its canonical JSON text."""
+
+    __tablename__ = "queue_items"
+
+    queue: Mapped[str] = mapped_column(
+        ForeignKey("queues.name", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)  # the order items are handed out in
+    item: Mapped[Any] = mapped_column(json_column())
+    added_at: Mapped[datetime]
+
+
+class QueueClaimRecord(Base):
+    """A live or lapsed lease of one item to one person's run (ended claims are deleted)."""
+
+    __tablename__ = "queue_claims"
+    __table_args__ = (Index("ix_queue_claims_run", "run_id"),)
+
+    queue: Mapped[str] = mapped_column(String(255), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    claimed_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
+class QueueAnswerRecord(Base):
+    """One person's answer to (or skip of) one item; at most one per person and item."""
+
+    __tablename__ = "queue_answers"
+
+    queue: Mapped[str] = mapped_column(String(255), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(32))  # kept after the run is deleted
+    skipped: Mapped[bool] = mapped_column(Boolean, default=False)
+    answer: Mapped[Any | None] = mapped_column(json_column(), nullable=True)
     at: Mapped[datetime]
 
 

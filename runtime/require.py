@@ -23,6 +23,7 @@ return, so the notebook runs unchanged.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -156,7 +157,10 @@ def after_each_message(shell: Any, callback: Callable[[], None]) -> None:
         try:
             return original(*args, **kwargs)
         finally:
-            call()
+            # not for a message a subshell handled (a work queue answer, runtime.work) while
+            # the main thread runs a cell: that cell's own post_run_cell checks afterwards
+            if threading.current_thread() is threading.main_thread():
+                call()
 
     handlers["comm_msg"] = comm_msg
 

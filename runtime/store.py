@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from runtime.database import Database, StoreStats, database_url, one_line
+from runtime.database import StoreStats, database_url, one_line
 from runtime.errors import RunnerEventError, StoreClosedError, StoreError, UnknownRunError
 from runtime.manifest import Manifest
 from runtime.models import (
@@ -47,6 +47,7 @@ from runtime.models import (
     to_user,
     unpack_buffers,
 )
+from runtime.queue_store import QueueTransactions
 from runtime.runner_events import RUNNER_EVENTS, apply_runner_event, check_runner_event
 
 RUN_STATUSES = ("active", "finished", "failed", "diverged", "abandoned")
@@ -75,7 +76,7 @@ TOUCH_INTERVAL = timedelta(seconds=1)
 _LONG_AGO = datetime.min.replace(tzinfo=timezone.utc)
 
 
-class Store(Database):
+class Store(QueueTransactions):
     """All database access of the runtime; open with :meth:`Store.open`, end with :meth:`close`.
 
     Connections, the worker thread and the retry policy (`busy_timeout`, `lock_timeout`) are
@@ -302,6 +303,8 @@ class Store(Database):
             row.updated_at = now
             if status == "finished" and row.finished_at is None:
                 row.finished_at = now
+            if status == "abandoned":  # start over: the run's work-queue claims end
+                self._release_claims(session, run_id)
 
         await self._transaction(work)
 

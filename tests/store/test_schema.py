@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -172,13 +173,44 @@ async def fill(url: str) -> str:
         await store.close()
 
 
+def fill_first_revision(url: str) -> str:
+    """The rows `fill` writes, inserted with SQL into tables at the first revision (today's
+    store refuses a database at an older revision than its own)."""
+    from tests.store.conftest import make_manifest
+
+    manifest = make_manifest()
+    at = "2026-01-01 00:00:00"
+    engine = connect(url)
+    with engine.begin() as connection:
+        rows: list[tuple[str, dict[str, Any]]] = [
+            ("INSERT INTO apps VALUES (:id, :title, :manifest, :at)",
+             {"id": manifest.app_id, "title": manifest.title,
+              "manifest": json.dumps(manifest.to_json())}),
+            ("INSERT INTO users (name, token_hash, is_admin, created_at) "
+             "VALUES ('ada', NULL, false, :at)", {}),
+            ("INSERT INTO runs VALUES ('run1', :app, (SELECT id FROM users WHERE name = 'ada'), "
+             "'active', 0, 7, :params, :at, :at, NULL)",
+             {"app": manifest.app_id, "params": json.dumps({"k": 1})}),
+            ("INSERT INTO events VALUES ('run1', 1, :at, 'comm_msg', 3, :payload, :empty)",
+             {"payload": json.dumps({"method": "update"}), "empty": b""}),
+            ("INSERT INTO events VALUES ('run1', 2, :at, 'stage_started', NULL, :payload, "
+             ":empty)", {"payload": json.dumps({"event": "stage_started", "stage": 0}),
+                         "empty": b""}),
+            ("INSERT INTO stages VALUES ('run1', 0, 'running', :at, NULL, NULL, NULL, NULL)", {}),
+            ("INSERT INTO results VALUES ('run1', 'threshold', :value, 0, :at)",
+             {"value": json.dumps(0.5)}),
+        ]
+        for statement, values in rows:
+            connection.execute(text(statement), {"at": at, **values})
+    engine.dispose()
+    return "run1"
+
+
 async def test_a_database_from_before_versions_is_refused_then_upgraded_keeping_its_rows(
     db_url: str,
 ) -> None:
     create_pre_alembic(db_url)
-    command_stamp(db_url, schema.FIRST_REVISION)
-    run_id = await fill(db_url)  # the store as it was used then, on the old tables
-    drop_version_table(db_url)
+    run_id = fill_first_revision(db_url)  # rows as the store wrote them then
     with pytest.raises(schema.SchemaBehindError, match="before Freezer versioned its schema"):
         await Store.open(db_url)
     assert version_rows(db_url) == []  # refusing changed nothing
@@ -198,6 +230,9 @@ async def test_a_database_from_before_versions_is_refused_then_upgraded_keeping_
         assert [e.payload for e in await store.events(run_id)][0] == {"method": "update"}
         assert [s.status for s in await store.stages(run_id)] == ["running"]
         assert [(r.name, r.value) for r in await store.results(run_id)] == [("threshold", 0.5)]
+        # the tables of the later revisions work on the upgraded database
+        await store.queue_open("faces", ["a", "b"], batch=1, overlap=1)
+        assert await store.queue_claim("faces", run_id) == ["a"]
     finally:
         await store.close()
     again: list[str] = []
@@ -236,6 +271,7 @@ def test_a_failed_upgrade_changes_nothing(db_url: str, monkeypatch: pytest.Monke
     assert version_rows(db_url) == []  # the stamp was rolled back with it
 
 
+LATER = "9001"
 LATER_REVISION = '''"""Widen runs.status and add runs.note.
 
 On SQLite the type change copies the table (batch mode) and drops the old one.
@@ -244,8 +280,8 @@ On SQLite the type change copies the table (batch mode) and drops the old one.
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "9001"
+down_revision = "{head}"
 branch_labels = None
 depends_on = None
 
@@ -265,13 +301,14 @@ def downgrade() -> None:
 
 @pytest.fixture
 def later_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """Call it to make this Freezer's migrations end at a revision 0002 that rebuilds `runs`."""
+    """Call it to make this Freezer's migrations end at a revision 9001 that rebuilds `runs`."""
 
     def install() -> None:
         location = tmp_path / "migrations"
         ignore = shutil.ignore_patterns("__pycache__")
         shutil.copytree(schema.SCRIPT_LOCATION, location, ignore=ignore)
-        (location / "versions" / "0002_widen_status.py").write_text(LATER_REVISION)
+        later = LATER_REVISION.replace("{head}", schema.head_revision())
+        (location / "versions" / "9001_widen_status.py").write_text(later)
         monkeypatch.setattr(schema, "SCRIPT_LOCATION", location)
         schema.scripts.cache_clear()
 
@@ -296,17 +333,18 @@ async def test_a_later_migration_keeps_every_row_of_a_rebuilt_table(
     run_id = await fill(db_url)
     counts = await count_rows(db_url, run_id)
     assert counts == (3, 1, 1)
+    head = schema.head_revision()
     later_revision()
-    with pytest.raises(schema.SchemaBehindError, match="is at schema revision 0001, older "
-                       r"than this Freezer \(0002\)"):
+    with pytest.raises(schema.SchemaBehindError, match=f"is at schema revision {head}, older "
+                       rf"than this Freezer \({LATER}\)"):
         await Store.open(db_url)
     lines: list[str] = []
     schema.upgrade_database(database_url(db_url), lines.append)
     assert lines == [
-        "0001 -> 0002: Widen runs.status and add runs.note.",
-        "now at schema revision 0002",
+        f"{head} -> {LATER}: Widen runs.status and add runs.note.",
+        f"now at schema revision {LATER}",
     ]
-    assert version_rows(db_url) == ["0002"]
+    assert version_rows(db_url) == [LATER]
     # the rows that point at the rebuilt runs table are all there (with foreign keys on,
     # SQLite would have deleted them with the old table)
     assert await count_rows(db_url, run_id) == counts
@@ -323,3 +361,22 @@ async def test_servers_starting_together_on_a_new_database_create_it_once(db_url
         await store.close()
     assert version_rows(db_url) == [schema.head_revision()]
     assert models_diff(db_url) == []
+
+
+async def test_a_database_at_the_first_revision_gains_the_work_queue_keeping_its_rows(
+    db_url: str,
+) -> None:
+    migrate_from_empty(db_url, schema.FIRST_REVISION)
+    run_id = fill_first_revision(db_url)
+    lines: list[str] = []
+    schema.upgrade_database(database_url(db_url), lines.append)
+    assert lines[0] == "0001 -> 0002: Add the work queue: queues, queue_items, queue_claims, " \
+        "queue_answers."
+    assert models_diff(db_url) == []
+    store = await Store.open(db_url)
+    try:
+        assert [e.seq for e in await store.events(run_id)] == [1, 2]
+        await store.queue_open("faces", [1, 2], batch=2, overlap=1)
+        assert await store.queue_claim("faces", run_id) == [1, 2]
+    finally:
+        await store.close()

@@ -5,9 +5,9 @@ frozen statements of `pre_alembic_schema`) and a run a person started on a real 
 it stops with one line naming the command to run; after `freezer db upgrade` (or with
 `--upgrade-db`) it serves, and the person's run continues where it was.
 
-While the first revision is also the newest, the old run is written by this Freezer's own
-server on the old tables (recorded as revision 0001 for the occasion, then unrecorded). Once a
-later revision exists, such a database must be filled without today's server.
+Today's server refuses a database at an older revision, so the person's run is made on a real
+server with a database of its own (SQLite), and its rows are copied with plain SQL into the
+tables of the old database: the rows a real server wrote, in tables exactly as they were then.
 """
 
 from __future__ import annotations
@@ -19,15 +19,17 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from sqlalchemy import create_engine, select
+from sqlalchemy import text as sql
 
 from runtime import schema
+from runtime.database import database_url
+from runtime.models import Base
 from runtime.testing import Person, ServerProcess, free_port
 from tests.faults.harness import act, click_next, has_slider, shows, slider, text
 from tests.server.conftest import start_server, write_app
 from tests.store.test_schema import (
-    command_stamp,
     create_pre_alembic,
-    drop_version_table,
     models_diff,
     set_version,
     version_rows,
@@ -63,6 +65,25 @@ def freezer(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+FIRST_REVISION_TABLES = ("apps", "users", "runs", "events", "stages", "results")
+
+
+def copy_first_revision_rows(source: str, target: str) -> None:
+    """Every row of the first revision's tables, from one database into another's."""
+    reading, writing = create_engine(database_url(source)), create_engine(database_url(target))
+    with reading.connect() as src, writing.begin() as dst:
+        for name in FIRST_REVISION_TABLES:
+            table = Base.metadata.tables[name]
+            rows = [dict(row._mapping) for row in src.execute(select(table))]
+            if rows:
+                dst.execute(table.insert(), rows)
+        if writing.dialect.name == "postgresql":  # the ids were given, not drawn
+            dst.execute(sql("SELECT setval(pg_get_serial_sequence('users', 'id'), "
+                             "(SELECT MAX(id) FROM users))"))
+    reading.dispose()
+    writing.dispose()
+
+
 async def start_a_run(app_dir: Path, db_url: str) -> tuple[str, dict[str, str]]:
     """A person on a real server picks 12, goes on, picks 3; returns the run's page path and
     the person's cookies (their identity)."""
@@ -87,10 +108,10 @@ async def test_a_database_from_before_versions_is_upgraded_and_its_run_continues
     db_url: str, tmp_path: Path, how: str
 ) -> None:
     app_dir = write_app(tmp_path / "app", STAGES)
-    create_pre_alembic(db_url)
-    command_stamp(db_url, schema.FIRST_REVISION)
-    run_path, cookies = await start_a_run(app_dir, db_url)
-    drop_version_table(db_url)  # now as Freezer left it before schema versions
+    made_by_server = f"sqlite:///{tmp_path / 'made-by-server.db'}"
+    run_path, cookies = await start_a_run(app_dir, made_by_server)
+    create_pre_alembic(db_url)  # as Freezer left it before schema versions
+    copy_first_revision_rows(made_by_server, db_url)
 
     refused = freezer(
         "serve", str(app_dir), "--db", db_url, "--no-browser", "--pool-size", "0",
@@ -124,6 +145,8 @@ async def test_a_database_from_before_versions_is_upgraded_and_its_run_continues
         assert upgraded.returncode == 0, upgraded.stderr
         assert upgraded.stdout.splitlines()[1:] == [
             "  made before schema versions: recorded as revision 0001",
+            "  0001 -> 0002: Add the work queue: queues, queue_items, queue_claims, "
+            "queue_answers.",
             f"  now at schema revision {schema.head_revision()}",
         ]
     else:
