@@ -12,8 +12,9 @@ Each live kernel gets one jupyter_client client of the server's own. Its iopub l
   Output's `msg_id` are written into that widget's `outputs`.
 
 The same client executes the server's own code in the kernel (`runner.prepare()`,
-`runner.configure(...)`) and sends replayed widget messages; :meth:`wait_for` and
-:meth:`wait_idle` are the waits that replay and the tests use.
+`runner.configure(...)`) and sends replayed widget messages; :meth:`wait_for`,
+:meth:`wait_idle` and :meth:`wait_future` (for messages sent without waiting, taken with
+:meth:`expect_idle`) are the waits that replay and the tests use.
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ class KernelExecutionError(RuntimeAppError):
 
 class KernelTimeoutError(RuntimeAppError):
     """The kernel did not answer within the time the server waits."""
+
+
+class KernelGoneError(RuntimeAppError):
+    """The kernel died (its listener was stopped) while the server waited for it."""
 
 
 @dataclass
@@ -181,16 +186,38 @@ class KernelListener:
 
     async def wait_idle(self, msg_id: str, timeout: float) -> None:
         """Return once the kernel reported idle after handling message `msg_id`."""
-        future = self._idle.setdefault(msg_id, asyncio.get_running_loop().create_future())
+        future = self.expect_idle(msg_id)
+        try:
+            await self.wait_future(future, timeout)
+        finally:
+            if future.done():
+                self._idle.pop(msg_id, None)
+
+    def expect_idle(self, msg_id: str) -> asyncio.Future[None]:
+        """The future the iopub loop sets once the kernel reported idle after `msg_id`.
+
+        Take it right after sending (before awaiting anything) and keep it: a done future
+        nobody holds may be forgotten (see `_forget_stale_idles`), so a caller with many
+        messages in flight awaits the futures themselves with :meth:`wait_future`.
+        """
+        return self._idle.setdefault(msg_id, asyncio.get_running_loop().create_future())
+
+    async def wait_future(self, future: asyncio.Future[None], timeout: float) -> None:
+        """Return once `future` (from :meth:`expect_idle`) is done; raise after `timeout`, or
+        :class:`KernelGoneError` when the listener stopped first (the kernel died)."""
         try:
             await asyncio.wait_for(asyncio.shield(future), timeout)
         except asyncio.TimeoutError:
             raise KernelTimeoutError(
                 f"kernel {self.kernel_id} still busy after {timeout:g} s"
             ) from None
-        finally:
-            if future.done():
-                self._idle.pop(msg_id, None)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if future.cancelled() and not (task is not None and task.cancelling()):
+                raise KernelGoneError(
+                    f"kernel {self.kernel_id} stopped before it handled the message"
+                ) from None
+            raise
 
     # --- talking to the kernel ---------------------------------------------------------------
 

@@ -5,8 +5,11 @@ A run's kernel can be gone (culled, crashed, the server restarted) while its jou
 
 1. show the app headless (the bootstrap cell's code) and wait until stage 0 is ready or failed;
 2. re-send the journal's browser widget messages in order, each to the widget with the same
-   creation ordinal in the new kernel, waiting for the kernel to go idle (and for any stage a
-   Next click started to end) after each. Next clicks re-run the later stages on their own.
+   creation ordinal in the new kernel, pipelined: without waiting for the kernel to handle
+   each (at most :data:`WINDOW` at once), and waiting for all sent to be handled only where
+   the journal recorded a stage report since the last action (a Next click's stage must be
+   over and compared first) or an action names a widget not created yet. Next clicks re-run
+   the later stages on their own.
 
 No browser is attached meanwhile, so the listener acts as the front-end of the notebook's own
 `Output` widgets (see :mod:`runtime.listener`).
@@ -22,6 +25,8 @@ stage's results are overwritten.
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -37,6 +42,8 @@ if TYPE_CHECKING:
 BOOTSTRAP_CODE = "from runtime import runner\nrunner.show()\n"
 REPLAYED_KINDS = ("comm_msg", *sorted(DIGEST_EVENTS))
 """The journal's event kinds replay reads: the person's actions and the digests to compare."""
+WINDOW = 64
+"""At most this many replayed actions are sent and not yet handled by the kernel."""
 
 ACTIONS_NOT_APPLIED = "Your actions are kept; start over to continue."
 WIDGETS_CHANGED = (
@@ -181,10 +188,11 @@ async def replay_run(
     """Replay the run's journal (`events`, by seq, of :data:`REPLAYED_KINDS`) into a freshly
     configured kernel; raise :class:`RunDivergedError` where it stops matching.
 
-    `timeout` bounds each wait (stage 0, each event). Returns the number of actions replayed.
+    `timeout` bounds each wait (stage 0, each action to be handled). Returns the number of
+    actions replayed.
     """
-    actions = [event for event in events if event.kind == "comm_msg"]
     check = DigestCheck(run_id, events)
+    in_flight = InFlight(listener, timeout)
     listener.output_frontend = True
     listener.runner_event_filter = check.filter
     try:
@@ -192,17 +200,22 @@ async def replay_run(
         await listener.execute(BOOTSTRAP_CODE, timeout)
         await listener.wait_for(is_stage_zero_settled, timeout, since)
         check.raise_if_diverged()
-        for event in actions:
-            await replay_event(listener, check, event, timeout)
-            check.raise_if_diverged()
+        actions = await send_actions(listener, check, in_flight, events)
+        check.raise_if_diverged()
+        await in_flight.settle()
+        check.raise_if_diverged()
         check.finish()
         check.raise_if_diverged()
+        listener.log.info(
+            "run %s: replayed %d actions, at most %d in flight, settled %d times",
+            run_id, actions, in_flight.most, in_flight.settles,
+        )
     finally:
         listener.output_frontend = False
         # After a divergence (or a failure) the filter stays: nothing this kernel reports
         # until it is shut down is stored over the run's rows.
     listener.runner_event_filter = None
-    return len(actions)
+    return actions
 
 
 def is_stage_zero_settled(data: dict[str, Any]) -> bool:
@@ -210,25 +223,81 @@ def is_stage_zero_settled(data: dict[str, Any]) -> bool:
     return data.get("event") in ("stage_ready", "stage_failed") and data.get("stage") == 0
 
 
-async def replay_event(
-    listener: KernelListener, check: DigestCheck, event: Event, timeout: float
-) -> None:
-    """Send one journaled widget message and wait until its effects are over."""
-    ordinal = event.ordinal
-    if ordinal is not None:
-        # a stage started by an earlier Next may still be creating its widgets
-        await listener.wait_until(
-            lambda: listener.comm_of(ordinal) is not None or not listener.stage_running,
-            timeout,
-        )
-    comm_id = listener.comm_of(ordinal) if ordinal is not None else None
-    if comm_id is None:
-        check.diverge(Divergence(
-            event.seq, event.kind, None,
-            [f"the action is for widget #{ordinal}, which the app did not create again"],
-        ))
+async def send_actions(
+    listener: KernelListener, check: DigestCheck, in_flight: InFlight, events: Sequence[Event]
+) -> int:
+    """Send the journal's actions in order, waiting only where the next one needs it.
+
+    The kernel handles one channel's messages in order, a Next click's stage included, so an
+    action is sent without waiting for the earlier ones. The replay settles (every action sent
+    is handled and no stage runs) only before an action that follows a recorded stage report
+    in the journal (a Next click's stage must be over and its digest compared first: from a
+    mismatch on, no later action is sent) and before an action for a widget this kernel has
+    not created yet (a callback may create it); if it is still missing then, the run diverged
+    there and nothing more is sent. Returns the number of actions sent.
+    """
+    report_before = False
+    sent = 0
+    for event in events:
+        if event.kind in DIGEST_EVENTS:
+            report_before = True
+            continue
+        if event.kind != "comm_msg":
+            continue
+        ordinal = event.ordinal
+        if report_before or ordinal is None or listener.comm_of(ordinal) is None:
+            await in_flight.settle()
+            report_before = False
         check.raise_if_diverged()
-        return
-    msg_id = listener.send_comm_msg(comm_id, event.payload, unpack_buffers(event.buffers))
-    await listener.wait_idle(msg_id, timeout)
-    await listener.wait_until(lambda: not listener.stage_running, timeout)
+        comm_id = listener.comm_of(ordinal) if ordinal is not None else None
+        if comm_id is None:
+            check.diverge(Divergence(
+                event.seq, event.kind, None,
+                [f"the action is for widget #{ordinal}, which the app did not create again"],
+            ))
+            break  # the caller raises: nothing after it is sent
+        await in_flight.make_room()
+        in_flight.send(comm_id, event)
+        sent += 1
+    return sent
+
+
+class InFlight:
+    """The replayed actions sent to the kernel and not yet handled, oldest first.
+
+    At most `window` are queued at once, so the kernel's socket buffer and the futures kept
+    stay bounded whatever the journal's size. Each wait is bounded by `timeout`: a kernel that
+    dies mid-replay ends in :class:`runtime.listener.KernelGoneError` (its listener stopped)
+    or :class:`runtime.listener.KernelTimeoutError`, never a hang.
+    """
+
+    def __init__(self, listener: KernelListener, timeout: float, window: int = WINDOW) -> None:
+        self.listener = listener
+        self.timeout = timeout
+        self.window = window
+        self.pending: deque[asyncio.Future[None]] = deque()
+        self.most = 0  # the most actions in flight at once
+        self.settles = 0  # how many times the replay waited for all of them
+
+    def send(self, comm_id: str, event: Event) -> None:
+        """Send the journaled widget message `event` to the widget `comm_id`."""
+        msg_id = self.listener.send_comm_msg(comm_id, event.payload, unpack_buffers(event.buffers))
+        self.pending.append(self.listener.expect_idle(msg_id))  # before any await
+        self.most = max(self.most, len(self.pending))
+
+    async def make_room(self) -> None:
+        """Return once fewer than `window` actions are in flight."""
+        while len(self.pending) >= self.window:
+            await self._handled_oldest()
+
+    async def settle(self) -> None:
+        """Return once every action sent is handled and no stage runs."""
+        self.settles += 1
+        while self.pending:
+            await self._handled_oldest()
+        listener = self.listener
+        await listener.wait_until(lambda: not listener.stage_running, self.timeout)
+
+    async def _handled_oldest(self) -> None:
+        await self.listener.wait_future(self.pending[0], self.timeout)
+        self.pending.popleft()
