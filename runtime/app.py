@@ -41,6 +41,7 @@ from runtime.config import (
 )
 from runtime.errors import RuntimeAppError
 from runtime.handlers import (
+    FaviconHandler,
     HealthHandler,
     KernelModelHandler,
     NewRunHandler,
@@ -60,6 +61,7 @@ from runtime.voila_adapter import (
     freezer_voila_routes,
     restrict_browser_messages,
     share_page_templates,
+    with_run_page_template,
 )
 from runtime.websocket import RunWebsocketConnection
 
@@ -222,6 +224,7 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
         load_app_config(self, self.app_dir, self.config_file)
         self.voila_configuration.show_tracebacks = self.show_tracebacks
         self.notebook_path = str(self.app_dir / manifest_module.NOTEBOOK_NAME)
+        self.template_paths = with_run_page_template(self.template_paths)  # type: ignore[has-type]
         path = str(self.base_url).strip("/")
         self.set_trait("base_url", f"/{path}/" if path else "/")
 
@@ -373,6 +376,7 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
             (prefix + "/login", LoginHandler, own),
             (prefix + "/logout", LogoutHandler, own),
             (prefix + "/health", HealthHandler, own),
+            (prefix + r"/(favicon\.svg|favicon\.ico)", FaviconHandler, own),
             (prefix + f"/api/kernels/{KERNEL_ID}", KernelModelHandler, own),
         ]
         if importlib.util.find_spec("runtime.admin") is not None:
