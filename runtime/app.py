@@ -20,12 +20,13 @@ import shutil
 import signal
 import sys
 import tempfile
+from argparse import ArgumentError
 from pathlib import Path
 from typing import Any
 
 import tornado.web
 from tornado.httpserver import HTTPServer
-from traitlets import Bool, Enum, Float, Integer, Unicode, default
+from traitlets import Bool, Enum, Float, Integer, TraitError, Unicode, default
 from traitlets.config import Config
 from voila.app import Voila
 
@@ -53,6 +54,7 @@ from runtime.kernels import RunKernelManager, RunKernels
 from runtime.manifest import FILES_DIR, Manifest, ManifestError
 from runtime.runfile_handlers import RunFileHandler
 from runtime.runfiles import RunFiles, run_files_root, sweep_forever
+from runtime.serve_cli import CommandLineError, ListenError, listen_error, option_error
 from runtime.store import Store
 from runtime.voila_adapter import (
     KERNEL_ID,
@@ -184,17 +186,31 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
         "tracebacks go to the log and the database either way).",
     )
 
-    @default("port")
-    def _default_port(self) -> int:
-        return 8866
+    port = Integer(8866, config=True, help="Port to listen on. Default 8866.")
+    ip = Unicode(
+        "127.0.0.1",
+        config=True,
+        help="Address to listen on. Default 127.0.0.1 (this machine only); 0.0.0.0: every "
+        "address of the machine (put a reverse proxy with TLS in front, see DEPLOY.md).",
+    )
+    base_url = Unicode(
+        "/",
+        config=True,
+        help="The path the app is served under, e.g. /labeling/ behind a reverse proxy that "
+        "serves several apps on one host. Default /.",
+    )
+    option_description = Unicode(
+        "APP: the app directory to serve, made by `freezer build NOTEBOOK -o APP` "
+        "(it holds app.json and app.ipynb)."
+    )
 
     @default("port_retries")
     def _default_port_retries(self) -> int:
         return 0
 
-    @default("ip")
-    def _default_ip(self) -> str:
-        return "127.0.0.1"
+    @default("connection_dir_root")
+    def _default_connection_dir_root(self) -> str:
+        return tempfile.gettempdir()  # Voila logs this at startup; it is no one's business
 
     # set by initialize() / serve()
     app_dir: Path
@@ -227,6 +243,14 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
         self.template_paths = with_run_page_template(self.template_paths)  # type: ignore[has-type]
         path = str(self.base_url).strip("/")
         self.set_trait("base_url", f"/{path}/" if path else "/")
+
+    def parse_command_line(self, argv: list[str] | None = None) -> None:
+        """traitlets' parsing, with a bad option value as :class:`CommandLineError` (one line,
+        exit status 2) instead of a CRITICAL log line and exit status 1."""
+        try:
+            Voila.parse_command_line.__wrapped__(self, argv)
+        except (TraitError, ArgumentError) as exc:
+            raise CommandLineError(option_error(str(exc), self.aliases)) from None
 
     def init_app_dir(self) -> None:
         """Load and check `APP/app.json` and `APP/app.ipynb`."""
@@ -387,7 +411,10 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
 
     def init_http_server(self) -> None:
         """Listen on `--ip`:`--port`."""
-        self.http_server = listen(self.app, self.port, self.ip, trust_proxy=self.trust_proxy)
+        try:
+            self.http_server = listen(self.app, self.port, self.ip, trust_proxy=self.trust_proxy)
+        except OSError as exc:
+            raise listen_error(exc, self.ip, self.port) from None
 
     def open_in_browser(self) -> None:
         if self.open_browser:
@@ -432,5 +459,9 @@ def serve_main(argv: list[str]) -> int:
     except (RuntimeAppError, ManifestError, ValueError) as exc:
         print(f"freezer serve: {exc}", file=sys.stderr)
         return 2
-    app.start()
+    try:
+        app.start()
+    except ListenError as exc:
+        print(f"freezer serve: {exc}", file=sys.stderr)
+        return 2
     return 0

@@ -20,6 +20,7 @@ from markupsafe import Markup
 from tornado import web
 
 from runtime.manifest import Manifest, Parameter
+from runtime.serve_cli import with_article
 
 if TYPE_CHECKING:
     from runtime.app import FreezerApp
@@ -76,12 +77,14 @@ def parse_value(parameter: Parameter, text: str) -> Any:
         value = json.loads(text) if kind != "NoneType" else ast.literal_eval(text)
     except (ValueError, SyntaxError):
         raise ParameterError(
-            f"parameter {parameter.name!r} must be a {kind} (like {parameter.default!r})"
+            f"parameter {parameter.name!r} must be {with_article(kind)} "
+            f"(like {parameter.default!r})"
         ) from None
     expected: dict[str, type] = {"list": list, "dict": dict, "NoneType": type(None)}
     if kind not in expected or not isinstance(value, expected[kind]):
         raise ParameterError(
-            f"parameter {parameter.name!r} must be a {kind} (like {parameter.default!r})"
+            f"parameter {parameter.name!r} must be {with_article(kind)} "
+            f"(like {parameter.default!r})"
         )
     return value
 
