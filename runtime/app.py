@@ -55,6 +55,7 @@ from runtime.manifest import FILES_DIR, Manifest, ManifestError
 from runtime.runfile_handlers import RunFileHandler
 from runtime.runfiles import RunFiles, run_files_root, sweep_forever
 from runtime.serve_cli import CommandLineError, ListenError, listen_error, option_error
+from runtime.server_log import KERNEL_TRANSPORT_NOTE, quiet_server_log
 from runtime.store import Store
 from runtime.voila_adapter import (
     KERNEL_ID,
@@ -302,6 +303,8 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
             self.init_kernels()
             self.init_web_app(settings)
             self.init_http_server()
+            quiet_server_log(self.log)
+            self.log.info(KERNEL_TRANSPORT_NOTE)
             await self.kernels.start()
             self.log.info("Freezer is serving %r at %s", self.title, self.connection_url)
             self.open_in_browser()

@@ -188,7 +188,7 @@ class NewRunHandler(FreezerHandler):
         app = self.freezer
         seed = secrets.randbits(SEED_BITS)
         run = await app.store.create_run(app.app_id, self.user_id, seed, params)
-        self.log.info("run %s started for user %s", run.id, run.user_name)
+        self.log.info("run %s started (user %s)", run.id, run.user_name)
         self.redirect(app.base_url + "run/" + run.id)
 
 

@@ -236,7 +236,7 @@ class RunPageHandler(TornadoVoilaHandler):  # type: ignore[misc]
             self.finish(app.pages.render("busy.html", self, retry_after=exc.retry_after))
             return
         except RunDivergedError as exc:
-            self.log.error("%s", exc)
+            self.log.error("%s (user %s)", exc, run.user_name)
             await app.store.set_run_status(run.id, "diverged")
             self.show_message(409, "This run cannot be restored.",
                               "The notebook no longer rebuilds the same widgets from your "
