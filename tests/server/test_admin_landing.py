@@ -119,6 +119,9 @@ def test_admin_lands_on_admin_page_and_filters_runs(
     expect(table.locator("tr")).to_have_count(5)
     page.locator("#runs").scroll_into_view_if_needed()
     page.screenshot(path=str(SCREENSHOTS / "admin.png"))
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.locator("#runs").scroll_into_view_if_needed()
+    page.screenshot(path=str(SCREENSHOTS / "admin-phone.png"))
 
     # the CSV: every run has its parameters, defaults included
     cookies = "; ".join(f"{c['name']}={c['value']}" for c in page.context.cookies())
