@@ -342,15 +342,17 @@ class AdminPageHandler(AdminHandler):
 
 
 class ExportHandler(AdminHandler):
-    """`GET /admin/export.csv` and `/admin/export.json`: every run, one row each."""
+    """`GET /admin/export.csv` and `/admin/export.json`: every run, one row each (the CSV with
+    every declared parameter filled in, the default where a run's start link set none)."""
 
     async def get(self, fmt: str) -> None:
         rows = await self.store.export_rows()
-        rows = with_default_params(
-            rows, await parameter_defaults(self.store, (row["app_id"] for row in rows))
-        )
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         if fmt == "csv":
+            # a spreadsheet wants every run's settings in its columns; JSON keeps what is stored
+            rows = with_default_params(
+                rows, await parameter_defaults(self.store, (row["app_id"] for row in rows))
+            )
             body, mime = await asyncio.to_thread(rows_to_csv, rows), "text/csv; charset=utf-8"
         else:
             body = await asyncio.to_thread(rows_to_json, rows)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import sqlite3
 import urllib.request
@@ -130,6 +131,12 @@ def test_admin_lands_on_admin_page_and_filters_runs(
     with urllib.request.urlopen(request, timeout=30) as response:
         rows = list(csv.DictReader(io.StringIO(response.read().decode())))
     assert sorted(row["param.batch"] for row in rows) == ["1", "1", "1", "3"]
+    # the JSON export keeps what is stored: only what start links set
+    request = urllib.request.Request(server.base_url + "admin/export.json",
+                                     headers={"Cookie": cookies})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        stored = sorted(json.dumps(run["params"]) for run in json.loads(response.read()))
+    assert stored == ['{"batch": 3}', "{}", "{}", "{}"]
 
 
 def test_admin_sees_an_admin_link_on_every_page(server: ServerProcess, page: Page) -> None:
