@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -89,6 +89,7 @@ class AdminPage:
     title: str
     rows: list[dict[str, Any]]
     stage_titles: dict[str, list[str]]
+    run_filter: RunFilter = field(default_factory=lambda: RunFilter())
     funnels: list[Funnel] = field(default_factory=list)
     result_names: list[str] = field(default_factory=list)
     numeric: list[NumericResult] = field(default_factory=list)
@@ -104,6 +105,16 @@ class AdminPage:
             title = f" · {titles[stage]}" if 0 <= stage < len(titles) else ""
             return f"step {stage + 1}{title} ({where})"
         return where
+
+    @property
+    def shown(self) -> list[dict[str, Any]]:
+        """The runs the tables show (the filter applied)."""
+        return [row for row in self.rows if self.run_filter.keeps(row)]
+
+    @property
+    def users(self) -> list[str]:
+        """Everyone who has a run, for the user filter."""
+        return sorted({row["user"] for row in self.rows})
 
     @property
     def counts(self) -> dict[str, int]:
@@ -209,6 +220,47 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+RESERVED_PARAMETERS = frozenset({"freezer_user", "freezer_run"})
+"""Parameters the server sets for each run (the person's name, the run id): not settings."""
+
+
+def with_default_params(
+    rows: list[dict[str, Any]], defaults: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The rows with every declared parameter in `params`: the run's own value, else the
+    default of the app version it ran (`defaults`: app_id -> {name: default})."""
+    filled = []
+    for row in rows:
+        params = {**defaults.get(row["app_id"], {}), **(row.get("params") or {})}
+        filled.append({**row, "params": params})
+    return filled
+
+
+async def parameter_defaults(store: Store, app_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The declared parameters' defaults of each app version."""
+    defaults: dict[str, dict[str, Any]] = {}
+    for app_id in dict.fromkeys(app_ids):
+        manifest = await store.get_manifest(app_id)
+        if manifest is not None:
+            defaults[app_id] = {p.name: p.default for p in manifest.parameters
+                                if p.name not in RESERVED_PARAMETERS}
+    return defaults
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """Which runs the runs table shows: a status and a user, or all (empty)."""
+
+    status: str = ""
+    user: str = ""
+
+    def keeps(self, row: dict[str, Any]) -> bool:
+        """Whether `row` passes the filter."""
+        return (not self.status or row["status"] == self.status) and (
+            not self.user or row["user"] == self.user
+        )
+
+
 def build_page(
     title: str, rows: list[dict[str, Any]], stage_titles: dict[str, list[str]]
 ) -> AdminPage:
@@ -240,18 +292,21 @@ def draw_charts(page: AdminPage) -> None:
         result.svg = Markup(charts.histogram_svg(result.name, result.values))
 
 
-def render_page(page: AdminPage, export_base: str, runs_base: str | None = None) -> str:
+def render_page(
+    page: AdminPage, export_base: str, runs_base: str | None = None, base_url: str = "/"
+) -> str:
     """The `/admin` HTML; with `runs_base`, each run links to its files."""
     return _env.get_template("admin.html").render(
         page=page, export_base=export_base, fmt_value=fmt_value, fmt_time=fmt_time,
         fmt_pairs=fmt_pairs, fmt_inputs=fmt_inputs, show_value=show_value,
-        runs_base=runs_base,
+        runs_base=runs_base, base_url=base_url,
     )
 
 
-async def load_page(store: Store, title: str) -> AdminPage:
+async def load_page(store: Store, title: str, run_filter: RunFilter | None = None) -> AdminPage:
     """Read the runs and their app versions' stage titles from the store, then draw the charts."""
     rows = await store.export_rows()
+    rows = with_default_params(rows, await parameter_defaults(store, (r["app_id"] for r in rows)))
     stage_titles: dict[str, list[str]] = {}
     for app_id in dict.fromkeys(row["app_id"] for row in rows):
         manifest = await store.get_manifest(app_id)
@@ -262,6 +317,7 @@ async def load_page(store: Store, title: str) -> AdminPage:
         [row["run_id"] for row in rows if row["status"] == "diverged"]
     )
     page.queues = [await queue_report(store, name) for name in await store.queue_names()]
+    page.run_filter = run_filter or RunFilter()
     await asyncio.to_thread(draw_charts, page)
     return page
 
@@ -298,7 +354,7 @@ class AdminHandler(JupyterHandler):
     def content_security_policy(self) -> str:
         return (
             "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
-            "frame-ancestors 'none'; form-action 'none'; base-uri 'none'"
+            "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
         )
 
     def set_default_headers(self) -> None:
@@ -330,22 +386,30 @@ class AdminPageHandler(AdminHandler):
     """`GET /admin`: runs table, how far people got, the collected results side by side."""
 
     async def get(self) -> None:
-        page = await load_page(self.store, self.title)
+        run_filter = RunFilter(self.get_argument("status", ""), self.get_argument("user", ""))
+        page = await load_page(self.store, self.title, run_filter)
         self.set_header("Content-Type", "text/html; charset=utf-8")
         # links use the base URL people see (a proxy may strip a prefix before routing)
         export_base = url_path_join(self.base_url, "admin/export")
         runs_base = url_path_join(self.base_url, "admin/runs") if self.has_run_files else None
         # charts and HTML of a few thousand runs take tenths of a second: off the event loop
-        self.finish(await asyncio.to_thread(render_page, page, export_base, runs_base))
+        self.finish(await asyncio.to_thread(
+            render_page, page, export_base, runs_base, url_path_join(self.base_url, "/")
+        ))
 
 
 class ExportHandler(AdminHandler):
-    """`GET /admin/export.csv` and `/admin/export.json`: every run, one row each."""
+    """`GET /admin/export.csv` and `/admin/export.json`: every run, one row each (the CSV with
+    every declared parameter filled in, the default where a run's start link set none)."""
 
     async def get(self, fmt: str) -> None:
         rows = await self.store.export_rows()
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         if fmt == "csv":
+            # a spreadsheet wants every run's settings in its columns; JSON keeps what is stored
+            rows = with_default_params(
+                rows, await parameter_defaults(self.store, (row["app_id"] for row in rows))
+            )
             body, mime = await asyncio.to_thread(rows_to_csv, rows), "text/csv; charset=utf-8"
         else:
             body = await asyncio.to_thread(rows_to_json, rows)

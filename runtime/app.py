@@ -20,6 +20,7 @@ import shutil
 import signal
 import sys
 import tempfile
+from argparse import ArgumentError
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ import tornado.web
 from sqlalchemy import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from tornado.httpserver import HTTPServer
-from traitlets import Bool, Enum, Float, Integer, Unicode, default
+from traitlets import Bool, Enum, Float, Integer, TraitError, Unicode, default
 from traitlets.config import Config
 from voila.app import Voila
 
@@ -43,6 +44,7 @@ from runtime.config import (
 )
 from runtime.errors import RuntimeAppError, StoreError
 from runtime.handlers import (
+    FaviconHandler,
     HealthHandler,
     KernelModelHandler,
     NewRunHandler,
@@ -55,6 +57,8 @@ from runtime.manifest import FILES_DIR, Manifest, ManifestError
 from runtime.runfile_handlers import RunFileHandler
 from runtime.runfiles import RunFiles, run_files_root, sweep_forever
 from runtime.schema import SchemaBehindError, SchemaError, upgrade_advice
+from runtime.serve_cli import CommandLineError, ListenError, listen_error, option_error
+from runtime.server_log import KERNEL_TRANSPORT_NOTE, quiet_server_log
 from runtime.store import Store
 from runtime.voila_adapter import (
     KERNEL_ID,
@@ -63,6 +67,7 @@ from runtime.voila_adapter import (
     freezer_voila_routes,
     restrict_browser_messages,
     share_page_templates,
+    with_run_page_template,
 )
 from runtime.websocket import RunWebsocketConnection
 
@@ -207,17 +212,31 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
         "tracebacks go to the log and the database either way).",
     )
 
-    @default("port")
-    def _default_port(self) -> int:
-        return 8866
+    port = Integer(8866, config=True, help="Port to listen on. Default 8866.")
+    ip = Unicode(
+        "127.0.0.1",
+        config=True,
+        help="Address to listen on. Default 127.0.0.1 (this machine only); 0.0.0.0: every "
+        "address of the machine (put a reverse proxy with TLS in front, see DEPLOY.md).",
+    )
+    base_url = Unicode(
+        "/",
+        config=True,
+        help="The path the app is served under, e.g. /labeling/ behind a reverse proxy that "
+        "serves several apps on one host. Default /.",
+    )
+    option_description = Unicode(
+        "APP: the app directory to serve, made by `freezer build NOTEBOOK -o APP` "
+        "(it holds app.json and app.ipynb)."
+    )
 
     @default("port_retries")
     def _default_port_retries(self) -> int:
         return 0
 
-    @default("ip")
-    def _default_ip(self) -> str:
-        return "127.0.0.1"
+    @default("connection_dir_root")
+    def _default_connection_dir_root(self) -> str:
+        return tempfile.gettempdir()  # Voila logs this at startup; it is no one's business
 
     # set by initialize() / serve()
     app_dir: Path
@@ -247,8 +266,17 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
         load_app_config(self, self.app_dir, self.config_file)
         self.voila_configuration.show_tracebacks = self.show_tracebacks
         self.notebook_path = str(self.app_dir / manifest_module.NOTEBOOK_NAME)
+        self.template_paths = with_run_page_template(self.template_paths)  # type: ignore[has-type]
         path = str(self.base_url).strip("/")
         self.set_trait("base_url", f"/{path}/" if path else "/")
+
+    def parse_command_line(self, argv: list[str] | None = None) -> None:
+        """traitlets' parsing, with a bad option value as :class:`CommandLineError` (one line,
+        exit status 2) instead of a CRITICAL log line and exit status 1."""
+        try:
+            Voila.parse_command_line.__wrapped__(self, argv)
+        except (TraitError, ArgumentError) as exc:
+            raise CommandLineError(option_error(str(exc), self.aliases)) from None
 
     def init_app_dir(self) -> None:
         """Load and check `APP/app.json` and `APP/app.ipynb`."""
@@ -300,6 +328,8 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
             self.init_kernels()
             self.init_web_app(settings)
             self.init_http_server()
+            quiet_server_log(self.log)
+            self.log.info(KERNEL_TRANSPORT_NOTE)
             await self.kernels.start()
             self.log.info("Freezer is serving %r at %s", self.title, self.connection_url)
             self.open_in_browser()
@@ -408,6 +438,7 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
             (prefix + "/login", LoginHandler, own),
             (prefix + "/logout", LogoutHandler, own),
             (prefix + "/health", HealthHandler, own),
+            (prefix + r"/(favicon\.svg|favicon\.ico)", FaviconHandler, own),
             (prefix + f"/api/kernels/{KERNEL_ID}", KernelModelHandler, own),
         ]
         if importlib.util.find_spec("runtime.admin") is not None:
@@ -418,7 +449,10 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
 
     def init_http_server(self) -> None:
         """Listen on `--ip`:`--port`."""
-        self.http_server = listen(self.app, self.port, self.ip, trust_proxy=self.trust_proxy)
+        try:
+            self.http_server = listen(self.app, self.port, self.ip, trust_proxy=self.trust_proxy)
+        except OSError as exc:
+            raise listen_error(exc, self.ip, self.port) from None
 
     def open_in_browser(self) -> None:
         if self.open_browser:
@@ -473,6 +507,9 @@ def serve_main(argv: list[str]) -> int:
         return 2
     try:
         app.start()
+    except ListenError as exc:
+        print(f"freezer serve: {exc}", file=sys.stderr)
+        return 2
     except DatabaseOpenError as exc:
         print(f"freezer serve: {exc}", file=sys.stderr)
         return 2

@@ -146,6 +146,7 @@ class FreezerIdentityProvider(IdentityProvider):
 
     def sign_in(self, handler: web.RequestHandler, user_id: int) -> None:
         """Set the identity cookie for `user_id` on the response."""
+        self.log.info("sign-in: user %s from %s", user_id, handler.request.remote_ip)
         handler.set_signed_cookie(
             COOKIE_NAME, str(user_id), expires_days=COOKIE_DAYS, **cookie_options(handler)
         )

@@ -20,12 +20,15 @@ from markupsafe import Markup
 from tornado import web
 
 from runtime.manifest import Manifest, Parameter
+from runtime.serve_cli import with_article
 from runtime.xsrf import IdentityBoundXsrf
 
 if TYPE_CHECKING:
     from runtime.app import FreezerApp
 
 TEMPLATES = Path(__file__).parent / "templates"
+STATIC = Path(__file__).parent / "static"
+FAVICONS = {"favicon.svg": "image/svg+xml", "favicon.ico": "image/x-icon"}
 RESERVED_PARAMETERS = frozenset({"freezer_user", "freezer_run"})
 SEED_BITS = 31
 START_FORM_FIELDS = frozenset({"_xsrf", "abandon"})
@@ -51,6 +54,7 @@ class Pages:
     def render(self, name: str, handler: web.RequestHandler | None = None, **context: Any) -> str:
         """Render template `name`; with a handler, forms get its XSRF field."""
         xsrf = Markup(handler.xsrf_form_html()) if handler is not None else Markup("")
+        context.setdefault("user", getattr(handler, "current_user", None))
         return self.env.get_template(name).render(
             base_url=self.base_url, title=self.title, xsrf_form_html=xsrf, **context
         )
@@ -76,12 +80,14 @@ def parse_value(parameter: Parameter, text: str) -> Any:
         value = json.loads(text) if kind != "NoneType" else ast.literal_eval(text)
     except (ValueError, SyntaxError):
         raise ParameterError(
-            f"parameter {parameter.name!r} must be a {kind} (like {parameter.default!r})"
+            f"parameter {parameter.name!r} must be {with_article(kind)} "
+            f"(like {parameter.default!r})"
         ) from None
     expected: dict[str, type] = {"list": list, "dict": dict, "NoneType": type(None)}
     if kind not in expected or not isinstance(value, expected[kind]):
         raise ParameterError(
-            f"parameter {parameter.name!r} must be a {kind} (like {parameter.default!r})"
+            f"parameter {parameter.name!r} must be {with_article(kind)} "
+            f"(like {parameter.default!r})"
         )
     return value
 
@@ -149,7 +155,9 @@ class RunListHandler(FreezerHandler):
             if stage_titles[run.app_id]:
                 runs.append(run)
         if not runs:
-            self.redirect(app.base_url + "new")
+            # the admin lands on the admin page: a run of their own would count in its figures
+            admin = getattr(self.current_user, "is_admin", False)
+            self.redirect(app.base_url + ("admin" if admin else "new"))
             return
         self.finish(app.pages.render("runs.html", self, runs=runs, stage_titles=stage_titles))
 
@@ -204,7 +212,7 @@ class NewRunHandler(FreezerHandler):
         app = self.freezer
         seed = secrets.randbits(SEED_BITS)
         run = await app.store.create_run(app.app_id, self.user_id, seed, params)
-        self.log.info("run %s started for user %s", run.id, run.user_name)
+        self.log.info("run %s started (user %s)", run.id, run.user_name)
         self.redirect(app.base_url + "run/" + run.id, status=303)
 
 
@@ -228,6 +236,16 @@ class HealthHandler(FreezerHandler):
             "runs": len(runs),
             "active_runs": sum(1 for run in runs if run.status == "active"),
         }))
+
+
+class FaviconHandler(FreezerHandler):
+    """`/favicon.svg` (linked from every page) and `/favicon.ico`: the app's icon."""
+
+    @allow_unauthenticated
+    def get(self, name: str) -> None:
+        self.set_header("Content-Type", FAVICONS[name])
+        self.set_header("Cache-Control", "public, max-age=86400")
+        self.finish((STATIC / name).read_bytes())
 
 
 class KernelModelHandler(FreezerHandler):

@@ -113,6 +113,7 @@ class LiveKernel:
     listener: KernelListener
     run_id: str | None = None
     user_id: int | None = None
+    user_name: str = ""  # for the server log
     connections: int = 0
     page_html: str | None = None  # the app page as rendered for this kernel (see voila_adapter)
     workdir: Path | None = None  # its own directory until bound, then the run's (runfiles)
@@ -325,7 +326,8 @@ class RunKernels:
         pid = self._pid_of(live)
         await while_alive(self._bind(live, run), pid, live.kernel_id, "being bound to a run")
         if needs_replay(events):
-            self.log.info("run %s: replaying %d events", run.id, len(events))
+            self.log.info("run %s: replaying %d events (user %s)", run.id, len(events),
+                          run.user_name)
             await while_alive(
                 replay_run(live.listener, run.id, events, self.kernel_timeout),
                 pid, live.kernel_id, "its run was replayed",
@@ -372,8 +374,8 @@ class RunKernels:
             victim = self._least_recently_used_idle()
             if victim is None:
                 raise KernelsBusyError(self.max_kernels)
-            self.log.info("kernel cap %d reached: culling idle run %s", self.max_kernels,
-                          victim.run_id)
+            self.log.info("kernel cap %d reached: culling idle run %s (user %s)",
+                          self.max_kernels, victim.run_id, victim.user_name)
             await self._shutdown(victim)
 
     def _least_recently_used_idle(self) -> LiveKernel | None:
@@ -489,6 +491,7 @@ class RunKernels:
     async def _bind(self, live: LiveKernel, run: Run) -> None:
         live.run_id = run.id
         live.user_id = run.user_id
+        live.user_name = run.user_name
         self._by_run[run.id] = live
         code = configure_code(run, self.show_tracebacks, self.stage_timeout)
         if self.run_files is not None and live.workdir is not None:
@@ -501,6 +504,8 @@ class RunKernels:
         run_id = (live.run_id if live else None) or data.get("run_id")
         if not run_id:
             return
+        if data.get("event") == "finished":
+            self.log.info("run %s finished (user %s)", run_id, live.user_name if live else "?")
         self.deaths.on_runner_event(run_id, data)
         await self.outbox.submit(run_id, data)
 
@@ -586,7 +591,8 @@ class RunKernels:
             and not self._is_locked(live.run_id)
         ]
         for live in idle:
-            self.log.info("culling the idle kernel of run %s", live.run_id)
+            self.log.info("culling the idle kernel of run %s (user %s)", live.run_id,
+                          live.user_name)
             await self._shutdown(live)
             self.culled += 1
         return len(idle)

@@ -20,6 +20,10 @@ point for is here:
   `shutdown_request`.
 - :data:`CDN_STYLESHEET`: the `lab` template's CDN stylesheet links, dropped from the page;
   the page gets Freezer's kernel watch instead (:mod:`runtime.kernel_watch`).
+- :func:`with_run_page_template`: Freezer's run page template (`runtime/templates/voila/`, based
+  on Voila's `lab` template, whose widget manager it keeps) first in Voila's template paths; its
+  header (title, who is signed in, links) is filled per request at :data:`HEADER_MARK`, and
+  the `lab` template's empty icon link gives way to the app's favicon.
 - :class:`ReadyKernelClient`: the kernel client Voila's executor gets for a page, without
   jupyter_client's fixed 0.2 s wait for a quiet iopub (the run's kernel is already up).
 - :class:`SharedTemplatesExporter` (installed by :func:`share_page_templates`): Voila builds a
@@ -32,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from pathlib import Path
 from queue import Empty
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -63,6 +68,12 @@ KERNEL_ID = r"(?P<kernel_id>\w+-\w+-\w+-\w+-\w+)"
 CDN_STYLESHEET = re.compile(r'<link rel="stylesheet" href="https://cdn\.jsdelivr\.net/[^"]*"[^>]*>')
 """Voila's `lab` template links Font Awesome from a CDN; an app must work offline."""
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+RUN_PAGE_TEMPLATES = Path(__file__).parent / "templates" / "voila"
+"""Freezer's run page template: Voila's `lab` page with a header that stays in view."""
+HEADER_MARK = "<!--FREEZER_HEADER-->"
+"""Where the run page template leaves room for the header of the person's page."""
+EMPTY_ICON = '<link rel="icon" href="data:;base64,=">'
+"""The `lab` template's empty favicon, which would hide the app's."""
 REPLACED_VOILA_HANDLERS: tuple[type, ...] = (
     TornadoVoilaHandler,
     TornadoVoilaTreeHandler,
@@ -160,6 +171,13 @@ class ReadyKernelClient(AsyncKernelClient):
         return False
 
 
+def with_run_page_template(template_paths: list[str]) -> list[str]:
+    """Voila's template paths with Freezer's run page template first (its `index.html.j2`
+    extends the `lab` one that the rest of the paths find)."""
+    own = str(RUN_PAGE_TEMPLATES)
+    return [own, *(path for path in template_paths if path != own)]
+
+
 def restrict_browser_messages(kernel_manager: Any) -> None:
     """Let through only Freezer's browser allowlist (Voila's includes `shutdown_request`)."""
     kernel_manager.allowed_message_types = sorted(BROWSER_MESSAGE_TYPES)
@@ -236,7 +254,7 @@ class RunPageHandler(TornadoVoilaHandler):  # type: ignore[misc]
             self.finish(app.pages.render("busy.html", self, retry_after=exc.retry_after))
             return
         except RunDivergedError as exc:
-            self.log.error("%s", exc)
+            self.log.error("%s (user %s)", exc, run.user_name)
             await app.store.record_divergence(run.id, exc.divergence.to_json())
             self.show_message(409, "This run cannot be restored.", exc.divergence.sentence)
             return
@@ -250,12 +268,13 @@ class RunPageHandler(TornadoVoilaHandler):  # type: ignore[misc]
                               "The server log says why. Try again in a moment.")
             return
         self.xsrf_token  # noqa: B018  (sets the _xsrf cookie the unload beacon sends back)
+        header = self.page_header(run.id)
         if live.page_html is not None:
             # Re-attach: Voila would execute the bootstrap cell again only to display the same
             # root widget; the page it rendered for this kernel is that page.
             self.set_header("Content-Type", "text/html")
             self.set_header("Cache-Control", "no-cache, no-store, must-revalidate")
-            self.finish(live.page_html)
+            self.finish(live.page_html.replace(HEADER_MARK, header, 1))
             live.touch()
             return
         token = page_kernel.set(live.kernel_id)
@@ -263,12 +282,12 @@ class RunPageHandler(TornadoVoilaHandler):  # type: ignore[misc]
         headed = False
         try:
             async for html in self.get_generator(path=None):
-                html = CDN_STYLESHEET.sub("", html)
+                html = CDN_STYLESHEET.sub("", html).replace(EMPTY_ICON, "")
                 if not headed:
                     html, headed = with_page_head(html)
                     html = with_kernel_watch(html)
                 parts.append(html)
-                self.write(html)
+                self.write(html.replace(HEADER_MARK, header, 1))
                 self.flush()
             page = "".join(parts)
             if WIDGET_VIEW in page:  # the app showed; an error page is not worth keeping
@@ -283,6 +302,14 @@ class RunPageHandler(TornadoVoilaHandler):  # type: ignore[misc]
                           "One of its steps stopped the app each time it ran, so it cannot "
                           "continue. Your answers are kept and the app's administrator can see "
                           "what happened; start over to try again.")
+
+    def page_header(self, run_id: str) -> str:
+        """The header of this person's run page: app title, who is signed in, their links."""
+        user = self.current_user
+        return self.freezer.pages.render(
+            "run_header.html", self, run_id=run_id,
+            user_name=getattr(user, "name", ""), is_admin=getattr(user, "is_admin", False),
+        )
 
     def show_message(self, status: int, headline: str, detail: str) -> None:
         """A plain page with one sentence for the person (details are in the server log)."""
