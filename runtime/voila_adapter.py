@@ -60,6 +60,7 @@ from runtime.kernels import KernelsBusyError, RunFailedError, page_kernel
 from runtime.page_head import with_page_head
 from runtime.replay import WIDGETS_CHANGED, RunDivergedError
 from runtime.websocket import BROWSER_MESSAGE_TYPES
+from runtime.xsrf import IdentityBoundXsrf
 
 if TYPE_CHECKING:
     from runtime.app import FreezerApp
@@ -221,8 +222,11 @@ class DetachHandler(APIHandler):
         self.finish()
 
 
-class RunPageHandler(TornadoVoilaHandler):  # type: ignore[misc]
-    """`/run/<run_id>`: the app page of one run, rendered by Voila on the run's kernel."""
+class RunPageHandler(TornadoVoilaHandler, IdentityBoundXsrf):  # type: ignore[misc]
+    """`/run/<run_id>`: the app page of one run, rendered by Voila on the run's kernel.
+
+    Its forms (start over, in the header) carry the person's bound XSRF token, as every other
+    page's do."""
 
     def initialize(self, **kwargs: Any) -> None:
         self.freezer: FreezerApp = kwargs.pop("freezer")
@@ -267,7 +271,10 @@ class RunPageHandler(TornadoVoilaHandler):  # type: ignore[misc]
             self.show_message(500, "The app could not be started.",
                               "The server log says why. Try again in a moment.")
             return
-        self.xsrf_token  # noqa: B018  (sets the _xsrf cookie the unload beacon sends back)
+        # Tornado's own token sets the _xsrf cookie that Voila's unload beacon sends back (an API
+        # request, double-submit checked); the header's forms carry the bound one.
+        tornado_token: Any = web.RequestHandler.xsrf_token
+        tornado_token.fget(self)
         header = self.page_header(run.id)
         if live.page_html is not None:
             # Re-attach: Voila would execute the bootstrap cell again only to display the same

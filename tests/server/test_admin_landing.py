@@ -54,9 +54,11 @@ def start_run(
         page.goto(server.base_url + "login")
         page.fill("#name", name)
         page.click("button[type=submit]")
+        page.get_by_role("button", name="Start").click()  # starting a run is a POST
         expect(page).to_have_url(re.compile(r"/run/[\w-]+$"))
         if query:
             page.goto(server.base_url + "new?" + query)
+            page.get_by_role("button", name="Start").click()
             expect(page).to_have_url(re.compile(r"/run/[\w-]+$"))
         if start_over:
             first = page.url
@@ -146,6 +148,7 @@ def test_admin_sees_an_admin_link_on_every_page(server: ServerProcess, page: Pag
     expect(page.locator("header nav.account")).to_contain_text("Signed in as admin")
     # a run of the admin's own (to try the app): the run page and the run list link back
     page.goto(server.base_url + "new")
+    page.get_by_role("button", name="Start").click()
     expect(page).to_have_url(re.compile(r"/run/[\w-]+$"))
     link = page.locator("#freezer-header a.freezer-admin-link")
     expect(link).to_have_attribute("href", "/admin")

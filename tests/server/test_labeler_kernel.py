@@ -87,7 +87,7 @@ def test_the_run_is_finished_when_the_person_presses_finish(
     page.locator("button.freezer-next", has_text="Next").click()
 
     expect(page.get_by_text("you picked 5")).to_be_visible()
-    finish = page.get_by_role("button", name="Finish")
+    finish = page.get_by_role("button", name="Finish", exact=True)
     expect(finish).to_be_enabled()
     expect(page.get_by_text("Step 2 of 2: make your choices, then press Finish.")).to_be_visible()
     wait_db(app_dir, "ready", "SELECT status FROM stages WHERE run_id = ? AND `index` = 1", run_id)

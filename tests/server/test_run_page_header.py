@@ -62,6 +62,7 @@ def sign_in(page: Page, server: ServerProcess, name: str) -> None:
     page.goto(server.base_url + "login")
     page.fill("#name", name)
     page.click("button[type=submit]")
+    page.get_by_role("button", name="Start").click()  # starting a run is a POST
     expect(page).to_have_url(re.compile(r"/run/[\w-]+$"))
     page.locator("#freezer-header button.freezer-next").wait_for()
 

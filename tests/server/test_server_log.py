@@ -90,7 +90,8 @@ async def test_one_line_per_sign_in_start_finish_cull_replay_and_divergence(
         await store.append_events([NewEvent(run_id, "comm_msg", 999, {"method": "custom"})])
         response = await person.fetch(f"run/{run_id}")
         assert response.code == 409
-        await logged(server, rf"run {run_id}: event \d+ is for widget #999.*\(user ada\)")
+        await logged(server,
+                     rf"run {run_id}: replay diverged at event \d+ .*widget #999.*\(user ada\)")
 
     assert "is not trusted" not in log_text(server)
     assert "loopback TCP with signed messages" in log_text(server)
