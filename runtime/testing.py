@@ -722,6 +722,8 @@ class PageSession:
         self._reader: asyncio.Task[None] | None = None
         self._replies: dict[str, asyncio.Future[KernelMessage]] = {}
         self._idle: set[str] = set()  # requests the kernel has finished (status idle)
+        self.stderr: dict[str, str] = {}  # stderr text by the request it answers (e.g. the
+        # server's "not applied" notices for a message it dropped)
         self._change = asyncio.Event()
         self._output_routes: dict[str, str] = {}  # parent msg id -> Output model id
         self._clear_next: set[str] = set()  # Output models with a pending clear_output(wait)
@@ -1103,6 +1105,10 @@ class PageSession:
             comm_id = str(msg.content.get("comm_id"))
             self.widgets.pop(comm_id, None)
         elif kind in OUTPUT_MESSAGES:
+            if kind == "stream" and msg.content.get("name") == "stderr" and msg.parent_id:
+                self.stderr[msg.parent_id] = self.stderr.get(msg.parent_id, "") + str(
+                    msg.content.get("text", "")
+                )
             await self._handle_output(msg)
 
     async def _handle_comm_msg(self, msg: KernelMessage) -> None:

@@ -16,13 +16,15 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 from runtime.kernels import process_ended
-from runtime.testing import PageSession, ServerProcess, child_pids
+from runtime.testing import PageSession, Person, ServerProcess, child_pids, parse_page
 from tests.server.conftest import start_server, write_app
 
 __all__ = [
-    "TIMEOUT", "THREE_STAGES", "start_server", "write_app", "slider", "has_slider", "text",
+    "TIMEOUT", "THREE_STAGES", "start_run_unloaded", "start_server", "write_app", "slider",
+    "has_slider", "text",
     "shows", "act", "click_next", "kill_hard", "kernel_pid", "journal", "eventually",
     "stage_started_counts", "restart", "kill_kernel",
 ]
@@ -65,6 +67,18 @@ def text(page: PageSession) -> str:
 
 def shows(needle: str) -> Callable[[PageSession], bool]:
     return lambda page: needle in text(page)
+
+
+async def start_run_unloaded(person: Person) -> str:
+    """Start a run (the start page's form, POST) without following the redirect to its page:
+    the run exists, no page has loaded it. Returns its id."""
+    start = await person.fetch("new")
+    form = parse_page(start.effective_url, start.code, start.body.decode("utf-8"))
+    assert form.start_form is not None and form.start_action is not None
+    response = await person.fetch(urljoin(start.effective_url, form.start_action), method="POST",
+                                  form=form.start_form, follow_redirects=False)
+    assert response.code in (302, 303), response.code
+    return response.headers["Location"].rstrip("/").rsplit("/", 1)[-1]
 
 
 async def act(page: PageSession, msg_id: str) -> None:

@@ -27,6 +27,7 @@ from tests.faults.harness import (
     has_slider,
     kill_kernel,
     slider,
+    start_run_unloaded,
     start_server,
     write_app,
 )
@@ -86,9 +87,8 @@ async def test_a_stage_that_ends_its_kernel_fails_the_run_after_three_deaths(
     server = exiting_server
     async with Person(server.base_url, request_timeout=TIMEOUT) as person:
         await person.login(name="eve")
-        response = await person.fetch("new", follow_redirects=False)
-        run_path = response.headers["Location"].lstrip("/")
-        run_id = run_path.rsplit("/", 1)[-1]
+        run_id = await start_run_unloaded(person)
+        run_path = f"run/{run_id}"
         loads = []
         for _ in range(6):
             response = await person.fetch(run_path)

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from urllib.parse import urljoin
 
 import pytest
 
-from runtime.testing import PageSession, Person, ServerProcess, parse_page
+from runtime.testing import PageSession, Person, ServerProcess
 from tests.faults.harness import (
     TIMEOUT,
     act,
     has_slider,
     kill_kernel,
     slider,
+    start_run_unloaded,
     start_server,
     write_app,
 )
@@ -31,18 +31,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         process.stop()
 
 
-async def new_run_id(person: Person) -> str:
-    """Start a run (the start page's form, POST) without following the redirect to its page:
-    the run exists, no page has loaded it."""
-    start = await person.fetch("new")
-    form = parse_page(start.effective_url, start.code, start.body.decode("utf-8"))
-    assert form.start_form is not None and form.start_action is not None
-    response = await person.fetch(urljoin(start.effective_url, form.start_action), method="POST",
-                                  form=form.start_form, follow_redirects=False)
-    assert response.code in (302, 303), response.code
-    return response.headers["Location"].rstrip("/").rsplit("/", 1)[-1]
-
-
 async def open_at_once(person: Person, run_id: str, loads: int) -> list[PageSession]:
     pages = await asyncio.wait_for(
         asyncio.gather(*(person.open(f"run/{run_id}") for _ in range(loads))), TIMEOUT
@@ -55,7 +43,7 @@ async def open_at_once(person: Person, run_id: str, loads: int) -> list[PageSess
 async def test_two_loads_of_a_new_run_page_both_answer(server: ServerProcess) -> None:
     async with Person(server.base_url, request_timeout=TIMEOUT) as person:
         await person.login(name="ann")
-        run_id = await new_run_id(person)
+        run_id = await start_run_unloaded(person)
         first, second = await open_at_once(person, run_id, 2)
         assert first.kernel_id == second.kernel_id
         await act(first, await first.set_value(slider(first, "number"), 42))
@@ -66,7 +54,7 @@ async def test_two_loads_of_a_new_run_page_both_answer(server: ServerProcess) ->
 async def test_three_loads_after_the_kernel_died_all_answer(server: ServerProcess) -> None:
     async with Person(server.base_url, request_timeout=TIMEOUT) as person:
         await person.login(name="bob")
-        run_id = await new_run_id(person)
+        run_id = await start_run_unloaded(person)
         page = await person.open(f"run/{run_id}")
         await page.wait_for(has_slider("number"), TIMEOUT)
         await act(page, await page.set_value(slider(page, "number"), 17))
