@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,7 +25,14 @@ from markupsafe import Markup, escape
 from tornado.web import HTTPError
 
 from runtime import charts
-from runtime.exporting import rows_to_csv, rows_to_json, stage_position
+from runtime.exporting import (
+    parameter_defaults,
+    rows_to_csv,
+    rows_to_json,
+    rows_with_default_params,
+    stage_position,
+    with_default_params,
+)
 from runtime.queue_export import queue_report
 from runtime.store import Store
 from runtime.values import is_media_reference
@@ -220,33 +227,6 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-RESERVED_PARAMETERS = frozenset({"freezer_user", "freezer_run"})
-"""Parameters the server sets for each run (the person's name, the run id): not settings."""
-
-
-def with_default_params(
-    rows: list[dict[str, Any]], defaults: dict[str, dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """The rows with every declared parameter in `params`: the run's own value, else the
-    default of the app version it ran (`defaults`: app_id -> {name: default})."""
-    filled = []
-    for row in rows:
-        params = {**defaults.get(row["app_id"], {}), **(row.get("params") or {})}
-        filled.append({**row, "params": params})
-    return filled
-
-
-async def parameter_defaults(store: Store, app_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """The declared parameters' defaults of each app version."""
-    defaults: dict[str, dict[str, Any]] = {}
-    for app_id in dict.fromkeys(app_ids):
-        manifest = await store.get_manifest(app_id)
-        if manifest is not None:
-            defaults[app_id] = {p.name: p.default for p in manifest.parameters
-                                if p.name not in RESERVED_PARAMETERS}
-    return defaults
-
-
 @dataclass(frozen=True)
 class RunFilter:
     """Which runs the runs table shows: a status and a user, or all (empty)."""
@@ -403,15 +383,13 @@ class ExportHandler(AdminHandler):
     every declared parameter filled in, the default where a run's start link set none)."""
 
     async def get(self, fmt: str) -> None:
-        rows = await self.store.export_rows()
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         if fmt == "csv":
             # a spreadsheet wants every run's settings in its columns; JSON keeps what is stored
-            rows = with_default_params(
-                rows, await parameter_defaults(self.store, (row["app_id"] for row in rows))
-            )
+            rows = await rows_with_default_params(self.store)
             body, mime = await asyncio.to_thread(rows_to_csv, rows), "text/csv; charset=utf-8"
         else:
+            rows = await self.store.export_rows()
             body = await asyncio.to_thread(rows_to_json, rows)
             mime = "application/json; charset=utf-8"
         self.set_header("Content-Type", mime)

@@ -144,9 +144,9 @@ class FreezerIdentityProvider(IdentityProvider):
         self._users[user_id] = user
         return user
 
-    def sign_in(self, handler: web.RequestHandler, user_id: int) -> None:
-        """Set the identity cookie for `user_id` on the response."""
-        self.log.info("sign-in: user %s from %s", user_id, handler.request.remote_ip)
+    def sign_in(self, handler: web.RequestHandler, user_id: int, name: str) -> None:
+        """Set the identity cookie for `user_id` (whose name is `name`) on the response."""
+        self.log.info("sign-in: %s (user %s) from %s", name, user_id, handler.request.remote_ip)
         handler.set_signed_cookie(
             COOKIE_NAME, str(user_id), expires_days=COOKIE_DAYS, **cookie_options(handler)
         )
@@ -254,7 +254,7 @@ class LoginHandler(JupyterHandler, IdentityBoundXsrf):
         current = await self.provider.get_user(self)
         if current is None:
             row = await self.app.store.get_or_create_user(f"anonymous-{secrets.token_hex(6)}")
-            self.provider.sign_in(self, row.id)
+            self.provider.sign_in(self, row.id, row.name)
         self.redirect(self.next_url)
 
     async def sign_in_name(self, name: str) -> None:
@@ -265,7 +265,7 @@ class LoginHandler(JupyterHandler, IdentityBoundXsrf):
             self.render_form("That name is reserved; pick another one.", 400)
             return
         row = await self.app.store.get_or_create_user(name)
-        self.provider.sign_in(self, row.id)
+        self.provider.sign_in(self, row.id, row.name)
         self.redirect(self.next_url)
 
     async def sign_in_token(self, token: str) -> None:
@@ -281,7 +281,7 @@ class LoginHandler(JupyterHandler, IdentityBoundXsrf):
                 self.refuse_token()
                 return
             row = found
-        self.provider.sign_in(self, row.id)
+        self.provider.sign_in(self, row.id, row.name)
         self.redirect(self.next_url)
 
     def refuse_token(self) -> None:

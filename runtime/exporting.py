@@ -225,6 +225,41 @@ def one_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+RESERVED_PARAMETERS = frozenset({"freezer_user", "freezer_run"})
+"""Parameters the server sets for each run (the person's name, the run id): not settings."""
+
+
+def with_default_params(
+    rows: list[dict[str, Any]], defaults: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The rows with every declared parameter in `params`: the run's own value, else the
+    default of the app version it ran (`defaults`: app_id -> {name: default})."""
+    filled = []
+    for row in rows:
+        params = {**defaults.get(row["app_id"], {}), **(row.get("params") or {})}
+        filled.append({**row, "params": params})
+    return filled
+
+
+async def parameter_defaults(store: Store, app_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The declared parameters' defaults of each app version."""
+    defaults: dict[str, dict[str, Any]] = {}
+    for app_id in dict.fromkeys(app_ids):
+        manifest = await store.get_manifest(app_id)
+        if manifest is not None:
+            defaults[app_id] = {p.name: p.default for p in manifest.parameters
+                                if p.name not in RESERVED_PARAMETERS}
+    return defaults
+
+
+async def rows_with_default_params(store: Store) -> list[dict[str, Any]]:
+    """Every run's export row with each declared parameter filled in (the app version's default
+    where the run's start link set none): the rows of a CSV export, whose columns a spreadsheet
+    reads as each run's settings. The JSON export keeps `params` as stored."""
+    rows = await store.export_rows()
+    return with_default_params(rows, await parameter_defaults(store, (r["app_id"] for r in rows)))
+
+
 def rows_for_command(
     app: str, db: str | None, read: RowReader | None = None
 ) -> list[dict[str, Any]]:
@@ -288,8 +323,10 @@ def export_main(argv: list[str]) -> int:
             rows = rows_for_command(args.app, args.db, lambda s: queue_rows(s, args.queue))
             text = queue_rows_to_csv(rows) if args.format == "csv" else rows_to_json(rows)
         else:
-            rows = rows_for_command(args.app, args.db)
-            text = rows_to_csv(rows) if args.format == "csv" else rows_to_json(rows)
+            csv_wanted = args.format == "csv"
+            rows = rows_for_command(args.app, args.db,
+                                    rows_with_default_params if csv_wanted else None)
+            text = rows_to_csv(rows) if csv_wanted else rows_to_json(rows)
         if args.output:
             write_text(Path(args.output), text)
         else:

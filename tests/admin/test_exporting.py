@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -33,7 +34,9 @@ from runtime.exporting import (
     runs_main,
     safe_cell,
 )
+from runtime.manifest import Parameter
 from runtime.models import new_run_id
+from runtime.store import Store
 
 
 def read_csv(text: str) -> list[dict[str, str]]:
@@ -237,3 +240,40 @@ def test_export_from_postgresql(
     assert {row["run_id"] for row in rows} == set(run_ids.values())
     assert runs_main([str(tmp_path / "app"), "--db", postgres_url]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 4
+
+
+def test_csv_export_fills_declared_parameters_and_json_keeps_them_as_stored(
+    tmp_path: Path,
+) -> None:
+    # A run started without a start-link value for `shard` ran with the notebook's default, 3:
+    # the CSV (a spreadsheet's columns of each run's settings) says so; the JSON keeps `params`
+    # exactly as stored, and the server-set parameters are never filled in.
+    manifest = dataclasses.replace(
+        make_manifest(),
+        parameters=(Parameter("shard", 3, "int"), Parameter("freezer_user", "", "str")),
+    ).with_app_id()
+    app_dir = tmp_path / "app"
+    write_app(app_dir, manifest)
+
+    async def fill() -> tuple[str, str]:
+        store = await Store.open(f"sqlite:///{app_dir / 'freezer.db'}")
+        try:
+            await store.ensure_app(manifest)
+            user = await store.get_or_create_user("ann")
+            default = await store.create_run(manifest.app_id, user.id, 1, {})
+            linked = await store.create_run(manifest.app_id, user.id, 2, {"shard": 7})
+            return default.id, linked.id
+        finally:
+            await store.close()
+
+    default_run, linked_run = asyncio.run(fill())
+    out = tmp_path / "runs.csv"
+    assert export_main([str(app_dir), "--format", "csv", "-o", str(out)]) == 0
+    rows = {row["run_id"]: row for row in read_csv(out.read_text(encoding="utf-8"))}
+    assert rows[default_run]["param.shard"] == "3"
+    assert rows[linked_run]["param.shard"] == "7"
+    assert "param.freezer_user" not in rows[default_run]
+    out_json = tmp_path / "runs.json"
+    assert export_main([str(app_dir), "--format", "json", "-o", str(out_json)]) == 0
+    stored = {row["run_id"]: row["params"] for row in json.loads(out_json.read_text())}
+    assert stored == {default_run: {}, linked_run: {"shard": 7}}

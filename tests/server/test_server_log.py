@@ -64,7 +64,7 @@ async def test_one_line_per_sign_in_start_finish_cull_replay_and_divergence(
     async with Person(server.base_url) as person:
         landing = await person.login("ada", follow_redirects=False)
         assert landing.status in (301, 302)
-        assert len(await logged(server, r"sign-in: user \d+ from 127\.0\.0\.1")) == 1
+        assert len(await logged(server, r"sign-in: ada \(user \d+\) from 127\.0\.0\.1")) == 1
         page = await person.open("new")
         run_id = page.page.url.rsplit("/", 1)[-1]
         started = await logged(server, rf"run {run_id} started \(user ada\)")
