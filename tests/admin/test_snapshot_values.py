@@ -104,7 +104,7 @@ def test_the_whole_long_value_is_one_click_away_in_a_browser(page: Page) -> None
         "stage_0_status": "finished", "stage_1_status": "ready",
     }
     page.set_content(render_page(build_page("Labeling", [row], {"a1": ["Pick", "Save"]}), "x"))
-    inputs = page.locator("table.runs td.value").first
+    inputs = page.locator("table.runs td.value.inputs").first
     expect(inputs).to_contain_text("photo = image/png, 41.0 KB, sha256 ")
     whole = inputs.locator("details .whole")
     expect(whole).to_be_hidden()
