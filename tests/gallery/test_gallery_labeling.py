@@ -66,9 +66,10 @@ def test_a_labeler_picks_a_person_a_threshold_and_labels_photos(
     cards = borderline.locator(".widget-vbox").filter(has=caption)
     # The notebook requires one answer at least: until then Next is disabled and says why.
     next_button = person.locator("button.freezer-next").filter(visible=True)
-    reason = person.locator(".freezer-app").get_by_text("Label at least one photo first.")
+    reason = person.get_by_text("Label at least one photo first.")
     expect(next_button).to_be_disabled()
     see(reason)
+    shot(person, "labeling-require")
     for index, answer in enumerate(["same", "same", "same", "different"]):
         button = cards.nth(index).get_by_role("button", name=answer, exact=True)
         button.click()

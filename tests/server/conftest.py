@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -27,6 +28,8 @@ from runtime.store import Store
 from runtime.testing import ServerProcess, free_port
 
 SERVER_START_TIMEOUT = 90.0
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+"""Where the run page and admin screenshots the docs show are written."""
 
 SLIDER_STAGES = (
     (
@@ -149,3 +152,11 @@ def health(server: ServerProcess) -> dict[str, Any]:
     with urlopen(server.base_url + "health", timeout=30) as response:
         data: dict[str, Any] = json.loads(response.read())
         return data
+
+
+def screenshot(page: Any, name: str) -> None:
+    """Save `docs/screenshots/NAME.png` of a Playwright page when `FREEZER_SCREENSHOTS=1`
+    (`FREEZER_SCREENSHOTS=1 make test` refreshes the pictures the docs show; a plain test
+    run leaves the tracked files alone)."""
+    if os.environ.get("FREEZER_SCREENSHOTS") == "1":
+        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))

@@ -2,7 +2,8 @@
 shows each run's parameters (defaults included) and filters by status and user; the CSV has the
 parameters of default runs filled; every page links to the admin page for the admin.
 
-The screenshot goes to `docs/screenshots/admin.png` (shown by `examples/README.md`).
+The screenshot goes to `docs/screenshots/admin.png` (shown by `examples/README.md`) with
+`FREEZER_SCREENSHOTS=1`.
 """
 
 from __future__ import annotations
@@ -21,10 +22,9 @@ from playwright.sync_api import Browser, Page, expect
 
 from runtime.manifest import Parameter
 from runtime.testing import ServerProcess
-from tests.server.conftest import write_app
+from tests.server.conftest import screenshot, write_app
 
 TIMEOUT_MS = 60_000
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 TOKEN = "s3cret"
 
 
@@ -121,10 +121,10 @@ def test_admin_lands_on_admin_page_and_filters_runs(
     show("", "")
     expect(table.locator("tr")).to_have_count(5)
     page.locator("#runs").scroll_into_view_if_needed()
-    page.screenshot(path=str(SCREENSHOTS / "admin.png"))
+    screenshot(page, "admin")
     page.set_viewport_size({"width": 390, "height": 844})
     page.locator("#runs").scroll_into_view_if_needed()
-    page.screenshot(path=str(SCREENSHOTS / "admin-phone.png"))
+    screenshot(page, "admin-phone")
 
     # the CSV: every run has its parameters, defaults included
     cookies = "; ".join(f"{c['name']}={c['value']}" for c in page.context.cookies())

@@ -19,7 +19,7 @@ from playwright.sync_api import Page, expect
 from runtime.exporting import export_main
 from runtime.testing import ServerProcess
 from tests.faults.harness import kill_hard, restart
-from tests.server.conftest import write_app
+from tests.server.conftest import screenshot, write_app
 
 TIMEOUT_MS = 60_000
 COMMENT_STAGES = (
@@ -96,8 +96,10 @@ def test_the_run_is_finished_when_the_person_presses_finish(
 
     page.locator("textarea").fill("looks right")
     page.locator("textarea").press("Tab")  # the value reaches the kernel on blur at the latest
+    screenshot(page, "finish-before")
     finish.click()
     see_finished(page)
+    screenshot(page, "finish-after")
     wait_db(app_dir, "finished", "SELECT status FROM runs WHERE id = ?", run_id)
 
     out = tmp_path / "runs.json"

@@ -1,7 +1,7 @@
 """The run page in Chromium: a header that stays in view (title, stepper, status, Next, who is
 signed in), Next by keyboard, scrolling to the new stage, hiding finished stages, Start over.
 
-Screenshots go to `docs/screenshots/` (shown by `examples/README.md`).
+Screenshots go to `docs/screenshots/` (shown by `examples/README.md`) with `FREEZER_SCREENSHOTS=1`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from runtime.testing import ServerProcess
-from tests.server.conftest import write_app
+from tests.server.conftest import screenshot, write_app
 
 TIMEOUT_MS = 60_000
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 TALL = (
@@ -93,7 +92,7 @@ def test_header_stays_in_view_and_next_shows_the_new_stage(
     expect(header.locator(".freezer-stepper")).to_contain_text("○ Check")
     expect(header.locator(".freezer-footer")).to_contain_text("Step 1 of 3")
     expect(header.locator(".freezer-keys")).to_contain_text("Enter")
-    page.screenshot(path=str(SCREENSHOTS / "run-page.png"))
+    screenshot(page, "run-page")
 
     header.locator("button.freezer-next").click()
     expect(step(page, 0)).to_have_class(re.compile("freezer-step-done"))
@@ -107,7 +106,7 @@ def test_header_stays_in_view_and_next_shows_the_new_stage(
         return Math.abs(stage.top - header.bottom) < 40 && header.top === 0;
     }""")
     assert in_view(page, "#freezer-header button.freezer-next")
-    page.screenshot(path=str(SCREENSHOTS / "run-page-after-next.png"))
+    screenshot(page, "run-page-after-next")
 
     # finished stages can be hidden and shown again
     page.click("#freezer-collapse")
@@ -119,7 +118,7 @@ def test_header_stays_in_view_and_next_shows_the_new_stage(
     page.set_viewport_size(PHONE)
     assert in_view(page, "#freezer-header button.freezer-next")
     assert in_view(page, "#freezer-header .freezer-stepper")
-    page.screenshot(path=str(SCREENSHOTS / "run-page-phone.png"))
+    screenshot(page, "run-page-phone")
 
 
 def test_enter_presses_next_only_when_nothing_else_takes_the_key(
@@ -172,7 +171,7 @@ def test_header_says_who_is_signed_in_and_start_over_keeps_the_run(
     expect(dialog).to_be_visible()
     expect(dialog).to_contain_text("This run is kept")
     expect(dialog).to_contain_text("abandoned")
-    page.screenshot(path=str(SCREENSHOTS / "start-over.png"))
+    screenshot(page, "start-over")
     dialog.locator("[data-cancel]").click()
     expect(dialog).to_be_hidden()
     assert page.url.endswith(first_run)
