@@ -208,7 +208,7 @@ async def test_a_next_that_would_apply_to_another_item_stores_nothing(tmp_path: 
     try:
         async with Person(server.base_url) as person:
             await sign_in(person)
-            page = await person.open("")
+            page = await person.open("new")
             await page.wait_for(has_slider("item ?"), TIMEOUT, "the slider")
             await act(page, await page.set_value(slider(page, "item ?"), 6))
             await click_next(page)
@@ -256,7 +256,7 @@ async def test_an_old_journal_without_digests_replays_as_before(tmp_path: Path) 
     try:
         async with Person(server.base_url) as person:
             await sign_in(person)
-            page = await person.open("")
+            page = await person.open("new")
             await page.wait_for(has_slider("item 0"), TIMEOUT, "the first item")
             await act(page, await page.set_value(slider(page, "item 0"), 4))
             run_path = page.page.url
