@@ -390,6 +390,7 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
         self.kernel_manager.allow_tracebacks = self.show_tracebacks
         settings["xsrf_cookie_kwargs"] = {"samesite": "Lax", "path": self.base_url}
         settings["freezer_max_message_size"] = self.max_message_size
+        settings["freezer_flood_rate"] = self.flood_rate
         self.pages = Pages(self.base_url, self.title)
         return settings
 

@@ -37,6 +37,7 @@ CONFIG_NAME = "freezer_config"
 DEPLOY_ALIASES = {
     "config": "FreezerApp.config_file",
     "max-message-size": "FreezerApp.max_message_size",
+    "flood-rate": "FreezerApp.flood_rate",
     "shutdown-timeout": "FreezerApp.shutdown_timeout",
 }
 DEPLOY_FLAGS = {
@@ -77,6 +78,13 @@ class DeploymentOptions(Configurable):
         "refused before it is saved or reaches the kernel, and the page says so; raise it "
         "for apps whose widgets carry files (FileUpload). Default 524288 (512 KiB); 0: no "
         "limit below the websocket's own 10 MiB.",
+    )
+    flood_rate = Float(
+        200.0,
+        config=True,
+        help="Messages a second one run's pages (all its tabs together) may send on average, "
+        "with bursts of twice as many; the excess is dropped before the journal and the page "
+        "is told. Far above a person dragging a slider. Default 200; 0: no limit.",
     )
     shutdown_timeout = Float(
         20.0,

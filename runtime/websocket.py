@@ -53,8 +53,8 @@ FRONTEND_OUTPUT_STATE = frozenset({"outputs", "msg_id"})
 """What a page writes back into an `Output` widget: the outputs it routed there. Not a person's
 action, so not journaled; replay routes those outputs itself (see :mod:`runtime.listener`)."""
 COMM_TYPES = frozenset({"comm_open", "comm_msg", "comm_close"})
-FLOOD_RATE = 200.0  # messages a second a run's pages may send on average...
-FLOOD_BURST = 400.0  # ...and at once; far above a person dragging a slider
+FLOOD_RATE = 200.0  # messages a second a run's pages may send on average (`--flood-rate`)...
+FLOOD_BURST_SECONDS = 2.0  # ...and at once, this many seconds' worth
 FLOODED = "Too many changes at once: some were not applied. Slow down, then try again.\n"
 MAX_MESSAGE_SIZE = 512 * 1024
 """Bytes a page's message may have (`--max-message-size`, setting `freezer_max_message_size`)."""
@@ -228,9 +228,12 @@ class RunWebsocketConnection(ZMQChannelsWebsocketConnection):
         """A run's pages share a token bucket; beyond it messages are dropped, unjournaled."""
         if self._live is None:
             return False
+        rate = float(self.websocket_handler.settings.get("freezer_flood_rate", FLOOD_RATE))
+        if rate <= 0:
+            return True
         bucket = _BUCKETS.get(self._live)
         if bucket is None:
-            bucket = _BUCKETS[self._live] = TokenBucket(FLOOD_RATE, FLOOD_BURST)
+            bucket = _BUCKETS[self._live] = TokenBucket(rate, rate * FLOOD_BURST_SECONDS)
         if bucket.take():
             self._flooding = False
             return True

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from runtime.testing import Person, ServerProcess, encode_v1
-from runtime.websocket import FLOOD_BURST
+from runtime.websocket import FLOOD_BURST_SECONDS, FLOOD_RATE
 from tests.faults.harness import (
     TIMEOUT,
     act,
@@ -82,7 +82,8 @@ async def test_a_flood_of_updates_is_cut_off_before_the_journal(
         return [e for e in journal(app_dir, run_id, ("comm_msg",))
                 if e["payload"].get("method") == "update"]
 
-    await eventually(lambda: len(updates()) >= FLOOD_BURST, "the burst to be journaled")
+    burst = FLOOD_RATE * FLOOD_BURST_SECONDS
+    await eventually(lambda: len(updates()) >= burst, "the burst to be journaled")
     kept = updates()
     assert len(kept) < FLOOD, len(kept)
     assert {e["payload"]["state"]["value"] for e in kept} <= set(range(1, 51))
