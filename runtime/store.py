@@ -382,6 +382,22 @@ class Store(QueueTransactions):
             for run_id, last in connection.execute(_LAST_SEQS, {"run_ids": ids})
         }
 
+    def _journal_one(
+        self, session: Session, run_id: str, kind: str, payload: dict[str, Any]
+    ) -> tuple[RunRecord, datetime]:
+        """Inside `session`'s transaction: lock the run, append one event of `kind` at the next
+        seq, and return the run's row and the event's time (for what the caller updates)."""
+        now = self._now()
+        seq = self._lock_runs_and_next_seqs(session.connection(), [run_id], now)[run_id]
+        self._next_seq[run_id] = seq + 1
+        session.add(
+            EventRecord(run_id=run_id, seq=seq, at=now, kind=kind, ordinal=None, payload=payload,
+                        buffers=b"")
+        )
+        run = session.get(RunRecord, run_id)
+        assert run is not None  # checked by _lock_runs_and_next_seqs
+        return run, now
+
     async def events(
         self, run_id: str, kinds: Collection[str] | None = None, after: int = 0
     ) -> list[Event]:
@@ -408,19 +424,8 @@ class Store(QueueTransactions):
         name = check_runner_event(run_id, data)
         payload = dict(data)
 
-
         def work(session: Session) -> None:
-            now = self._now()
-            seq = self._lock_runs_and_next_seqs(session.connection(), [run_id], now)[run_id]
-            self._next_seq[run_id] = seq + 1
-            session.add(
-                EventRecord(
-                    run_id=run_id, seq=seq, at=now, kind=name, ordinal=None, payload=payload,
-                    buffers=b"",
-                )
-            )
-            run = session.get(RunRecord, run_id)
-            assert run is not None  # checked by _lock_runs_and_next_seqs
+            run, now = self._journal_one(session, run_id, name, payload)
             apply_runner_event(session, run, name, payload, now)
 
         await self._transaction(work)
@@ -432,17 +437,7 @@ class Store(QueueTransactions):
         """
 
         def work(session: Session) -> None:
-            now = self._now()
-            seq = self._lock_runs_and_next_seqs(session.connection(), [run_id], now)[run_id]
-            self._next_seq[run_id] = seq + 1
-            session.add(
-                EventRecord(
-                    run_id=run_id, seq=seq, at=now, kind=DIVERGED_EVENT, ordinal=None,
-                    payload=dict(details), buffers=b"",
-                )
-            )
-            run = session.get(RunRecord, run_id)
-            assert run is not None  # checked by _lock_runs_and_next_seqs
+            run, _ = self._journal_one(session, run_id, DIVERGED_EVENT, dict(details))
             run.status = "diverged"
 
         await self._transaction(work)
