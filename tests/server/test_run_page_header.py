@@ -145,10 +145,13 @@ def test_enter_presses_next_only_when_nothing_else_takes_the_key(
     assert page.evaluate(clicks) == 0, "a key a widget had handled pressed Next"
 
     text.evaluate("element => element.blur()")
+    expect(page.locator("#freezer-header button.freezer-next")).to_be_enabled()
     page.keyboard.press("Control+Enter")
     assert page.evaluate(clicks) == 1
     expect(step(page, 0)).to_have_class(re.compile("freezer-step-done"))
     expect(step(page, 1)).to_have_class(re.compile("freezer-step-ready"))
+    # the stepper and Next are separate widgets: the key is for Next once Next can be pressed
+    expect(page.locator("#freezer-header button.freezer-next")).to_be_enabled()
     page.keyboard.press("Enter")
     assert page.evaluate(clicks) == 2
     expect(step(page, 2)).to_have_class(re.compile("freezer-step-(ready|done)"))
