@@ -2,7 +2,7 @@
 percentiles, tables, JSON and PNG output.
 
 Every benchmark measures plain Voila and Freezer's server in the same run, on the same notebook,
-through the same protocol-level client (:mod:`runtime.testing`), and reports ratios against
+through the same protocol-level client (:mod:`tests.support.testing`), and reports ratios against
 plain Voila's cold render. Freezer's columns say "n/a (...)" while `freezer serve` is not
 available or does not start.
 """
@@ -30,7 +30,7 @@ from typing import Any
 
 import nbformat
 
-from runtime.testing import (
+from tests.support.testing import (
     ClientError,
     PageSession,
     Person,
@@ -113,7 +113,7 @@ def stage_ready(stage: int) -> Callable[[PageSession], bool]:
 
 def freezer_available() -> str | None:
     """None when `freezer serve` can run here, else why not."""
-    if importlib.util.find_spec("runtime.app") is None:  # not written yet
+    if importlib.util.find_spec("runtime.web.app") is None:  # not written yet
         return "server not available"
     return None
 

@@ -31,9 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from runtime.journal import Journal  # noqa: E402
 from runtime.manifest import Cell, Manifest, Stage  # noqa: E402
-from runtime.store import NewEvent, Store  # noqa: E402
+from runtime.runs.journal import Journal  # noqa: E402
+from runtime.store.store import NewEvent, Store  # noqa: E402
 
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 BUDGET_EVENTS_PER_S = 5000.0

@@ -210,7 +210,7 @@ async def run_load(target: Target, plan: Plan) -> LoadStats:
 
 async def journaled_updates(db_path: Path) -> dict[str, int]:
     """Slider updates each run's journal holds (browser `update` comm_msgs with a value)."""
-    from runtime.store import Store
+    from runtime.store.store import Store
 
     store = await Store.open(f"sqlite:///{db_path}")
     try:

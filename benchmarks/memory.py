@@ -37,7 +37,7 @@ from common import (
     write_json,
 )
 
-from runtime.testing import PageSession, Person, child_pids
+from tests.support.testing import PageSession, Person, child_pids
 
 MB = 1024.0 * 1024.0
 BUDGET_POOL_KERNEL_MB = 90.0
@@ -95,7 +95,7 @@ async def measure_database(runs: int, events: int) -> dict[str, Any]:
     """Store `runs` runs of `events` slider updates each; the SQLite file size per run."""
     from journal_append import manifest
 
-    from runtime.store import NewEvent, Store
+    from runtime.store.store import NewEvent, Store
 
     with tempfile.TemporaryDirectory(prefix="freezer-bench-db-") as tmp:
         path = Path(tmp) / "runs.db"

@@ -6,7 +6,7 @@ Writes an app's `files/` of `--files` random files totalling `--megabytes` in a 
 directory (on the same file system as the system's temporary directory, or `--dir`), then
 seeds `--repeat` run directories each way and prints the median, min and max in ms:
 
-- `copy` — :meth:`runtime.runfiles.RunFiles.new_kernel_dir`, what the server does per kernel;
+- `copy` — :meth:`runtime.runs.runfiles.RunFiles.new_kernel_dir`, what the server does per kernel;
 - `hardlink` — `os.link` per file: cheap, but unsafe (a notebook's `open(path, "w")` truncates
   the shared inode, changing the seed and every run's copy);
 - `overlay` — an overlayfs mount (root only; skipped with the reason otherwise).
@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from runtime.runfiles import RunFiles  # noqa: E402
+from runtime.runs.runfiles import RunFiles  # noqa: E402
 
 
 def write_seed(seed: Path, files: int, megabytes: float) -> None:

@@ -16,11 +16,11 @@ from freezer import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "build": ("freezer.commands", "Compile a notebook into an app directory."),
     "plan": ("freezer.commands", "Print how a notebook splits into stages; write nothing."),
-    "serve": ("runtime.app", "Serve an app directory to many people, each with their own run."),
+    "serve": ("runtime.web.app", "Serve an app directory to many people, each with their own run."),
     "preview": ("freezer.preview", "Build a notebook to a temporary app and serve it locally."),
-    "export": ("runtime.exporting", "Export every run of an app (CSV or JSON)."),
-    "runs": ("runtime.exporting", "List the runs of an app, one line each."),
-    "db": ("runtime.dbcommand", "Upgrade an app's database to this Freezer's schema, or show it."),
+    "export": ("runtime.store.exporting", "Export every run of an app (CSV or JSON)."),
+    "runs": ("runtime.store.exporting", "List the runs of an app, one line each."),
+    "db": ("runtime.store.dbcommand", "Upgrade an app's database to this schema, or show it."),
 }
 
 USAGE = """usage: freezer COMMAND [options]

@@ -28,11 +28,11 @@ from freezer.plan import Plan
 from freezer.requirements import REQUIREMENTS_NAME, Requirements
 from runtime import manifest as mf
 
-BOOTSTRAP_SOURCE = "from runtime import runner\nrunner.show()"
+BOOTSTRAP_SOURCE = "from runtime.kernel import runner\nrunner.show()"
 DATABASE_GLOB = "freezer.db*"
 # What a served app keeps in its directory; a rebuild moves these into the new build. The names
-# are runtime.app.COOKIE_SECRET_FILE, runtime.config.CONFIG_NAME and the runs' working
-# directories (runtime.runfiles; not imported: the compiler does not load the server).
+# are runtime.web.app.COOKIE_SECRET_FILE, runtime.web.config.CONFIG_NAME and the runs' working
+# directories (runtime.runs.runfiles; not imported: the compiler does not load the server).
 KEPT_GLOBS = (
     DATABASE_GLOB, ".freezer_cookie_secret", "freezer_config.py", "freezer_config.json", "runs",
 )

@@ -12,7 +12,7 @@ Subfolders add their own fixtures in their own `conftest.py`; keep this one smal
   Voila's `lab` template links Font Awesome from cdn.jsdelivr.net.
 - `voila_server` — a module-scoped factory: `voila_server(notebook, *extra_args)` starts plain
   `voila NOTEBOOK` on a free port, waits until it answers and returns the
-  :class:`runtime.testing.ServerProcess` (`.base_url`); the same arguments in one module share
+  :class:`tests.support.testing.ServerProcess` (`.base_url`); the same arguments in one module share
   one server; all are stopped at the end of the module.
 """
 
@@ -29,8 +29,8 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Browser, Page, Route, sync_playwright
 
-from runtime.testing import ServerProcess, start_voila
-from runtime.testing import free_port as _free_port
+from tests.support.testing import ServerProcess, start_voila
+from tests.support.testing import free_port as _free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from runtime.handlers import ParameterError, parse_value
 from runtime.manifest import Parameter
-from runtime.serve_cli import option_error, with_article
-from runtime.testing import LOOPBACK
+from runtime.web.handlers import ParameterError, parse_value
+from runtime.web.serve_cli import option_error, with_article
 from tests.server.conftest import write_app
+from tests.support.testing import LOOPBACK
 
 TIMEOUT = 120
 

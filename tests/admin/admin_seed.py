@@ -1,6 +1,6 @@
 """Test data of the admin area: an app directory whose SQLite database holds a few runs.
 
-The database is filled through the real :class:`runtime.store.Store`, with the same runner
+The database is filled through the real :class:`runtime.store.store.Store`, with the same runner
 events a kernel sends, so the rows the exports and the admin page read are the store's own.
 """
 
@@ -15,7 +15,7 @@ import pytest
 from runtime import manifest as manifest_mod
 from runtime.manifest import Cell, Manifest, Stage, WaitsOn
 
-store_module = pytest.importorskip("runtime.store", reason="the store module is not there yet")
+store_module = pytest.importorskip("runtime.store.store", reason="no store module yet")
 Store = store_module.Store
 
 HOSTILE_NAME = "<script>alert('name')</script>"

@@ -25,10 +25,10 @@ from jupyter_server.auth.identity import IdentityProvider
 from playwright.sync_api import Page
 from tornado.httpserver import HTTPServer
 
-from runtime.admin import VALUE_LIMIT, admin_routes, fmt_value
-from runtime.auth import FreezerUser
-from runtime.exporting import rows_to_json
-from runtime.testing import free_port
+from runtime.store.exporting import rows_to_json
+from runtime.web.admin import VALUE_LIMIT, admin_routes, fmt_value
+from runtime.web.auth import FreezerUser
+from tests.support.testing import free_port
 
 USER_HEADER = "X-Test-User"
 ADMIN_HEADER = "X-Test-Admin"

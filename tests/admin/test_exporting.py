@@ -25,7 +25,8 @@ from admin_seed import (
     write_app,
 )
 
-from runtime.exporting import (
+from runtime.manifest import Parameter
+from runtime.store.exporting import (
     FORMULA_PREFIXES,
     csv_columns,
     export_main,
@@ -34,9 +35,8 @@ from runtime.exporting import (
     runs_main,
     safe_cell,
 )
-from runtime.manifest import Parameter
-from runtime.models import new_run_id
-from runtime.store import Store
+from runtime.store.models import new_run_id
+from runtime.store.store import Store
 
 
 def read_csv(text: str) -> list[dict[str, str]]:

@@ -17,11 +17,11 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient
 
 from freezer.preview import preview_main
-from runtime.testing import ServerProcess, free_port
+from tests.support.testing import ServerProcess, free_port
 
 needs_server = pytest.mark.skipif(
-    importlib.util.find_spec("runtime.app") is None,
-    reason="the server (runtime/app.py) is not there yet",
+    importlib.util.find_spec("runtime.web.app") is None,
+    reason="the server (runtime/web/app.py) is not there yet",
 )
 WAIT = 120.0
 

@@ -23,7 +23,7 @@ from urllib.parse import quote
 import pytest
 from admin_seed import SeededApp, Store
 
-from runtime.testing import ServerProcess, free_port
+from tests.support.testing import ServerProcess, free_port
 
 ADMIN_TOKEN = "admin-token-for-run-files"
 LABELER_TOKEN = "labeler-token-for-run-files"

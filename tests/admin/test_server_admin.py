@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from admin_seed import HOSTILE_INPUT, SeededApp, Store
 
-from runtime.testing import ServerProcess, free_port
+from tests.support.testing import ServerProcess, free_port
 
 pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("runtime.app") is None,
-    reason="the server (runtime/app.py) is not there yet",
+    importlib.util.find_spec("runtime.web.app") is None,
+    reason="the server (runtime/web/app.py) is not there yet",
 )
 ADMIN_TOKEN = "admin-secret-for-tests"
 LABELER_TOKEN = "labeler-invite-for-tests"

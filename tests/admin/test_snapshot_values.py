@@ -10,7 +10,8 @@ import re
 import ipywidgets as w
 from playwright.sync_api import Page, expect
 
-from runtime.admin import (
+from runtime.kernel.values import is_media_reference, json_value, media_reference
+from runtime.web.admin import (
     VALUE_LIMIT,
     build_page,
     fmt_inputs,
@@ -19,7 +20,6 @@ from runtime.admin import (
     render_page,
     show_value,
 )
-from runtime.values import is_media_reference, json_value, media_reference
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 160  # 40 KB that look like a PNG
 

@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 from jupyter_client.manager import AsyncKernelManager
 
-from runtime.testing import Person, ServerProcess
 from tests.badnotebooks.make_corpus import CASES, CORPUS, code, notebook, write_corpus
 from tests.faults.harness import TIMEOUT, eventually, start_server
 from tests.runner.conftest import BOOTSTRAP, Frontend, configure
+from tests.support.testing import Person, ServerProcess
 
 BUILD_TIMEOUT = 120.0
 

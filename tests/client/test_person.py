@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.testing import ClientError, PageSession, Person, ServerProcess
+from tests.support.testing import ClientError, PageSession, Person, ServerProcess
 
 NOTEBOOK = Path(__file__).with_name("widgets.ipynb")
 

@@ -14,9 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 import nbformat
 import pytest
 
-from runtime.testing import ClientError, PageSession, Person, ServerProcess, start_freezer
+from tests.support.testing import ClientError, PageSession, Person, ServerProcess, start_freezer
 
-pytest.importorskip("runtime.app", reason="freezer serve is not available")
+pytest.importorskip("runtime.web.app", reason="freezer serve is not available")
 
 STAGE_0 = """import ipywidgets as widgets
 threshold = widgets.IntSlider(value=5, max=100, description="Threshold")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tornado.httpclient import HTTPRequest, HTTPResponse
 from tornado.httputil import HTTPHeaders
 
-from runtime.testing import (
+from tests.support.testing import (
     CookieJar,
     KernelMessage,
     decode_legacy,

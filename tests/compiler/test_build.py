@@ -20,8 +20,8 @@ from freezer.emit import BOOTSTRAP_SOURCE
 from freezer.notebook import read_notebook
 from freezer.plan import plan_notebook
 from runtime import manifest as mf
-from runtime.app import COOKIE_SECRET_FILE
-from runtime.config import CONFIG_NAME
+from runtime.web.app import COOKIE_SECRET_FILE
+from runtime.web.config import CONFIG_NAME
 
 
 def write_nb(path: Path, cells: list[Any], **metadata: Any) -> Path:

@@ -11,7 +11,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from freezer.commands import build_main
-from runtime.testing import Person, ServerProcess, parse_page
+from tests.support.testing import Person, ServerProcess, parse_page
 
 PAGE_TIMEOUT = 60.0
 

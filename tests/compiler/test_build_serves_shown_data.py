@@ -11,7 +11,7 @@ import pytest
 
 from freezer.commands import build_main
 from runtime import manifest as mf
-from runtime.testing import Person, ServerProcess
+from tests.support.testing import Person, ServerProcess
 
 PAGE_TIMEOUT = 60.0
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "showing_callback_data_is_reading.ipynb"

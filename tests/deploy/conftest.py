@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from runtime.testing import LOOPBACK, ServerProcess, free_port
+from tests.support.testing import LOOPBACK, ServerProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "labeling.ipynb"

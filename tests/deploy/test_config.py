@@ -13,16 +13,16 @@ from urllib.request import urlopen
 
 import pytest
 
-from runtime.testing import LOOPBACK, ServerProcess, free_port
 from tests.deploy.conftest import run_async
 from tests.server.conftest import write_app
+from tests.support.testing import LOOPBACK, ServerProcess, free_port
 
 # For each command line in argv[1] (JSON): the options `freezer serve` ends up with, or, when
 # it stops before serving, its exit status and what it printed on stderr. One interpreter for
 # them all: importing the server takes seconds.
 RUN_COMMAND_LINES = """
 import contextlib, io, json, sys
-from runtime.app import FreezerApp, serve_main
+from runtime.web.app import FreezerApp, serve_main
 out = []
 for argv in json.loads(sys.argv[1]):
     if argv[0] == "--options":

@@ -1,4 +1,4 @@
-"""`runtime.config.listen` on a tiny Tornado app: forwarded headers count only when trusted;
+"""`runtime.web.config.listen` on a tiny Tornado app: forwarded headers count only when trusted;
 cookies become Secure when the person's protocol is https. And the shutdown bound."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pytest
 from tornado import httputil, web
 from tornado.httpclient import AsyncHTTPClient
 
-from runtime.config import listen, secure_cookies
-from runtime.testing import LOOPBACK, free_port
+from runtime.web.config import listen, secure_cookies
+from tests.support.testing import LOOPBACK, free_port
 
 FORWARDED = {
     "X-Forwarded-For": "203.0.113.9, 198.51.100.7",
@@ -91,7 +91,7 @@ def test_secure_cookies_keeps_other_headers() -> None:
 # In a process of its own: on timeout, shutdown_within kills every child of the process.
 STUCK_SHUTDOWN = """
 import asyncio, logging, subprocess, sys
-from runtime.config import child_processes, shutdown_within
+from runtime.web.config import child_processes, shutdown_within
 
 async def main():
     # a stand-in kernel: a child process leading its own process group, as kernels do

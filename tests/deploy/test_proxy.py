@@ -20,9 +20,9 @@ from urllib.request import urlopen
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect
 
-from runtime.testing import ServerProcess, child_pids
 from tests.conftest import PlaywrightLoop, is_local_url
 from tests.deploy.conftest import Nginx, eventually, start_server
+from tests.support.testing import ServerProcess, child_pids
 
 TIMEOUT_MS = 90_000
 SHUTDOWN_TIMEOUT = 20.0  # --shutdown-timeout given to the server

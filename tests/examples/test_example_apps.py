@@ -1,7 +1,7 @@
 """Examples frozen and served: a person steps through them over the real protocol.
 
 `freezer build` compiles the notebook, `freezer serve` serves it (real kernels, a real SQLite
-file), and `runtime.testing.Person` acts as the person's browser: it sets widget values, clicks
+file), and `tests.support.testing.Person` acts as the browser: it sets widget values, clicks
 buttons and presses Next between stages. The results the runner collected are then read from
 the store. One server per example, started when its test runs and stopped right after.
 """
@@ -19,8 +19,8 @@ from typing import Any
 from example_runs import EXAMPLES
 
 from freezer.commands import build_main
-from runtime.store import Store
-from runtime.testing import PageSession, Person, ServerProcess, free_port
+from runtime.store.store import Store
+from tests.support.testing import PageSession, Person, ServerProcess, free_port
 
 TIMEOUT = 60.0
 SERVER_START_TIMEOUT = 90.0

@@ -18,8 +18,8 @@ from test_example_apps import (
     wait_for_widget,
 )
 
-from runtime.exporting import export_main
-from runtime.testing import PageSession, Person
+from runtime.store.exporting import export_main
+from tests.support.testing import PageSession, Person
 
 CSV_LIMIT_PER_RUN = 20_000  # bytes
 

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
-from runtime.kernels import process_ended
-from runtime.testing import PageSession, Person, ServerProcess, child_pids, parse_page
+from runtime.web.kernels import process_ended
 from tests.server.conftest import start_server, write_app
+from tests.support.testing import PageSession, Person, ServerProcess, child_pids, parse_page
 
 __all__ = [
     "TIMEOUT", "THREE_STAGES", "start_run_unloaded", "start_server", "write_app", "slider",

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from runtime.testing import PageSession, Person, ServerProcess
 from tests.faults.harness import (
     THREE_STAGES,
     TIMEOUT,
@@ -30,6 +29,7 @@ from tests.faults.harness import (
     start_server,
     write_app,
 )
+from tests.support.testing import PageSession, Person, ServerProcess
 
 SAVE_FAILED = "could not save your last change"
 

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.kernels import process_ended
-from runtime.testing import Person, ServerProcess, child_pids, parse_page
+from runtime.web.kernels import process_ended
 from tests.faults.harness import (
     THREE_STAGES,
     TIMEOUT,
@@ -31,6 +30,7 @@ from tests.faults.harness import (
     start_server,
     write_app,
 )
+from tests.support.testing import Person, ServerProcess, child_pids, parse_page
 
 ADMIN_TOKEN = "deaths-admin"
 EXITING_STAGES = (

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pytest
 
-from runtime.testing import Person, ServerProcess
 from tests.faults.harness import (
     TIMEOUT,
     act,
@@ -34,6 +33,7 @@ from tests.faults.harness import (
     write_app,
 )
 from tests.faults.test_kernel_deaths import kernel_pids
+from tests.support.testing import Person, ServerProcess
 
 COLLIDING_LAUNCHER = """\
 import json, os, socket, sys

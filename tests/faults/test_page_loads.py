@@ -8,7 +8,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from runtime.testing import PageSession, Person, ServerProcess
 from tests.faults.harness import (
     TIMEOUT,
     act,
@@ -19,6 +18,7 @@ from tests.faults.harness import (
     start_server,
     write_app,
 )
+from tests.support.testing import PageSession, Person, ServerProcess
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from runtime.kernel_watch import REBUILDING
-from runtime.testing import ServerProcess
+from runtime.web.kernel_watch import REBUILDING
 from tests.faults.harness import kernel_pid, start_server, write_app
 from tests.faults.test_kernel_deaths import EXITING_STAGES
+from tests.support.testing import ServerProcess
 
 if TYPE_CHECKING:
     from tests.conftest import PlaywrightLoop

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from runtime.testing import Person, ServerProcess
 from tests.faults.harness import (
     TIMEOUT,
     act,
@@ -27,6 +26,7 @@ from tests.faults.harness import (
     write_app,
 )
 from tests.faults.test_database_refuses import writes_refused
+from tests.support.testing import Person, ServerProcess
 
 
 def gated_result(gates: Path) -> tuple[tuple[str, str, tuple[str, ...]], ...]:

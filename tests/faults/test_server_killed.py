@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from runtime.testing import ClientError, PageSession, Person
 from tests.faults.harness import (
     THREE_STAGES,
     TIMEOUT,
@@ -35,6 +34,7 @@ from tests.faults.harness import (
     start_server,
     write_app,
 )
+from tests.support.testing import ClientError, PageSession, Person
 
 PEOPLE = 5
 ACKED_BEFORE_KILL = 30  # acknowledged actions, all people together, before the kill

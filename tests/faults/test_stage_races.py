@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from runtime.testing import ClientError, PageSession, Person, ServerProcess
 from tests.faults.harness import (
     TIMEOUT,
     act,
@@ -28,6 +27,7 @@ from tests.faults.harness import (
     start_server,
     write_app,
 )
+from tests.support.testing import ClientError, PageSession, Person, ServerProcess
 
 
 def gated_stages(gates: Path) -> tuple[tuple[str, str, tuple[str, ...]], ...]:

@@ -23,7 +23,7 @@ import pytest
 from playwright.sync_api import Locator, Page, Route, ViewportSize, expect
 
 from freezer.commands import build_main
-from runtime.testing import ServerProcess, start_freezer
+from tests.support.testing import ServerProcess, start_freezer
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SCREENSHOTS = EXAMPLES / "screenshots"

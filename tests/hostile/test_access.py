@@ -21,8 +21,7 @@ import pytest
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
-from runtime.store import Store
-from runtime.testing import ClientError, Person, ServerProcess
+from runtime.store.store import Store
 from tests.faults.harness import (
     TIMEOUT,
     act,
@@ -33,6 +32,7 @@ from tests.faults.harness import (
     start_server,
     write_app,
 )
+from tests.support.testing import ClientError, Person, ServerProcess
 
 ADMIN_TOKEN = "admin-" + uuid.uuid4().hex
 MARKUP = '<script>alert("x")</script><img src=x onerror=alert(1)>'

@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from runtime.testing import Person, ServerProcess, encode_v1
-from runtime.websocket import FLOOD_BURST_SECONDS, FLOOD_RATE
+from runtime.web.websocket import FLOOD_BURST_SECONDS, FLOOD_RATE
 from tests.faults.harness import (
     TIMEOUT,
     act,
@@ -23,6 +22,7 @@ from tests.faults.harness import (
     write_app,
 )
 from tests.hostile.test_websocket_fuzz import V1, connect, message, send_all
+from tests.support.testing import Person, ServerProcess, encode_v1
 
 FLOOD = 3000
 

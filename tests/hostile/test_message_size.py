@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.app import FreezerApp
-from runtime.testing import PageSession, Person, ServerProcess
+from runtime.web.app import FreezerApp
 from tests.faults.harness import (
     TIMEOUT,
     act,
@@ -21,6 +20,7 @@ from tests.faults.harness import (
     start_server,
     write_app,
 )
+from tests.support.testing import PageSession, Person, ServerProcess
 
 LIMIT = 100_000
 NOTE_STAGES = (

@@ -19,8 +19,8 @@ import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, Route
 
-from runtime.testing import Person, ServerProcess, free_port, parse_page
 from tests.faults.harness import TIMEOUT, start_server, write_app
+from tests.support.testing import Person, ServerProcess, free_port, parse_page
 
 ADMIN_TOKEN = "admin-" + uuid.uuid4().hex
 EVIL = "evil.example"

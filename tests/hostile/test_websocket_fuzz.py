@@ -23,7 +23,6 @@ import pytest
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
-from runtime.testing import KernelMessage, PageSession, Person, ServerProcess, encode_v1
 from tests.faults.harness import (
     THREE_STAGES,
     TIMEOUT,
@@ -38,6 +37,7 @@ from tests.faults.harness import (
     start_server,
     write_app,
 )
+from tests.support.testing import KernelMessage, PageSession, Person, ServerProcess, encode_v1
 
 V1 = "v1.kernel.websocket.jupyter.org"
 KERNEL_MESSAGE_TYPES = (

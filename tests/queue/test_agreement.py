@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.agreement import agreement, cohen_kappa, fleiss_kappa
+from runtime.store.agreement import agreement, cohen_kappa, fleiss_kappa
 
 
 def test_cohen_kappa_of_two_answers_per_item() -> None:

@@ -1,4 +1,4 @@
-"""A notebook using `runtime.work.WorkQueue` on a real Freezer server (protocol-level people).
+"""A notebook using `runtime.kernel.work.WorkQueue` on a real server (protocol-level people).
 
 Two people get disjoint batches (overlap 1); after a SIGKILL of the server and its kernels, a
 new server replays a person's run to the same batch (the claim's answer comes from the run's
@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from runtime.testing import PageSession, Person
 from tests.faults.harness import (
     TIMEOUT,
     act,
@@ -32,6 +31,7 @@ from tests.faults.harness import (
     start_server,
     write_app,
 )
+from tests.support.testing import PageSession, Person
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -39,7 +39,7 @@ QUEUE_STAGES = (
     (
         "Claim",
         "import ipywidgets as widgets\n"
-        "from runtime.work import WorkQueue\n"
+        "from runtime.kernel import WorkQueue\n"
         "queue = WorkQueue('faces', items=list(range(10)), batch=3, overlap=1)\n"
         "mine = queue.claim()\n"
         "print(f'batch={mine} saved={queue.saved}')\n"
@@ -109,7 +109,7 @@ SHORT_LEASE_STAGES = (
     (
         "Claim",
         "import ipywidgets as widgets\n"
-        "from runtime.work import WorkQueue\n"
+        "from runtime.kernel import WorkQueue\n"
         "queue = WorkQueue('short', items=[1, 2], batch=1, overlap=1, lease=0.5)\n"
         "print(f'batch={queue.claim()}')\n"
         "label = widgets.IntSlider(value=1, description='label')\n"

@@ -12,7 +12,7 @@ from tests.runner.conftest import BOOTSTRAP, Frontend, code, stage
 pytestmark = pytest.mark.timeout(120)
 
 CLAIM = (
-    "from runtime.work import WorkQueue\n"
+    "from runtime.kernel import WorkQueue\n"
     "queue = WorkQueue('faces', items=['a', 'b', 'c'], batch=2, overlap=2)\n"
     "mine = queue.claim()\n"
     "queue.submit({mine[0]: 'cat'})\n"

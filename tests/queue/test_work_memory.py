@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.work import WorkQueue, WorkQueueError
+from runtime.kernel import WorkQueue, WorkQueueError
 
 
 def test_in_memory_batches_come_in_order_and_skip_what_was_answered() -> None:

@@ -28,7 +28,7 @@ from runtime.manifest import Cell, Manifest, Parameter, Stage, WaitsOn, dump
 
 Json = dict[str, Any]
 TIMEOUT = 60.0
-BOOTSTRAP = "from runtime import runner\nrunner.show()"
+BOOTSTRAP = "from runtime.kernel import runner\nrunner.show()"
 _ids = itertools.count()
 
 
@@ -74,7 +74,7 @@ def configure(
 ) -> str:
     """Source of the `runner.configure(...)` call a Freezer server would execute."""
     return (
-        "from runtime import runner\n"
+        "from runtime.kernel import runner\n"
         f"runner.configure({run!r}, {seed}, {params or {}!r}, {user!r}, {tb}, {timeout})"
     )
 

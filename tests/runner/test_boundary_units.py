@@ -6,8 +6,8 @@ from typing import Any
 
 import ipywidgets as w
 
-from runtime.boundary import Boundary
-from runtime.gate import Gate, find_gate
+from runtime.kernel.boundary import Boundary
+from runtime.kernel.gate import Gate, find_gate
 
 
 def test_a_boundary_freezes_what_was_bound_at_next() -> None:

@@ -12,9 +12,15 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from runtime.digest import differences, mask_volatile, output_text, stage_digest, widget_state
-from runtime.models import Event
-from runtime.replay import DigestCheck
+from runtime.kernel.digest import (
+    differences,
+    mask_volatile,
+    output_text,
+    stage_digest,
+    widget_state,
+)
+from runtime.runs.replay import DigestCheck
+from runtime.store.models import Event
 from tests.runner.conftest import BOOTSTRAP, code, configure, stage
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)

@@ -14,7 +14,7 @@ MakeApp = Callable[..., Path]
 
 TICK = (
     "from ipywidgets import Checkbox, Text\n"
-    "from runtime.require import require\n"
+    "from runtime.kernel import require\n"
     "agree = Checkbox(description='agree')\n"
     "name = Text(description='name')\n"
     "require(lambda: agree.value, 'Tick the box first.')\n"
@@ -41,7 +41,7 @@ def enabled(fe: Frontend) -> bool:
 async def test_require_outside_an_app_does_nothing(make_app: MakeApp, start_app: StartApp) -> None:
     fe = await start_app(make_app([stage(0, "Only", [code("pass")])]))
     text = await fe.execute_text(
-        "from runtime.require import require\n"
+        "from runtime.kernel import require\n"
         "print(require(lambda: False, 'never met'), require(lambda: 1 / 0, 'raises'))"
     )
     assert text == "None None\n"
@@ -77,7 +77,7 @@ async def test_requirements_are_rechecked_after_callbacks_and_dropped_at_next(
 ) -> None:
     clicker = (
         "from ipywidgets import Button\n"
-        "from runtime.require import require\n"
+        "from runtime.kernel import require\n"
         "done = []\n"
         "more = Button(description='More')\n"
         "more.on_click(lambda b: done.append(1))  # a callback that changes no widget value\n"
@@ -107,7 +107,7 @@ async def test_a_gate_and_a_requirement_must_both_allow(
 ) -> None:
     gated = (
         "from ipywidgets import Text, Button, Checkbox, VBox\n"
-        "from runtime.require import require\n"
+        "from runtime.kernel import require\n"
         "t = Text(description='name')\n"
         "ok = Checkbox(description='ok')\n"
         "go = Button(description='Run', disabled=True)\n"
@@ -174,7 +174,7 @@ async def test_requirements_are_rechecked_after_a_cell_the_kernel_runs(
 ) -> None:
     fe = await started(make_app, start_app, [
         stage(0, "Wait", [code(
-            "from runtime.require import require\n"
+            "from runtime.kernel import require\n"
             "flag = [False]\n"
             "require(lambda: flag[0], 'Waiting for the flag.')"
         )]),

@@ -210,7 +210,7 @@ async def test_show_twice_redisplays_without_running_again(
         ]),
     ])
     fe = await start_app(app)
-    prepared = await fe.execute_idle("from runtime import runner\nrunner.prepare()")
+    prepared = await fe.execute_idle("from runtime.kernel import runner\nrunner.prepare()")
     assert fe.iopub_outputs(prepared["parent_header"]["msg_id"]) == []  # prepare() shows nothing
     assert fe.root() is not None and "not saved" in fe.status()  # built, ready to show
     await fe.execute_idle(configure())

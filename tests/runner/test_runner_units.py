@@ -7,10 +7,10 @@ from typing import Any
 import ipywidgets as w
 import numpy as np
 
-from runtime.capture import OutputSink, apply_carriage_returns
-from runtime.runner import declared_names
-from runtime.stepper import render_stepper
-from runtime.values import json_value
+from runtime.kernel.capture import OutputSink, apply_carriage_returns
+from runtime.kernel.runner import declared_names
+from runtime.kernel.stepper import render_stepper
+from runtime.kernel.values import json_value
 
 
 class FakeOutput:

@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from runner.conftest import code, md, stage, write_app
-from runtime.testing import ServerProcess
+from tests.support.testing import ServerProcess
 
 TIMEOUT_MS = 60_000
 
@@ -23,7 +23,7 @@ def app_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 md("# Pick a letter"),
                 code(
                     "import ipywidgets as w\n"
-                    "from runtime.require import require\n"
+                    "from runtime.kernel import require\n"
                     "pick = w.Dropdown(options=['a', 'b', 'c'], value='a', description='Letter')\n"
                     "require(lambda: pick.value != 'a', 'Pick a letter other than a.')\n"
                     "pick"

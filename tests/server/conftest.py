@@ -24,8 +24,8 @@ import nbformat
 import pytest
 
 from runtime.manifest import Cell, Manifest, Parameter, Stage, WaitsOn, dump
-from runtime.store import Store
-from runtime.testing import ServerProcess, free_port
+from runtime.store.store import Store
+from tests.support.testing import ServerProcess, free_port
 
 SERVER_START_TIMEOUT = 90.0
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -83,7 +83,7 @@ def write_app(
     notebook.metadata["kernelspec"] = {
         "name": "python3", "display_name": "Python 3", "language": "python",
     }
-    notebook.cells = [nbformat.v4.new_code_cell("from runtime import runner\nrunner.show()")]
+    notebook.cells = [nbformat.v4.new_code_cell("from runtime.kernel import runner\nrunner.show()")]
     nbformat.write(notebook, directory / "app.ipynb")
     return directory
 

@@ -21,8 +21,8 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from runtime.manifest import Parameter
-from runtime.testing import ServerProcess
 from tests.server.conftest import screenshot, write_app
+from tests.support.testing import ServerProcess
 
 TIMEOUT_MS = 60_000
 TOKEN = "s3cret"

@@ -16,10 +16,10 @@ from typing import Any
 
 from playwright.sync_api import Locator, Page, expect
 
-from runtime.testing import Person, ServerProcess
 from tests.faults.harness import act, click_next, journal, kill_hard
 from tests.runner.conftest import code, stage, write_app
 from tests.server.conftest import eventually, start_server
+from tests.support.testing import Person, ServerProcess
 
 TIMEOUT = 60.0
 TIMEOUT_MS = 60_000

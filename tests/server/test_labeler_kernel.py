@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from runtime.exporting import export_main
-from runtime.testing import ServerProcess
+from runtime.store.exporting import export_main
 from tests.faults.harness import kill_hard, restart
 from tests.server.conftest import screenshot, write_app
+from tests.support.testing import ServerProcess
 
 TIMEOUT_MS = 60_000
 COMMENT_STAGES = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from voila import notebook_renderer
 
-from runtime.voila_adapter import SharedTemplatesExporter, share_page_templates
+from runtime.web.voila import SharedTemplatesExporter, share_page_templates
 
 
 def test_pages_of_one_server_share_their_template_environment() -> None:

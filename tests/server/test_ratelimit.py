@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runtime.ratelimit import FailureLimiter, TokenBucket
+from runtime.runs.ratelimit import FailureLimiter, TokenBucket
 
 
 class Clock:

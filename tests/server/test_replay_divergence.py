@@ -16,7 +16,6 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from runtime.testing import Person, ServerProcess
 from tests.faults.harness import (
     act,
     click_next,
@@ -32,6 +31,7 @@ from tests.faults.harness import (
     text,
 )
 from tests.server.conftest import SLIDER_STAGES, write_app
+from tests.support.testing import Person, ServerProcess
 
 TIMEOUT = 60.0
 ADMIN_TOKEN = "replay-admin-token"

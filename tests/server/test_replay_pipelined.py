@@ -18,9 +18,9 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from runtime.testing import PageSession, Person, ServerProcess
 from tests.faults.harness import act, click_next, eventually, kill_hard, restart, start_server
 from tests.server.conftest import write_app
+from tests.support.testing import PageSession, Person, ServerProcess
 
 TIMEOUT = 120.0
 ACTIONS = 1000

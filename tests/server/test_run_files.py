@@ -1,6 +1,6 @@
 """Each run's own working directory: seeded from the app's files, kept, reset for replay, served.
 
-Real servers and kernels driven at the protocol level (`runtime.testing.Person`). The app's
+Real servers and kernels driven at the protocol level (`tests.support.testing.Person`). The app's
 notebook appends the person's number to `rows.csv` (seeded with a header row) and rewrites
 `seed.txt`, so runs that shared a directory would see each other's rows and the seed would change.
 """
@@ -17,10 +17,10 @@ import nbformat
 import pytest
 
 from runtime.manifest import Cell, Manifest, Stage, WaitsOn, dump
-from runtime.runfiles import KERNELS_DIR, RunFiles, RunFilesError, expired
-from runtime.testing import PageSession, Person, ServerProcess
+from runtime.runs.runfiles import KERNELS_DIR, RunFiles, RunFilesError, expired
 from tests.faults.harness import act, click_next, has_slider, shows, slider, text
 from tests.server.conftest import eventually, start_server
+from tests.support.testing import PageSession, Person, ServerProcess
 
 TIMEOUT = 60.0
 SEED_ROWS = "number\n"
@@ -62,7 +62,7 @@ def write_files_app(directory: Path) -> Path:
     notebook = nbformat.v4.new_notebook()
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                        "language": "python"}
-    notebook.cells = [nbformat.v4.new_code_cell("from runtime import runner\nrunner.show()")]
+    notebook.cells = [nbformat.v4.new_code_cell("from runtime.kernel import runner\nrunner.show()")]
     nbformat.write(notebook, directory / "app.ipynb")
     files = directory / "files"
     (files / "sub").mkdir(parents=True, exist_ok=True)

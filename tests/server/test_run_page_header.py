@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from runtime.testing import ServerProcess
 from tests.server.conftest import screenshot, write_app
+from tests.support.testing import ServerProcess
 
 TIMEOUT_MS = 60_000
 DESKTOP = {"width": 1280, "height": 800}

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from runtime import manifest
-from runtime.store import Store
-from runtime.testing import free_port
+from runtime.store.store import Store
 from tests.server.conftest import write_app
+from tests.support.testing import free_port
 
 START_TIMEOUT = 60.0
 """Seconds to wait for the command (a server that does start runs until this)."""

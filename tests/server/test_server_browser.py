@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from runtime.testing import ServerProcess
 from tests.faults.harness import journal, kill_hard
 from tests.server.conftest import start_server, write_app
+from tests.support.testing import ServerProcess
 
 TIMEOUT_MS = 60_000
 CULLED = """() => {

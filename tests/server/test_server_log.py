@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from runtime.store import NewEvent
-from runtime.testing import Person, ServerProcess
+from runtime.store.store import NewEvent
 from tests.faults.harness import act, click_next, has_slider, shows, slider
 from tests.server.conftest import write_app
+from tests.support.testing import Person, ServerProcess
 
 TIMEOUT = 60.0
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from runtime.manifest import Parameter
-from runtime.testing import PageSession, Person, ServerProcess
 from tests.server.conftest import write_app
+from tests.support.testing import PageSession, Person, ServerProcess
 
 TIMEOUT = 60.0
 ADMIN_TOKEN = "admin-secret-token"

@@ -1,7 +1,7 @@
 """Two people, two runs, two kernels; reload re-attaches; the protocol's guards hold.
 
 One server for the module (auth none, pool 1), driven at the protocol level with
-`runtime.testing.Person` (HTTP + kernel websocket + widget states, like Voila's front-end).
+`tests.support.testing.Person` (HTTP + kernel websocket + widget states, like Voila's front-end).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.websocket import websocket_connect
 
-from runtime.testing import (
+from tests.server.conftest import eventually, write_app
+from tests.support.testing import (
     ClientError,
     KernelMessage,
     PageSession,
@@ -26,7 +27,6 @@ from runtime.testing import (
     ServerProcess,
     encode_legacy,
 )
-from tests.server.conftest import eventually, write_app
 
 TIMEOUT = 60.0
 

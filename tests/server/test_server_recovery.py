@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from runtime.store import NewEvent
-from runtime.testing import Person, ServerProcess, child_pids
+from runtime.store.store import NewEvent
 from tests.faults.harness import act, click_next, has_slider, shows, slider, text
 from tests.server.conftest import eventually, start_server, write_app
+from tests.support.testing import Person, ServerProcess, child_pids
 
 TIMEOUT = 60.0
 

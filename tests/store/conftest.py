@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from runtime.manifest import Cell, Manifest, Stage, WaitsOn
-from runtime.store import Run, Store, User
+from runtime.store.store import Run, Store, User
 
 PG_SERVER = os.environ.get("FREEZER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 PG_UNREACHABLE = "PostgreSQL not reachable at 127.0.0.1:5432"

@@ -12,9 +12,9 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection
 
 from runtime.errors import JournalError, RuntimeAppError
-from runtime.journal import Journal
 from runtime.manifest import Manifest
-from runtime.store import NewEvent, Run, Store
+from runtime.runs.journal import Journal
+from runtime.store.store import NewEvent, Run, Store
 
 NewRun = Callable[..., Awaitable[Run]]
 WaitUntil = Callable[..., Awaitable[None]]

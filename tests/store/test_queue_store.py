@@ -1,4 +1,4 @@
-"""The work queue's transactions (runtime.queue_store) on a SQLite file and on PostgreSQL.
+"""The work queue's transactions (runtime.store.queue_store) on a SQLite file and on PostgreSQL.
 
 Claims are atomic: many stores (one engine and worker thread each, as separate server processes
 have) claiming at once never give an item more than `overlap` live claims, nor one person an
@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from runtime.database import database_url
 from runtime.manifest import Manifest
-from runtime.queue_store import QueueError
-from runtime.store import Run, Store
+from runtime.store.database import database_url
+from runtime.store.queue_store import QueueError
+from runtime.store.store import Run, Store
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -1,8 +1,8 @@
-"""Schema versions (runtime.schema, runtime/migrations), on a SQLite file and on PostgreSQL.
+"""Schema versions (runtime.store.schema and its migrations), on a SQLite file and on PostgreSQL.
 
 - The first revision is exactly the schema Freezer made before it had migrations.
 - The migrations and the models agree: an `alembic check`-style autogenerate comparison of
-  `runtime.models` with a database migrated from empty to the head revision finds nothing, so
+  `runtime.store.models` with a database migrated from empty to the head revision finds nothing, so
   a model change without its migration fails here.
 - A database from before schema versions keeps every row through an upgrade; a new database is
   created at head and stamped; older or newer ones are refused, changing nothing.
@@ -23,10 +23,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, create_engine, inspect, text
 
-from runtime import schema
-from runtime.database import database_url
-from runtime.models import Base
-from runtime.store import NewEvent, Store
+from runtime.store import schema
+from runtime.store.database import database_url
+from runtime.store.models import Base
+from runtime.store.store import NewEvent, Store
 from tests.store import pre_alembic_schema
 
 pytestmark = pytest.mark.timeout(120)

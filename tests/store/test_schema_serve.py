@@ -22,10 +22,9 @@ import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy import text as sql
 
-from runtime import schema
-from runtime.database import database_url
-from runtime.models import Base
-from runtime.testing import Person, ServerProcess, free_port
+from runtime.store import schema
+from runtime.store.database import database_url
+from runtime.store.models import Base
 from tests.faults.harness import act, click_next, has_slider, shows, slider, text
 from tests.server.conftest import start_server, write_app
 from tests.store.test_schema import (
@@ -34,6 +33,7 @@ from tests.store.test_schema import (
     set_version,
     version_rows,
 )
+from tests.support.testing import Person, ServerProcess, free_port
 
 pytestmark = pytest.mark.timeout(300)
 TIMEOUT = 60.0

@@ -1,0 +1,1 @@
+"""The database: models, transactions, runner events as rows, exports, Alembic migrations."""

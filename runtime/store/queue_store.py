@@ -1,0 +1,408 @@
+"""The work queue's transactions: registering items, atomic claims, leases, answers, counts.
+
+:class:`QueueTransactions` is a base of :class:`runtime.store.store.Store`; each method is one
+transaction on the store's worker thread. Leases and counts are rows (`queue_claims`,
+`queue_answers`), never process memory, so every server process sharing the database sees the
+same queue. `docs/work-queue.md` describes the rules; in short:
+
+- an item is handed to at most `overlap` people at once (live claims plus answers) and never
+  twice to the same person (a claim, an answer or a skip of theirs excludes it);
+- a run's own unexpired claim is returned first;
+- a claim lasts `lease` seconds unless renewed; a lapsed claim counts for nobody;
+- an item is done when it has `overlap` answers (skips are not answers) from different people.
+
+Atomicity: on SQLite every writing transaction starts with `BEGIN IMMEDIATE` (one writer at a
+time). On PostgreSQL a claim first locks candidate item rows with `FOR UPDATE SKIP LOCKED`,
+then counts again in a new statement, which (READ COMMITTED) sees every claim committed before
+the lock was taken: two claimers never count the same item at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, func, select, true, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from runtime.errors import StoreError, UnknownRunError
+from runtime.store.database import Database
+from runtime.store.models import (
+    QueueAnswerRecord,
+    QueueClaimRecord,
+    QueueItemRecord,
+    QueueRecord,
+    RunRecord,
+    UserRecord,
+)
+
+DEFAULT_LEASE = 600.0
+"""Seconds a claim lasts unless renewed (10 minutes)."""
+KEY_MAX = 255
+INSERT_CHUNK = 500  # rows per INSERT: SQLite caps the parameters of one statement
+
+
+class QueueError(StoreError):
+    """A queue request the store cannot carry out (unknown queue, bad item, ...)."""
+
+
+def item_key(item: Any) -> str:
+    """The canonical JSON text of an item id; raises QueueError for anything but a scalar."""
+    if isinstance(item, bool) or not isinstance(item, (str, int, float)):
+        raise QueueError(
+            f"queue item {item!r} is a {type(item).__name__}: items are ids "
+            "(a string or a number)"
+        )
+    key = json.dumps(item)
+    if len(key) > KEY_MAX:
+        raise QueueError(f"queue item {key[:40]}… is longer than {KEY_MAX} characters")
+    return key
+
+
+@dataclass(frozen=True)
+class QueueAnswer:
+    """One row of a queue's answers, as exported."""
+
+    item: Any
+    user: str
+    run_id: str
+    answer: Any
+    skipped: bool
+    at: datetime
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    """What the admin sees of a queue: items done / claimed / waiting, and per labeler."""
+
+    name: str
+    batch: int
+    overlap: int
+    items: int
+    done: int
+    claimed: int  # not done, with at least one live claim
+    waiting: int  # neither done nor claimed
+    labelers: dict[str, dict[str, int]] = field(default_factory=dict)  # answers, skips, claimed
+
+
+class QueueTransactions(Database):
+    """The work queue's transactions (a base of :class:`runtime.store.store.Store`)."""
+
+    async def queue_open(
+        self, name: str, items: Sequence[Any], batch: int, overlap: int,
+        lease: float = DEFAULT_LEASE,
+    ) -> int:
+        """Create the queue if new and add the items it does not have (never removes one).
+
+        `batch`, `overlap` and `lease` (seconds) are the latest opener's. Returns the number
+        of items added.
+        """
+        if not name or len(name) > KEY_MAX:
+            raise QueueError(f"a queue name must be 1 to {KEY_MAX} characters, not {name!r}")
+        if batch < 1 or overlap < 1 or not lease > 0:
+            raise QueueError(f"queue {name!r}: batch and overlap must be at least 1 and the "
+                             "lease more than 0 s")
+        keyed: dict[str, Any] = {}
+        for item in items:
+            keyed.setdefault(item_key(item), item)
+
+        def work(session: Session) -> int:
+            now = self._now()
+            self._insert_ignoring_duplicates(
+                session, QueueRecord,
+                [{"name": name, "batch": batch, "overlap": overlap, "lease": lease,
+                  "created_at": now}],
+            )
+            session.execute(
+                update(QueueRecord).where(QueueRecord.name == name)
+                .values(batch=batch, overlap=overlap, lease=lease)
+            )
+            known = set(session.scalars(select(QueueItemRecord.key).where(
+                QueueItemRecord.queue == name
+            )))
+            start = session.scalar(select(func.coalesce(func.max(QueueItemRecord.position), -1))
+                                   .where(QueueItemRecord.queue == name))
+            new = [(k, v) for k, v in keyed.items() if k not in known]
+            rows = [
+                {"queue": name, "key": k, "position": int(start or 0) + 1 + i, "item": v,
+                 "added_at": now}
+                for i, (k, v) in enumerate(new)
+            ]
+            for chunk in range(0, len(rows), INSERT_CHUNK):
+                self._insert_ignoring_duplicates(
+                    session, QueueItemRecord, rows[chunk : chunk + INSERT_CHUNK]
+                )
+            return len(rows)
+
+        return await self._transaction(work)
+
+    async def queue_claim(
+        self, name: str, run_id: str, lease: float | None = None
+    ) -> list[Any]:
+        """This run's batch: its own live claims (renewed), else at most `batch` new ones.
+
+        A claim lasts `lease` seconds (default: the queue's).
+        """
+
+        def work(session: Session) -> list[Any]:
+            queue = self._queue(session, name)
+            run = session.get(RunRecord, run_id)
+            if run is None:
+                raise UnknownRunError(run_id)
+            now = self._now()
+            expires = now + timedelta(seconds=queue.lease if lease is None else lease)
+            session.execute(delete(QueueClaimRecord).where(
+                QueueClaimRecord.queue == name, QueueClaimRecord.expires_at <= now
+            ))
+            own = self._run_claims(session, name, run_id)
+            if own:
+                self._renew(session, name, [run_id], expires)
+                return own
+            claimed: list[str] = []
+            considered: set[str] = set()
+            while len(claimed) < queue.batch:
+                want = queue.batch - len(claimed)
+                candidates = list(session.scalars(
+                    self._open_items(name, run.user_id, queue.overlap, now)
+                    .where(QueueItemRecord.key.not_in(considered) if considered else true())
+                    .order_by(QueueItemRecord.position).limit(want)
+                    .with_for_update(skip_locked=True)
+                ))
+                if not candidates:
+                    break
+                considered.update(candidates)
+                # counted again now that the rows are locked (a new statement, a new snapshot)
+                still = set(session.scalars(
+                    self._open_items(name, run.user_id, queue.overlap, now)
+                    .where(QueueItemRecord.key.in_(candidates))
+                ))
+                for key in (k for k in candidates if k in still):
+                    session.add(QueueClaimRecord(
+                        queue=name, key=key, user_id=run.user_id, run_id=run_id,
+                        claimed_at=now, expires_at=expires,
+                    ))
+                    claimed.append(key)
+            session.flush()
+            return self._run_claims(session, name, run_id)
+
+        return await self._transaction(work)
+
+    async def queue_answer(
+        self, name: str, run_id: str, answers: Sequence[tuple[Any, Any]], *, skipped: bool = False
+    ) -> int:
+        """Record this run's answers (or skips) as (item, answer) pairs; end their claims.
+
+        A person's later answer to an item replaces their earlier one. Returns how many.
+        """
+        keyed = [(item_key(item), answer) for item, answer in answers]
+
+        def work(session: Session) -> int:
+            self._queue(session, name)
+            run = session.get(RunRecord, run_id)
+            if run is None:
+                raise UnknownRunError(run_id)
+            keys = [k for k, _ in keyed]
+            known = set(session.scalars(select(QueueItemRecord.key).where(
+                QueueItemRecord.queue == name, QueueItemRecord.key.in_(keys)
+            )))
+            unknown = [k for k in keys if k not in known]
+            if unknown:
+                raise QueueError(f"queue {name!r} has no item {unknown[0]}")
+            now = self._now()
+            for key, answer in keyed:
+                row = session.get(QueueAnswerRecord, (name, key, run.user_id))
+                if row is None:
+                    row = QueueAnswerRecord(queue=name, key=key, user_id=run.user_id)
+                    session.add(row)
+                row.run_id, row.skipped, row.at = run_id, skipped, now
+                row.answer = None if skipped else answer
+            session.execute(delete(QueueClaimRecord).where(
+                QueueClaimRecord.queue == name, QueueClaimRecord.user_id == run.user_id,
+                QueueClaimRecord.key.in_(keys),
+            ))
+            return len(keyed)
+
+        return await self._transaction(work)
+
+    async def queue_renew(self, run_ids: Sequence[str]) -> int:
+        """Extend the live claims of these runs (pages still connected) by their queue's lease;
+        returns how many claims were renewed."""
+
+        def work(session: Session) -> int:
+            now = self._now()
+            renewed = 0
+            for name, lease in session.execute(select(QueueRecord.name, QueueRecord.lease)):
+                result = session.execute(
+                    update(QueueClaimRecord)
+                    .where(QueueClaimRecord.queue == name,
+                           QueueClaimRecord.run_id.in_(list(run_ids)),
+                           QueueClaimRecord.expires_at > now)
+                    .values(expires_at=now + timedelta(seconds=lease))
+                )
+                renewed += int(getattr(result, "rowcount", 0) or 0)
+            return renewed
+
+        return await self._transaction(work)
+
+    async def queue_release(self, run_id: str) -> None:
+        """End every claim of a run (start over): its items go back to the queue."""
+
+        await self._transaction(lambda session: self._release_claims(session, run_id))
+
+    async def queue_names(self) -> list[str]:
+        """Every queue in the database, by name."""
+
+        def work(session: Session) -> list[str]:
+            return list(session.scalars(select(QueueRecord.name).order_by(QueueRecord.name)))
+
+        return await self._transaction(work, write=False)
+
+    async def queue_counts(self, name: str) -> QueueCounts:
+        """Items done / claimed / waiting and each labeler's answers, skips and live claims."""
+
+        def work(session: Session) -> QueueCounts:
+            queue = self._queue(session, name)
+            now = self._now()
+            answers = self._answer_counts(name)
+            live = select(QueueClaimRecord.key).where(
+                QueueClaimRecord.queue == name, QueueClaimRecord.expires_at > now
+            )
+            total = session.scalar(select(func.count()).select_from(QueueItemRecord).where(
+                QueueItemRecord.queue == name)) or 0
+            done_keys = set(session.scalars(
+                select(answers.c.key).where(answers.c.n >= queue.overlap)
+            ))
+            claimed_keys = set(session.scalars(live)) - done_keys
+            labelers: dict[str, dict[str, int]] = {}
+            rows = session.execute(
+                select(UserRecord.name, QueueAnswerRecord.skipped, func.count())
+                .select_from(QueueAnswerRecord)
+                .join(UserRecord, UserRecord.id == QueueAnswerRecord.user_id)
+                .where(QueueAnswerRecord.queue == name)
+                .group_by(UserRecord.name, QueueAnswerRecord.skipped)
+            )
+            for user, skipped, count in rows:
+                entry = labelers.setdefault(user, {"answers": 0, "skips": 0, "claimed": 0})
+                entry["skips" if skipped else "answers"] += int(count)
+            claims = session.execute(
+                select(UserRecord.name, func.count())
+                .select_from(QueueClaimRecord)
+                .join(UserRecord, UserRecord.id == QueueClaimRecord.user_id)
+                .where(QueueClaimRecord.queue == name, QueueClaimRecord.expires_at > now)
+                .group_by(UserRecord.name)
+            )
+            for user, count in claims:
+                entry = labelers.setdefault(user, {"answers": 0, "skips": 0, "claimed": 0})
+                entry["claimed"] += int(count)
+            return QueueCounts(
+                name, queue.batch, queue.overlap, int(total), len(done_keys), len(claimed_keys),
+                int(total) - len(done_keys) - len(claimed_keys), dict(sorted(labelers.items())),
+            )
+
+        return await self._transaction(work, write=False)
+
+    async def queue_answers(self, name: str) -> list[QueueAnswer]:
+        """Every answer and skip of a queue, by item position then time."""
+
+        def work(session: Session) -> list[QueueAnswer]:
+            self._queue(session, name)
+            rows = session.execute(
+                select(QueueItemRecord.item, UserRecord.name, QueueAnswerRecord)
+                .select_from(QueueAnswerRecord)
+                .join(QueueItemRecord, and_(QueueItemRecord.queue == QueueAnswerRecord.queue,
+                                            QueueItemRecord.key == QueueAnswerRecord.key))
+                .join(UserRecord, UserRecord.id == QueueAnswerRecord.user_id)
+                .where(QueueAnswerRecord.queue == name)
+                .order_by(QueueItemRecord.position, QueueAnswerRecord.at)
+            )
+            return [
+                QueueAnswer(item, user, a.run_id, a.answer, a.skipped, a.at)
+                for item, user, a in rows
+            ]
+
+        return await self._transaction(work, write=False)
+
+    # --- worker thread helpers ------------------------------------------------------------
+
+    @staticmethod
+    def _release_claims(session: Session, run_id: str) -> None:
+        session.execute(delete(QueueClaimRecord).where(QueueClaimRecord.run_id == run_id))
+
+    @staticmethod
+    def _queue(session: Session, name: str) -> QueueRecord:
+        queue = session.get(QueueRecord, name)
+        if queue is None:
+            raise QueueError(f"there is no work queue named {name!r}")
+        return queue
+
+    @staticmethod
+    def _answer_counts(name: str) -> Any:
+        """A subquery: per item key, the number of (non-skip) answers."""
+        return (
+            select(QueueAnswerRecord.key, func.count().label("n"))
+            .where(QueueAnswerRecord.queue == name, QueueAnswerRecord.skipped.is_(False))
+            .group_by(QueueAnswerRecord.key).subquery()
+        )
+
+    @staticmethod
+    def _open_items(name: str, user_id: int, overlap: int, now: datetime) -> Any:
+        """Keys of items this person may claim now: not theirs yet, and not full."""
+        answers = (
+            select(func.count()).select_from(QueueAnswerRecord)
+            .where(QueueAnswerRecord.queue == name, QueueAnswerRecord.key == QueueItemRecord.key,
+                   QueueAnswerRecord.skipped.is_(False))
+            .scalar_subquery()
+        )
+        claims = (
+            select(func.count()).select_from(QueueClaimRecord)
+            .where(QueueClaimRecord.queue == name, QueueClaimRecord.key == QueueItemRecord.key,
+                   QueueClaimRecord.expires_at > now)
+            .scalar_subquery()
+        )
+        mine_answered = select(QueueAnswerRecord.key).where(
+            QueueAnswerRecord.queue == name, QueueAnswerRecord.user_id == user_id
+        )
+        mine_claimed = select(QueueClaimRecord.key).where(
+            QueueClaimRecord.queue == name, QueueClaimRecord.user_id == user_id
+        )
+        return select(QueueItemRecord.key).where(
+            QueueItemRecord.queue == name,
+            QueueItemRecord.key.not_in(mine_answered),
+            QueueItemRecord.key.not_in(mine_claimed),
+            answers + claims < overlap,
+        )
+
+    @staticmethod
+    def _run_claims(session: Session, name: str, run_id: str) -> list[Any]:
+        return list(session.scalars(
+            select(QueueItemRecord.item)
+            .join(QueueClaimRecord, and_(QueueClaimRecord.queue == QueueItemRecord.queue,
+                                         QueueClaimRecord.key == QueueItemRecord.key))
+            .where(QueueClaimRecord.queue == name, QueueClaimRecord.run_id == run_id)
+            .order_by(QueueItemRecord.position)
+        ))
+
+    @staticmethod
+    def _renew(session: Session, name: str, run_ids: list[str], expires: datetime) -> None:
+        session.execute(
+            update(QueueClaimRecord)
+            .where(QueueClaimRecord.queue == name, QueueClaimRecord.run_id.in_(run_ids))
+            .values(expires_at=expires)
+        )
+
+    @staticmethod
+    def _insert_ignoring_duplicates(
+        session: Session, record: Any, rows: list[dict[str, Any]]
+    ) -> None:
+        """Insert rows; one another process inserted meanwhile (same key) is left as it is."""
+        dialect = session.get_bind().dialect.name
+        if dialect == "postgresql":
+            session.execute(postgresql.insert(record).values(rows).on_conflict_do_nothing())
+        elif dialect == "sqlite":
+            session.execute(sqlite.insert(record).values(rows).on_conflict_do_nothing())
+        else:
+            session.execute(record.__table__.insert(), rows)

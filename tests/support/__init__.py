@@ -1,0 +1,1 @@
+"""What the tests share: server processes, a kernel protocol client, simulated people."""
