@@ -25,10 +25,12 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from runtime.protocol import DIGESTED
+
 DIGEST_VERSION = 1
 """Bump on any change of what a digest covers: digests of another version are not compared, so
 journals recorded before the change never false-alarm after it."""
-DIGEST_EVENTS = frozenset({"stage_ready", "stage_failed", "stage_finished"})
+DIGEST_EVENTS = DIGESTED
 """The runner reports that carry a digest."""
 
 WIDGET_TRAITS = (

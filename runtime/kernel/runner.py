@@ -32,13 +32,13 @@ from runtime.kernel.digest import DIGEST_EVENTS, stage_digest
 from runtime.kernel.finish import DONE_SAVED, DONE_UNSAVED, FINISH_LABEL, input_names, live_inputs
 from runtime.kernel.gate import Gate, find_gate
 from runtime.kernel.outputs import Output, OutputSink
-from runtime.kernel.require import Requirements, after_each_message
+from runtime.kernel.requirements import Requirements, after_each_message
 from runtime.kernel.stepper import AppView, disable_widgets, markdown_output
 from runtime.kernel.values import json_value
+from runtime.protocol import COMM_TARGET, RunnerEvent
 
 log = logging.getLogger("freezer.runner")
 
-COMM_TARGET = "freezer.run"
 HIDE_OUTPUT_TAGS = frozenset({"remove-cell", "hide-output", "remove-output"})
 HIDE_MARKDOWN_TAGS = frozenset({"remove-cell"})
 PARAMETERS_TAG = "parameters"
@@ -170,7 +170,7 @@ class Runner:
         if self.comm is not None:
             self.comm.close()
         self.comm = create_comm(target_name=COMM_TARGET, data={})
-        self._send("hello", run_id=config.run_id, stages=len(self.manifest.stages))
+        self._send(RunnerEvent.HELLO, run_id=config.run_id, stages=len(self.manifest.stages))
         if self._parameters_ran and self.state == "new":
             failure = self._inject_parameters()  # the parameters cell was a warm cell
             if failure is not None:
@@ -226,7 +226,7 @@ class Runner:
         if self.boundary is None:  # not expected: every ready stage has one
             self.boundary = self._boundary_of(index)
         snapshot = self.boundary.capture(self.shell.user_ns)
-        self._send("stage_finished", stage=index, snapshot=snapshot)
+        self._send(RunnerEvent.STAGE_FINISHED, stage=index, snapshot=snapshot)
 
     def _run_stage(self, index: int) -> None:
         assert self.view is not None
@@ -237,7 +237,7 @@ class Runner:
         sink = self.sinks[index]
         sink.reset()
         self.requirements.start_stage()
-        self._send("stage_started", stage=index)
+        self._send(RunnerEvent.STAGE_STARTED, stage=index)
         try:
             if index == 0:
                 self._seed()
@@ -263,7 +263,8 @@ class Runner:
             self.requirements.drop()  # the retry declares them again
             self._offer_next()
             self._send(
-                "stage_failed", stage=index, error=failure.error, traceback=failure.traceback
+                RunnerEvent.STAGE_FAILED, stage=index, error=failure.error,
+                traceback=failure.traceback,
             )
             return
         if index > 0:
@@ -294,9 +295,9 @@ class Runner:
             self.view.mark(index, "ready", status)
             self._offer_next()
             self.requirements.watch()
-        self._send("stage_ready", stage=index)
+        self._send(RunnerEvent.STAGE_READY, stage=index)
         if ends_now:
-            self._send("finished")
+            self._send(RunnerEvent.FINISHED)
 
     def _finish_run(self) -> None:
         """Finish was pressed on the last stage: its snapshot, its inputs frozen, the end."""
@@ -310,7 +311,7 @@ class Runner:
         self.view.mark_done(index)
         self.view.say(DONE_SAVED if self.config is not None else DONE_UNSAVED)
         self.view.withdraw_next()
-        self._send("finished")
+        self._send(RunnerEvent.FINISHED)
 
     def _update_next(self) -> None:
         """Enable Next only while the gate (if any) and every requirement of the stage allow."""
@@ -496,7 +497,7 @@ class Runner:
             log.warning("collect:%s: no global named %s after stage %d", name, name, index)
             return
         value = json_value(self.shell.user_ns[name])
-        self._send("collected", stage=index, name=name, value=value)
+        self._send(RunnerEvent.COLLECTED, stage=index, name=name, value=value)
 
     def _send(self, event: str, **data: Any) -> None:
         if self.comm is not None:
@@ -504,7 +505,7 @@ class Runner:
                 names = [w.name for w in self.manifest.stages[data["stage"]].waits_on]
                 outputs = self.sinks[data["stage"]].outputs
                 data["digest"] = stage_digest(self.shell.user_ns, names, outputs)
-            self.comm.send({"event": event, **data})
+            self.comm.send({"event": str(event), **data})
 
     # --- scheduling and interruption ------------------------------------------------------
 

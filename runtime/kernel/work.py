@@ -28,10 +28,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from runtime.errors import RuntimeAppError
+from runtime.protocol import QUEUE_REQUEST
 from runtime.runs.runfiles import RUN_DIR_ENV
 
-REQUEST_EVENT = "queue_request"
-"""The `freezer.run` event of a request; the server's answer carries `reply` (its id)."""
+REQUEST_EVENT = QUEUE_REQUEST
 DEFAULT_TIMEOUT = 30.0
 
 

@@ -15,12 +15,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from runtime.errors import RuntimeAppError
+from runtime.protocol import SETTLED, RunnerEvent
 
 if TYPE_CHECKING:
     from runtime.runs.runner_outbox import RunnerEventOutbox
     from runtime.store.store import Store
 
-SETTLING_EVENTS = frozenset({"stage_ready", "stage_failed", "stage_finished", "finished"})
+SETTLING_EVENTS = SETTLED | {RunnerEvent.STAGE_FINISHED}
 
 
 class RunFailedError(RuntimeAppError):
@@ -43,12 +44,12 @@ def running_stage(runner_events: Sequence[dict[str, Any]]) -> int | None:
     """
     for event in reversed(runner_events):
         name = event.get("event")
-        if name == "stage_started":
+        if name == RunnerEvent.STAGE_STARTED:
             stage = event.get("stage")
             return stage if isinstance(stage, int) else None
         if name in SETTLING_EVENTS:
             return None
-        if name == "hello":
+        if name == RunnerEvent.HELLO:
             return 0
     return None
 
@@ -92,7 +93,7 @@ class StageDeaths:
 
     def on_runner_event(self, run_id: str, data: dict[str, Any]) -> None:
         """A stage that is ready or failed again (or a later one) starts its count over."""
-        if data.get("event") not in ("stage_ready", "stage_failed", "finished"):
+        if data.get("event") not in SETTLED:
             return
         stage = data.get("stage")
         recorded = self._deaths.get(run_id)
@@ -105,7 +106,7 @@ class StageDeaths:
         run_id = failure.run_id
         self.log.error("%s; the run is marked failed", failure)
         await self.outbox.submit(run_id, {
-            "event": "stage_failed", "stage": failure.stage,
+            "event": RunnerEvent.STAGE_FAILED.value, "stage": failure.stage,
             "error": death_error(failure.deaths), "traceback": "",
         })
         try:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import time
@@ -30,6 +29,8 @@ from tornado import web
 
 from runtime.errors import RuntimeAppError
 from runtime.manifest import FILES_DIR, MANIFEST_NAME, Manifest, dump
+from runtime.protocol import PREPARE_CODE, SETTLED, RunnerEvent, lifeline_code
+from runtime.protocol import configure_code as protocol_configure_code
 from runtime.runs.kernel_deaths import RunFailedError, StageDeaths
 from runtime.runs.kernel_start import (
     START_ATTEMPTS,
@@ -58,22 +59,16 @@ __all__ = [
     "RunKernels", "page_kernel", "prepare_code", "process_ended",
 ]
 
-PREPARE_CODE = "from runtime.kernel import runner as _freezer_runner\n_freezer_runner.prepare()\n"
 BUSY_RETRY_AFTER = 5
 POOL_REFILL_WAIT = 2.0
 """Seconds a taken pool kernel's replacement waits at most for the taker's first stage: starting
 a kernel takes a core for about a second, which that page needs more (the replacement starts as
 soon as the stage is ready, failed, or this has passed)."""
-SETTLED_EVENTS = frozenset({"stage_ready", "stage_failed", "finished"})
 
 
 def prepare_code() -> str:
-    """What a fresh kernel runs first: die with this server (see :mod:`runtime.runs.lifeline`),
-    then `runner.prepare()`."""
-    return (
-        "from runtime.runs import lifeline as _freezer_lifeline\n"
-        f"_freezer_lifeline.die_with_parent({os.getpid()})\n" + PREPARE_CODE
-    )
+    """What a fresh kernel runs first: die with this server, then `runner.prepare()`."""
+    return lifeline_code(os.getpid()) + PREPARE_CODE
 
 
 class KernelsBusyError(RuntimeAppError):
@@ -97,12 +92,7 @@ def configure_code(run: Run, show_tracebacks: bool, stage_timeout: float = 0.0) 
         "show_tracebacks": show_tracebacks,
         "stage_timeout": stage_timeout,
     }
-    literal = json.dumps(json.dumps(arguments))
-    return (
-        "import json as _freezer_json\n"
-        "from runtime.kernel import runner as _freezer_runner\n"
-        f"_freezer_runner.configure(**_freezer_json.loads({literal}))\n"
-    )
+    return protocol_configure_code(arguments)
 
 
 @dataclass(eq=False)
@@ -463,7 +453,7 @@ class RunKernels:
         listener = taken.listener
         with contextlib.suppress(Exception):
             await listener.wait_for(
-                lambda event: event.get("event") in SETTLED_EVENTS,
+                lambda event: event.get("event") in SETTLED,
                 POOL_REFILL_WAIT,
                 since=len(listener.runner_events),
             )
@@ -504,7 +494,7 @@ class RunKernels:
         run_id = (live.run_id if live else None) or data.get("run_id")
         if not run_id:
             return
-        if data.get("event") == "finished":
+        if data.get("event") == RunnerEvent.FINISHED:
             self.log.info("run %s finished (user %s)", run_id, live.user_name if live else "?")
         self.deaths.on_runner_event(run_id, data)
         await self.outbox.submit(run_id, data)

@@ -34,7 +34,7 @@ from tornado import web
 from tornado.websocket import WebSocketClosedError
 
 from runtime.errors import JournalError, RuntimeAppError
-from runtime.runs.listener import RUNNER_TARGET, WIDGET_TARGET
+from runtime.protocol import COMM_TARGET, WIDGET_CONTROL_TARGET, WIDGET_TARGET
 from runtime.runs.ratelimit import TokenBucket
 from runtime.store.store import NewEvent, pack_buffers
 
@@ -46,7 +46,7 @@ BROWSER_MESSAGE_TYPES = frozenset(
     {"comm_open", "comm_msg", "comm_close", "comm_info_request", "kernel_info_request"}
 )
 """The only message types a page may send to a kernel."""
-BROWSER_COMM_TARGETS = frozenset({WIDGET_TARGET, "jupyter.widget.control"})
+BROWSER_COMM_TARGETS = frozenset({WIDGET_TARGET, WIDGET_CONTROL_TARGET})
 JOURNALED_METHODS = frozenset({"update", "custom"})
 """Widget message methods that change the kernel's state (others only ask for state)."""
 FRONTEND_OUTPUT_STATE = frozenset({"outputs", "msg_id"})
@@ -351,7 +351,7 @@ class RunWebsocketConnection(ZMQChannelsWebsocketConnection):
             return False
         content = self.session.unpack(parts[4])
         comm_id = str(content.get("comm_id"))
-        if content.get("target_name") == RUNNER_TARGET:
+        if content.get("target_name") == COMM_TARGET:
             self._runner_comms.add(comm_id)
             return True
         return self._is_runner_comm(comm_id)
