@@ -6,8 +6,8 @@ defines matters to the next) and turns each into :class:`CellFacts`: an ordered 
 names, plus what the cell does that cannot work in an app (`input()`, `%pip install`) and the
 `%block` markers it holds. Cells are parsed with `ast` after IPython's input transformation, so
 magics and `!cmd` lines parse; rules 1-3 of DESIGN §1 live here, with widget recognition in
-:mod:`freezer.widgetnames`, expressions in :mod:`freezer.exprwalker` and call following in
-:mod:`freezer.calls`.
+:mod:`freezer.widgetnames`, expressions in :mod:`freezer.exprwalker`, calls in
+:mod:`freezer.callwalker` and call following in :mod:`freezer.calls`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import ast
 
 from freezer.calls import returns_widget
-from freezer.exprwalker import ExpressionWalker, stdin_call
+from freezer.callwalker import CallWalker, stdin_call
 from freezer.facts import (
     Bind,
     CellFacts,
@@ -84,7 +84,7 @@ class NotebookAnalyzer:
         return facts
 
 
-class _CellWalker(ExpressionWalker):
+class _CellWalker(CallWalker):
     """Walks the top-level code of one cell in execution order, emitting events."""
     # -- statements ---------------------------------------------------------------------------
 
