@@ -32,6 +32,7 @@ from freezer.syntax import (
     BUILTIN_NAMES,
     ParsedCell,
     comment_out,
+    drop_lines,
     is_pip_install,
     parse_cell,
     root_name,
@@ -58,8 +59,8 @@ class NotebookAnalyzer:
 
     def analyze(self, index: int, source: str, parsed: ParsedCell | None = None) -> CellFacts:
         """Facts about code cell `index`; updates the scope for the cells after it."""
-        facts = CellFacts(index=index, source=source)
         parsed = parsed or parse_cell(source)
+        facts = CellFacts(index=index, source=source, parsed=parsed)
         tree, offset = parsed.tree, parsed.offset
         facts.syntax_error = parsed.error
         if tree is None:
@@ -72,8 +73,9 @@ class NotebookAnalyzer:
         lines = source.split("\n")
         facts.pip_lines = [(ln, lines[ln - 1].strip() if ln <= len(lines) else text)
                            for ln, text in facts.pip_lines]
-        facts.source = comment_out(source, {ln for ln, _ in facts.pip_lines}
-                                    | {m.line for m in facts.markers})
+        commented = {ln for ln, _ in facts.pip_lines} | {m.line for m in facts.markers}
+        facts.source = comment_out(source, commented)
+        facts.parsed = drop_lines(parsed, source, commented)
         if facts.markers:
             marker_lines = {m.line for m in facts.markers}
             stmts = [s for s in tree.body if s.lineno + offset not in marker_lines]

@@ -31,7 +31,7 @@ from freezer.plandata import (
 )
 from freezer.render import render_text as render_text  # re-exported: callers import from here
 from freezer.render import to_json as to_json
-from freezer.syntax import ParsedCell, parse_cell
+from freezer.syntax import ParsedCell, cell_source, parse_cell
 from runtime.manifest import Parameter, Tag, WaitKind, WaitsOn
 
 __all__ = [  # the plan's data lives in freezer.plandata; callers import it from here
@@ -59,7 +59,9 @@ def plan_notebook(
     (rule 5b). `resolve_imports`: import the other packages the notebook builds objects from,
     in a subprocess, to find ipywidgets subclasses; `library_path` goes in front of that
     subprocess's `sys.path` (e.g. the notebook's directory). `parsed`: code cells the caller
-    already parsed (by cell index), so a long cell is parsed once per build.
+    already parsed (by cell index; :func:`freezer.syntax.parse_code_cells`); the others are
+    parsed here. Each code cell of the plan carries its tree (:attr:`PlanCell.parsed`), so the
+    steps after planning parse nothing again.
     """
     return _Planner(nb, traced_cells).plan(resolve_imports, tuple(library_path), parsed or {})
 
@@ -123,16 +125,16 @@ class _Planner:
                 continue
             kept[index] = tags
             if cell.cell_type == "code":
-                parsed[index] = given.get(index) or parse_cell(_source(cell))
+                parsed[index] = given.get(index) or parse_cell(cell_source(cell))
         library = (library_widgets(parsed.items(), library_path, self.note) if resolve_imports
                    else frozenset())
         analyzer = NotebookAnalyzer(library)
         for index, tags in kept.items():
             cell = self.cells[index]
             if cell.cell_type == "markdown":
-                self.markdown.append(_plan_cell(index, cell, _source(cell), tags))
+                self.markdown.append(_plan_cell(index, cell, cell_source(cell), tags))
             else:
-                facts = analyzer.analyze(index, _source(cell), parsed[index])
+                facts = analyzer.analyze(index, cell_source(cell), parsed[index])
                 self.code_cell(index, tags, facts, parsed[index])
         self.stages[-1].cells.extend(self.markdown)
         analyzer.scope.shown.update(self.shown)
@@ -170,7 +172,7 @@ class _Planner:
         self.marker = None
         stage.cells.extend(self.markdown)
         self.markdown = []
-        stage.cells.append(_plan_cell(index, self.cells[index], facts.source, tags))
+        stage.cells.append(_plan_cell(index, self.cells[index], facts.source, tags, facts.parsed))
         stage.has_code = True
         self.extend_boundary(index, facts)
         self.apply(index, facts)
@@ -351,15 +353,10 @@ class _Planner:
                           "changed it yet; move the read into a later cell")
 
 
-def _source(cell: nbformat.NotebookNode) -> str:
-    source = cell.get("source", "")
-    return "".join(source) if isinstance(source, list) else str(source)
-
-
-def _plan_cell(index: int, cell: nbformat.NotebookNode, source: str,
-               tags: tuple[str, ...]) -> PlanCell:
+def _plan_cell(index: int, cell: nbformat.NotebookNode, source: str, tags: tuple[str, ...],
+               parsed: ParsedCell | None = None) -> PlanCell:
     kind: Literal["code", "markdown"] = "code" if cell.cell_type == "code" else "markdown"
-    return PlanCell(index, str(cell.get("id") or f"cell-{index}"), kind, source, tags)
+    return PlanCell(index, str(cell.get("id") or f"cell-{index}"), kind, source, tags, parsed)
 
 
 def _counts(event: Read, pending: dict[str, _Pending]) -> bool:
