@@ -6,8 +6,8 @@ defines matters to the next) and turns each into :class:`CellFacts`: an ordered 
 names, plus what the cell does that cannot work in an app (`input()`, `%pip install`) and the
 `%block` markers it holds. Cells are parsed with `ast` after IPython's input transformation, so
 magics and `!cmd` lines parse; rules 1-3 of DESIGN §1 live here, with widget recognition in
-:mod:`freezer.widgetnames`, expressions in :mod:`freezer.exprwalker` and call following in
-:mod:`freezer.calls`.
+:mod:`freezer.widgetnames`, expressions in :mod:`freezer.exprwalker`, calls in
+:mod:`freezer.callwalker` and call following in :mod:`freezer.calls`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import ast
 
 from freezer.calls import returns_widget
-from freezer.exprwalker import ExpressionWalker, stdin_call
+from freezer.callwalker import CallWalker, stdin_call
 from freezer.facts import (
     Bind,
     CellFacts,
@@ -32,6 +32,7 @@ from freezer.syntax import (
     BUILTIN_NAMES,
     ParsedCell,
     comment_out,
+    drop_lines,
     is_pip_install,
     parse_cell,
     root_name,
@@ -58,8 +59,8 @@ class NotebookAnalyzer:
 
     def analyze(self, index: int, source: str, parsed: ParsedCell | None = None) -> CellFacts:
         """Facts about code cell `index`; updates the scope for the cells after it."""
-        facts = CellFacts(index=index, source=source)
         parsed = parsed or parse_cell(source)
+        facts = CellFacts(index=index, source=source, parsed=parsed)
         tree, offset = parsed.tree, parsed.offset
         facts.syntax_error = parsed.error
         if tree is None:
@@ -72,8 +73,9 @@ class NotebookAnalyzer:
         lines = source.split("\n")
         facts.pip_lines = [(ln, lines[ln - 1].strip() if ln <= len(lines) else text)
                            for ln, text in facts.pip_lines]
-        facts.source = comment_out(source, {ln for ln, _ in facts.pip_lines}
-                                    | {m.line for m in facts.markers})
+        commented = {ln for ln, _ in facts.pip_lines} | {m.line for m in facts.markers}
+        facts.source = comment_out(source, commented)
+        facts.parsed = drop_lines(parsed, source, commented)
         if facts.markers:
             marker_lines = {m.line for m in facts.markers}
             stmts = [s for s in tree.body if s.lineno + offset not in marker_lines]
@@ -84,7 +86,7 @@ class NotebookAnalyzer:
         return facts
 
 
-class _CellWalker(ExpressionWalker):
+class _CellWalker(CallWalker):
     """Walks the top-level code of one cell in execution order, emitting events."""
     # -- statements ---------------------------------------------------------------------------
 

@@ -13,6 +13,8 @@ import ast
 from dataclasses import dataclass, field
 from typing import Literal
 
+from freezer.syntax import ParsedCell
+
 WidgetKind = Literal["widget", "library"]
 
 
@@ -76,6 +78,7 @@ class CellFacts:
 
     index: int
     source: str  # as it runs in the app: pip and marker lines commented out
+    parsed: ParsedCell | None = None  # `source` parsed (the cell's tree, those lines dropped)
     events: list[Event] = field(default_factory=list)
     syntax_error: tuple[int, str] | None = None
     too_deep: bool = False  # nested too deeply to analyse: its events are incomplete

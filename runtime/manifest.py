@@ -1,7 +1,9 @@
-"""The app manifest (`app.json`): the contract between the compiler and the runtime.
+"""The app manifest (`app.json`) and the other names the compiler and the runtime agree on.
 
 The compiler builds a :class:`Manifest` and writes it with :func:`dump`; the runtime reads it
-with :func:`load`. This is the only module both packages share.
+with :func:`load`. The cell tags both act on (:class:`Tag`), the bootstrap cell of `app.ipynb`,
+the files a served app keeps in its directory and the parameters the runtime sets for each run
+are defined here too. This is the only module both packages share.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import os
 import re
 import tempfile
 from dataclasses import asdict, dataclass, field, replace
+from enum import Enum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 FORMAT = 1
 """Bumped on any incompatible change; :func:`load` refuses a newer format."""
@@ -21,9 +24,45 @@ FORMAT = 1
 MANIFEST_NAME = "app.json"
 NOTEBOOK_NAME = "app.ipynb"
 FILES_DIR = "files"
+BOOTSTRAP_SOURCE = "from runtime.kernel import runner\nrunner.show()"
+"""The code cell of `app.ipynb`: it runs the app's stages, under Freezer or plain Voila."""
+
+DATABASE_NAME = "freezer.db"
+COOKIE_SECRET_FILE = ".freezer_cookie_secret"
+CONFIG_NAME = "freezer_config"
+RUNS_DIR = "runs"
+KEPT_GLOBS = (
+    f"{DATABASE_NAME}*", COOKIE_SECRET_FILE, f"{CONFIG_NAME}.py", f"{CONFIG_NAME}.json", RUNS_DIR,
+)
+"""What a served app keeps in its directory (the default SQLite database and its journal files,
+the secret signing identity cookies, its config file, the runs' working directories); a rebuild
+moves these into the new build."""
+
+RUN_PARAMETERS = ("freezer_user", "freezer_run")
+"""Parameters the runtime sets for each run, in this order: the person's name, the run's id."""
+RESERVED_PARAMETERS = frozenset(RUN_PARAMETERS)
 
 CellKind = Literal["code", "markdown"]
 WaitKind = Literal["widget", "callback", "traced", "library", "marker", "tag"]
+
+
+class Tag(str, Enum):
+    """Cell tags the compiler and the runtime act on; a member equals its text, as tags are
+    plain strings in a notebook and in `app.json`."""
+
+    BREAK = "freeze:break"
+    JOIN = "freeze:join"
+    SKIP = "freeze:skip"
+    WARM = "freeze:warm"
+    PARAMETERS = "parameters"
+    INJECTED_PARAMETERS = "injected-parameters"  # papermill's; it would override the run's
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+COLLECT_PREFIX = "collect:"
+"""`collect:NAME` tags: the value of NAME after the cell's stage is kept with the run."""
 
 
 class ManifestError(Exception):
@@ -176,7 +215,7 @@ _CELL = {
     "required": ["id", "kind", "source", "tags"],
     "properties": {
         "id": {"type": "string"},
-        "kind": {"enum": ["code", "markdown"]},
+        "kind": {"enum": list(get_args(CellKind))},
         "source": {"type": "string"},
         "tags": {"type": "array", "items": {"type": "string"}},
     },
@@ -232,12 +271,7 @@ SCHEMA: dict[str, Any] = {
                             "required": ["name", "kind", "bound_in_cell"],
                             "properties": {
                                 "name": {"type": "string"},
-                                "kind": {
-                                    "enum": [
-                                        "widget", "callback", "traced", "library", "marker",
-                                        "tag",
-                                    ]
-                                },
+                                "kind": {"enum": list(get_args(WaitKind))},
                                 "bound_in_cell": {"type": "integer"},
                             },
                         },

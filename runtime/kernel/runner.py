@@ -45,7 +45,7 @@ PARAMETERS_TAG = "parameters"
 WARM_TAG = "freeze:warm"
 SKIP_TAG = "freeze:skip"
 COLLECT_PREFIX = "collect:"
-RUN_NAMES = ("freezer_user", "freezer_run")
+RUN_NAMES = mf.RUN_PARAMETERS
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 NEEDS_INPUT = "This step needs your input above."
 

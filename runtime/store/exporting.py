@@ -39,6 +39,7 @@ from typing import IO, Any
 
 from runtime import manifest as manifest_mod
 from runtime.errors import RuntimeAppError
+from runtime.manifest import RESERVED_PARAMETERS
 from runtime.runs.runfiles import RunFiles, prune, run_files_root
 from runtime.store.queue_export import queue_rows, queue_rows_to_csv
 from runtime.store.queue_store import QueueError
@@ -223,10 +224,6 @@ def one_line(exc: BaseException) -> str:
     """The first line of an exception's message (driver errors run to many lines)."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
-
-
-RESERVED_PARAMETERS = frozenset({"freezer_user", "freezer_run"})
-"""Parameters the server sets for each run (the person's name, the run id): not settings."""
 
 
 def with_default_params(

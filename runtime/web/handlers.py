@@ -19,7 +19,7 @@ from jupyter_server.base.handlers import JupyterHandler
 from markupsafe import Markup
 from tornado import web
 
-from runtime.manifest import Manifest, Parameter
+from runtime.manifest import RESERVED_PARAMETERS, Manifest, Parameter
 from runtime.web.serve_cli import with_article
 from runtime.web.xsrf import IdentityBoundXsrf
 
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
 FAVICONS = {"favicon.svg": "image/svg+xml", "favicon.ico": "image/x-icon"}
-RESERVED_PARAMETERS = frozenset({"freezer_user", "freezer_run"})
 SEED_BITS = 31
 START_FORM_FIELDS = frozenset({"_xsrf", "abandon"})
 """Fields of the start form that are not parameters."""
