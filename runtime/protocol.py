@@ -15,6 +15,8 @@ import json
 from enum import Enum
 from typing import Any, TypedDict
 
+from runtime.manifest import BOOTSTRAP_SOURCE
+
 COMM_TARGET = "freezer.run"
 """The runner's comm to the server."""
 
@@ -75,7 +77,7 @@ class StageReport(TypedDict, total=False):
 
 RUNNER_MODULE = "runtime.kernel.runner"
 
-SHOW_CODE = f"from {RUNNER_MODULE.rsplit('.', 1)[0]} import runner\nrunner.show()\n"
+SHOW_CODE = BOOTSTRAP_SOURCE + "\n"
 """What replay runs to build the app in a fresh kernel (the bootstrap cell's code)."""
 
 PREPARE_CODE = (
