@@ -11,9 +11,10 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 FORMAT = 1
 """Bumped on any incompatible change; :func:`load` refuses a newer format."""
@@ -72,6 +73,38 @@ class Stage:
     """The button named by a `%blockrun NAME` ending this stage: the run goes on only through it
     (Next follows its `disabled` state, so the author's validation holds). Absent in `app.json`
     when None, so manifests without a gate keep their app_id."""
+    warm_cells: int | None = None
+    """How many leading cells a kernel runs before the person is known (`runner.prepare()`):
+    the `freeze:warm` code cells at the very start of stage 0, with markdown among them; 0 in
+    later stages. None (absent, as in apps built before it): derived, see :meth:`warm_leading`."""
+
+    def warm_leading(self) -> tuple[Cell, ...]:
+        """The leading cells a kernel runs ahead (see :attr:`warm_cells`)."""
+        count = self.warm_cells
+        if count is None:
+            count = leading_warm_cells(self.cells) if self.index == 0 else 0
+        return self.cells[:count]
+
+
+class TaggedCell(Protocol):
+    """A cell as :func:`leading_warm_cells` reads it: a :class:`Cell` or the compiler's own."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def tags(self) -> tuple[str, ...]: ...
+
+
+def leading_warm_cells(cells: Sequence[TaggedCell]) -> int:
+    """How many cells lead up to the last `freeze:warm` code cell before the first code cell
+    without that tag (the value of :attr:`Stage.warm_cells` for a first stage)."""
+    count = 0
+    for pos, cell in enumerate(cells):
+        if cell.kind == "code":
+            if "freeze:warm" not in cell.tags:
+                break
+            count = pos + 1
+    return count
 
 
 @dataclass(frozen=True)
@@ -134,6 +167,7 @@ class Manifest:
                     collect=tuple(s["collect"]),
                     warm=s["warm"],
                     gate=s.get("gate"),
+                    warm_cells=s.get("warm_cells"),
                 )
                 for s in data["stages"]
             ),
@@ -159,6 +193,8 @@ def stage_json(stage: Stage) -> dict[str, Any]:
     }
     if stage.gate is not None:
         data["gate"] = stage.gate
+    if stage.warm_cells is not None:
+        data["warm_cells"] = stage.warm_cells
     return data
 
 
@@ -245,6 +281,7 @@ SCHEMA: dict[str, Any] = {
                     "collect": {"type": "array", "items": {"type": "string"}},
                     "warm": {"type": "boolean"},
                     "gate": {"type": "string"},
+                    "warm_cells": {"type": "integer", "minimum": 0},
                 },
             },
         },
