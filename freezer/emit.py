@@ -105,6 +105,7 @@ def build_manifest(source: SourceNotebook, plan: Plan, *, title: str | None = No
             collect=tuple(stage.collect),
             warm=bool(stage.warm),
             gate=None if stage.ends_with is None else stage.ends_with.gate,
+            warm_cells=mf.leading_warm_cells(stage.cells) if stage.index == 0 else None,
         )
         for stage in plan.stages
     )

@@ -112,7 +112,6 @@ def test_a_tag_is_its_text() -> None:
 def test_the_runtime_uses_the_names_the_manifest_module_gives() -> None:
     """What a rebuild keeps (KEPT_GLOBS), the bootstrap cell and the run parameters are the
     names the server, the store and the kernel use."""
-    from runtime.kernel import runner
     from runtime.runs.runfiles import run_files_root
     from runtime.store.exporting import default_db_url
     from runtime.web.app import COOKIE_SECRET_FILE
@@ -123,5 +122,4 @@ def test_the_runtime_uses_the_names_the_manifest_module_gives() -> None:
     assert mf.CONFIG_NAME == CONFIG_NAME
     assert default_db_url(app) == f"sqlite:///{app / mf.DATABASE_NAME}"
     assert run_files_root(app, "postgresql://db/x") == app / mf.RUNS_DIR
-    assert runner.RUN_NAMES == mf.RUN_PARAMETERS
     assert mf.RESERVED_PARAMETERS == {"freezer_user", "freezer_run"}

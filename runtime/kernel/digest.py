@@ -31,7 +31,8 @@ DIGEST_VERSION = 1
 """Bump on any change of what a digest covers: digests of another version are not compared, so
 journals recorded before the change never false-alarm after it."""
 DIGEST_EVENTS = DIGESTED
-"""The runner reports that carry a digest."""
+"""The runner reports that carry a digest: :data:`runtime.protocol.DIGESTED`, under the name
+`runtime.runs.replay` still imports (the runner itself uses the protocol's)."""
 
 WIDGET_TRAITS = (
     "description", "value", "label", "_options_labels", "index", "min", "max", "step",
