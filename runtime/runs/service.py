@@ -142,10 +142,6 @@ class RunService:
         """The live kernel record of a kernel id."""
         return self.kernels.by_kernel.get(kernel_id)
 
-    def kernel_of_run(self, run_id: str) -> LiveKernel | None:
-        """The live kernel of a run, if it has one."""
-        return self.kernels.by_run.get(run_id)
-
     async def health(self) -> dict[str, Any]:
         """Counts for `/health`: live kernels, pool, culled, runs."""
         runs = await self.store.list_runs(self.manifest.app_id)
