@@ -2,7 +2,7 @@
 (`os._exit`, a crash in a C extension, the out-of-memory killer) fails the run after a few
 tries instead of having every reload start another kernel that dies the same way.
 
-:class:`RunKernels` (:mod:`runtime.web.kernels`) reports each death of a run's kernel with the stage
+The run service (:mod:`runtime.runs.service`) reports each death of a run's kernel with the stage
 that was running (:func:`running_stage`); a stage that is ready or failed again clears its
 count. At the limit the run is marked failed, and its page says so in a plain sentence. The
 count lives in memory: a restarted server gives the stage the same tries again.

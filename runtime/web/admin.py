@@ -1,6 +1,6 @@
 """The admin pages: `/admin` (runs, how far people got, collected results) and the exports.
 
-The server mounts these with :func:`admin_handlers`. Every handler here is admin only: the one
+The server mounts these with :func:`admin_routes`. Every handler here is admin only: the one
 check is :func:`is_admin`, called from :meth:`AdminHandler.prepare` on the user the server's
 identity provider (`runtime.web.auth`) returns. Everything a person typed reaches the page through
 Jinja2's autoescape; charts are inline SVG rendered here by :mod:`runtime.web.charts`, so the page
@@ -12,11 +12,10 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 from jupyter_server.base.handlers import JupyterHandler
@@ -37,13 +36,13 @@ from runtime.store.queue_export import queue_report
 from runtime.store.store import Store
 from runtime.web import charts
 
+if TYPE_CHECKING:
+    from runtime.runs.runfiles import RunFiles
+
 TEMPLATES = Path(__file__).parent / "templates"
 
 VALUE_LIMIT = 300
 """Characters of a value shown in a table cell; the exports carry every value whole."""
-
-StoreGetter = Callable[[], Store]
-"""Returns the server's open :class:`runtime.store.store.Store` (looked up per request)."""
 
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -318,15 +317,13 @@ class AdminHandler(JupyterHandler):
     gets 403 and a plain sentence.
     """
 
-    store_getter: StoreGetter
+    store: Store
     title: str
     has_run_files = False
 
-    def initialize(
-        self, store: StoreGetter, title: str = "Freezer", has_run_files: bool = False
-    ) -> None:
+    def initialize(self, store: Store, title: str = "Freezer", has_run_files: bool = False) -> None:
         """Called by Tornado per request with the keyword arguments from :func:`admin_routes`."""
-        self.store_getter = store
+        self.store = store
         self.title = title
         self.has_run_files = has_run_files
 
@@ -355,11 +352,6 @@ class AdminHandler(JupyterHandler):
             self.finish("Only an admin can see this page. Sign in with an admin account.\n")
         else:
             self.finish(f"The admin page could not be shown (error {status_code}); see the log.\n")
-
-    @property
-    def store(self) -> Store:
-        """The server's store, looked up at request time (it opens after the handlers exist)."""
-        return self.store_getter()
 
 
 class AdminPageHandler(AdminHandler):
@@ -399,12 +391,12 @@ class ExportHandler(AdminHandler):
 
 def admin_routes(
     server_url: str,
-    store: StoreGetter,
+    store: Store,
     title: str = "Freezer",
-    run_files: Callable[[], Any] | None = None,
+    run_files: RunFiles | None = None,
 ) -> list[tuple[str, type, dict[str, Any]]]:
-    """The admin URL patterns under `server_url`, with the handlers' keyword arguments; with
-    `run_files` (returns the server's :class:`runtime.runs.runfiles.RunFiles`), the runs' files."""
+    """The admin URL patterns under `server_url`, with the handlers' keyword arguments (the
+    server's open store); with `run_files`, the runs' files too."""
     prefix = "/" + server_url.strip("/") + "/" if server_url.strip("/") else "/"
     kwargs: dict[str, Any] = {"store": store, "title": title}
     routes: list[tuple[str, type, dict[str, Any]]] = [
@@ -416,17 +408,3 @@ def admin_routes(
 
         routes.extend(run_files_routes(prefix, store, run_files, title))
     return routes
-
-
-def admin_handlers(app: Any) -> list[tuple[str, type, dict[str, Any]]]:
-    """The admin handlers of a :class:`.app.FreezerApp` (its `store` is read per request).
-
-    Routes go under the app's `server_url` like its other routes; the page's links use the
-    `base_url` of the Tornado settings.
-    """
-    return admin_routes(
-        str(getattr(app, "server_url", None) or getattr(app, "base_url", "/")),
-        store=lambda: app.store,
-        title=getattr(app, "title", None) or "Freezer",
-        run_files=lambda: app.run_files,
-    )

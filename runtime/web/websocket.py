@@ -39,7 +39,8 @@ from runtime.runs.ratelimit import TokenBucket
 from runtime.store.store import NewEvent, pack_buffers
 
 if TYPE_CHECKING:
-    from runtime.web.kernels import LiveKernel, RunKernels
+    from runtime.runs.live import LiveKernel
+    from runtime.runs.service import RunService
 
 V1_PROTOCOL = "v1.kernel.websocket.jupyter.org"
 BROWSER_MESSAGE_TYPES = frozenset(
@@ -116,11 +117,12 @@ class RunWebsocketConnection(ZMQChannelsWebsocketConnection):
         return self._framing[0]
 
     @property
-    def runs(self) -> RunKernels:
-        """The server's live kernels (reached through the kernel manager that owns this one)."""
-        runs: RunKernels | None = getattr(self.multi_kernel_manager, "runs", None)
+    def runs(self) -> RunService:
+        """The run service, given to the websocket handler by its route
+        (:class:`runtime.web.voila.RunKernelWebsocketHandler`)."""
+        runs: RunService | None = getattr(self.websocket_handler, "runs", None)
         if runs is None:
-            raise RuntimeAppError("the kernel manager is not Freezer's RunKernelManager")
+            raise RuntimeAppError("the websocket handler is not Freezer's own")
         return runs
 
     async def prepare(self) -> None:

@@ -65,7 +65,7 @@ def start_admin_server(db_url: str) -> tuple[AdminServer, Any, HTTPServer]:
         asyncio.set_event_loop(loop)
         store = loop.run_until_complete(Store.open(db_url))
         app = tornado.web.Application(
-            admin_routes("/base/", store=lambda: store, title="Face labels"),
+            admin_routes("/base/", store=store, title="Face labels"),
             identity_provider=HeaderIdentityProvider(),
             login_url="/base/login",
             base_url="/base/",

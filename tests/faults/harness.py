@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
-from runtime.web.kernels import process_ended
+from runtime.runs.kernel_start import process_ended
 from tests.server.conftest import start_server, write_app
 from tests.support.testing import PageSession, Person, ServerProcess, child_pids, parse_page
 
