@@ -8,9 +8,11 @@ pressed Next, on the app's SQLite file and on a PostgreSQL schema (kept as a dum
 - `pre-versions`: from before the schema was versioned (no `alembic_version`). Today's server
   refuses it in one line; after `freezer db upgrade`, or with `freezer serve --upgrade-db`, it
   is at the newest revision and serves.
+- `revision-0001`: the last Freezer at schema revision 0001, before the work queue's tables
+  (0002); refused the same way, upgraded with `freezer db upgrade`.
 - `layout`: from before the runtime became packages (revision 0002, the newest): served as it is.
 
-Either way the app directory is served as that `freezer build` wrote it (its `app.ipynb` starts
+Every way the app directory is served as that `freezer build` wrote it (its `app.ipynb` starts
 with `from runtime import runner`), and the same person, signed in again by name, finishes the
 run they started there: offset 3, Next, `total=15`. The journal the old server wrote is kept
 event for event and the new events follow it; results, snapshots and status are right.
@@ -95,7 +97,7 @@ def journal_as_stored(events: list[Event]) -> list[tuple[int, str, Any]]:
 
 async def finish_the_run(base_url: str, person_name: str, run_path: str) -> None:
     """The person signs in again and opens their run: stage 2 as they left it, with stage 1's
-    choice; offset 3, Next, and the last stage shows the total."""
+    choice; offset 3, Next, and the last stage shows the total. Then they start a new run."""
     async with Person(base_url) as person:
         await person.login(name=person_name, follow_redirects=False)
         page = await person.open(run_path.lstrip("/"))
@@ -106,11 +108,24 @@ async def finish_the_run(base_url: str, person_name: str, run_path: str) -> None
         await act(page, await page.set_value(slider(page, "offset"), 3))
         await click_next(page)
         await page.wait_for(shows("total=15"), TIMEOUT, "total=15")
+        # a new run executes the old app.ipynb itself (`from runtime import runner`): a run
+        # that goes on is rebuilt by the server's own code instead
+        fresh = await person.open("new")
+        await fresh.wait_for(has_slider("number"), TIMEOUT, "a new run's first stage")
+        assert fresh.value(slider(fresh, "number")) == 5
 
 
+REVISIONS = {"pre-versions": [], "revision-0001": ["0001"], "layout": ["0002"]}
+"""Each fixture's `alembic_version` rows, as its Freezer left them."""
+REFUSED = {
+    "pre-versions": "was made before Freezer versioned its schema (revision 0001, not recorded)",
+    "revision-0001": "is at schema revision 0001, older than this Freezer (0002)",
+}
+"""What today's `freezer serve` says of a fixture older than its schema."""
 REPLAYED = {
     "pre-versions": [("stage_started", 0), ("stage_ready", 0), ("stage_finished", 0),
                      ("stage_started", 1), ("stage_ready", 1)],
+    "revision-0001": [],
     "layout": [],
 }
 """What the replay in today's kernel stores of each fixture's journal (see the test)."""
@@ -118,6 +133,7 @@ REPLAYED = {
 CASES = [
     ("pre-versions", "freezer db upgrade"),
     ("pre-versions", "serve --upgrade-db"),
+    ("revision-0001", "freezer db upgrade"),
     ("layout", "as it is"),
 ]
 
@@ -138,16 +154,16 @@ async def test_a_run_started_by_an_older_freezer_goes_on_after_the_upgrade(
     old_journal = journal_as_stored(read_journal_as_left(db_url, run_id))
     assert len(old_journal) == OLD_EVENTS, old_journal
 
+    assert before == REVISIONS[name]
     extra: tuple[str, ...] = ()
-    if name == "pre-versions":
-        assert before == []
+    if name in REFUSED:
         refused = freezer(
             "serve", str(app_dir), "--db", db_url, "--no-browser", "--pool-size", "0",
             "--port", str(free_port()), cwd=tmp_path,
         )
         assert refused.returncode == 2, refused.stderr
         last = refused.stderr.strip().splitlines()[-1]
-        assert "was made before Freezer versioned its schema" in last, last
+        assert REFUSED[name] in last, last
         assert f"run 'freezer db upgrade {app_dir} --db " in last, last
         if how == "freezer db upgrade":
             upgraded = freezer("db", "upgrade", str(app_dir), "--db", db_url, cwd=tmp_path)
@@ -159,7 +175,7 @@ async def test_a_run_started_by_an_older_freezer_goes_on_after_the_upgrade(
         else:
             extra = ("--upgrade-db",)
     else:
-        assert before == [schema.head_revision()]
+        assert before == [schema.head_revision()]  # nothing to upgrade
         current = freezer("db", "current", str(app_dir), "--db", db_url, cwd=tmp_path)
         assert current.returncode == 0, current.stderr
         assert "(the newest; this Freezer's)" in current.stdout
