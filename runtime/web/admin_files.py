@@ -16,11 +16,13 @@ from jupyter_server.utils import url_path_join
 from tornado.web import HTTPError
 
 from runtime.runs.runfiles import RUN_ID, RunFiles
-from runtime.web.admin import AdminHandler, _env
+from runtime.web.admin import AdminHandler
+from runtime.web.admin_data import templates
 from runtime.web.runfile_handlers import CHUNK
 
 if TYPE_CHECKING:
     from runtime.store.store import Run, Store
+
 
 
 def fmt_size(size: int) -> str:
@@ -65,7 +67,7 @@ class RunFilesPageHandler(RunFilesHandler):
         files = await asyncio.to_thread(self.run_files.files, run_id)
         base = url_path_join(self.base_url, "admin/runs", run_id)
         self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.finish(_env.get_template("admin_files.html").render(
+        self.finish(templates.get_template("admin_files.html").render(
             title=self.title, run=run, files=files, base=base,
             admin_url=url_path_join(self.base_url, "admin"),
             total=fmt_size(sum(f.size for f in files)), fmt_size=fmt_size, fmt_mtime=fmt_mtime,

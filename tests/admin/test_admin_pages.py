@@ -25,8 +25,9 @@ from jupyter_server.auth.identity import IdentityProvider
 from playwright.sync_api import Page
 from tornado.httpserver import HTTPServer
 
-from runtime.store.exporting import rows_to_json
-from runtime.web.admin import VALUE_LIMIT, admin_routes, fmt_value
+from runtime.store.export_format import rows_to_json
+from runtime.web.admin import admin_routes
+from runtime.web.admin_data import VALUE_LIMIT, fmt_value
 from runtime.web.auth import FreezerUser
 from tests.support.testing import free_port
 
