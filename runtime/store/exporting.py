@@ -16,7 +16,7 @@ from typing import IO, Any
 
 from runtime import manifest as manifest_mod
 from runtime.errors import RuntimeAppError
-from runtime.manifest import RESERVED_PARAMETERS
+from runtime.manifest import DATABASE_NAME, RESERVED_PARAMETERS
 from runtime.runs.runfiles import RunFiles, prune, run_files_root
 from runtime.store.export_format import rows_to_csv, rows_to_json, stage_position
 from runtime.store.queue_export import queue_rows, queue_rows_to_csv
@@ -36,7 +36,7 @@ class ExportError(RuntimeAppError):
 
 def default_db_url(app_dir: Path) -> str:
     """The database an app directory is served with when `--db` is not given."""
-    return f"sqlite:///{app_dir / 'freezer.db'}"
+    return f"sqlite:///{app_dir / DATABASE_NAME}"
 
 
 def check_app_dir(app: str) -> Path:

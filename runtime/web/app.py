@@ -70,7 +70,7 @@ from runtime.web.voila import (
 )
 from runtime.web.websocket import RunWebsocketConnection
 
-COOKIE_SECRET_FILE = ".freezer_cookie_secret"
+COOKIE_SECRET_FILE = manifest_module.COOKIE_SECRET_FILE
 RUN_ID = r"(?P<run_id>[A-Za-z0-9_-]{1,64})"
 
 
@@ -170,7 +170,7 @@ class FreezerApp(ServeOptions, DeploymentOptions, Voila):  # type: ignore[misc]
     @property
     def database_url(self) -> str:
         """`--db`, or the SQLite file in the app directory."""
-        return self.db_url or f"sqlite:///{self.app_dir / 'freezer.db'}"
+        return self.db_url or f"sqlite:///{self.app_dir / manifest_module.DATABASE_NAME}"
 
     # --- startup -----------------------------------------------------------------------------
 

@@ -31,7 +31,9 @@ from traitlets import Bool, Float, Integer, TraitError, Unicode
 from traitlets.config import Application, Config, Configurable
 from traitlets.config.loader import JSONFileConfigLoader, PyFileConfigLoader
 
-CONFIG_NAME = "freezer_config"
+from runtime import manifest
+
+CONFIG_NAME = manifest.CONFIG_NAME
 """`freezer_config.py` or `freezer_config.json` in the app directory is read at startup."""
 
 DEPLOY_ALIASES = {
