@@ -40,6 +40,8 @@ def library_widgets(cells: Iterable[tuple[int, ParsedCell]], library_path: Seque
     candidates, where = library_candidates(cells)
     known = candidates & CUSTOM_BASES
     candidates -= known
+    check_frontends([(module, qualname, module) for module, qualname in sorted(known)], where,
+                    note)  # anywidget's front-end is its own package's labextension
     if not candidates:
         return LibraryWidgets(frozenset(known), dict.fromkeys(known, False))
     found = resolve_widget_classes(candidates, path=library_path)
