@@ -13,6 +13,7 @@ magics and `!cmd` lines parse; rules 1-3 of DESIGN §1 live here, with widget re
 from __future__ import annotations
 
 import ast
+from collections.abc import Mapping
 
 from freezer.calls import returns_widget
 from freezer.callwalker import CallWalker, stdin_call
@@ -41,6 +42,8 @@ from freezer.syntax import (
 from freezer.widgetnames import (
     CALLBACK_FUNCTIONS,
     callee_widget,
+    custom_widget,
+    defines,
     record_import,
     widget_function,
 )
@@ -54,8 +57,9 @@ __all__ = [
 class NotebookAnalyzer:
     """Analyses the code cells of one notebook, in order."""
 
-    def __init__(self, library_widgets: frozenset[tuple[str, str]] = frozenset()) -> None:
-        self.scope = Scope(library_widgets=library_widgets)
+    def __init__(self, library_widgets: frozenset[tuple[str, str]] = frozenset(),
+                 library_custom: Mapping[tuple[str, str], bool] | None = None) -> None:
+        self.scope = Scope(library_widgets=library_widgets, library_custom=library_custom or {})
 
     def analyze(self, index: int, source: str, parsed: ParsedCell | None = None) -> CellFacts:
         """Facts about code cell `index`; updates the scope for the cells after it."""
@@ -198,10 +202,18 @@ class _CellWalker(CallWalker):
         for decorator in node.decorator_list:
             self.expr(decorator)
         self.emit(Bind(node.name, self.line(node), None))
+        custom = [c for c in (custom_widget(self.scope, base) for base in node.bases) if c]
+        self.scope.custom_classes.pop(node.name, None)
         if bases:
             button = any(b.button for b in bases)
             self.scope.widget_classes[node.name] = WidgetValue("widget", True, button=button)
             self.scope.notebook_classes.add(node.name)
+            if custom:  # a custom widget: can Freezer disable it after Next?
+                disables = any(has for _, has in custom) or defines(node, "disabled")
+                self.scope.custom_classes[node.name] = disables
+                if not disables:
+                    self.scope.undisableable.add(node.name)
+                    self.facts.undisableable.append((self.line(node), node.name))
         else:
             self.scope.widget_classes.pop(node.name, None)
             self.scope.notebook_classes.discard(node.name)

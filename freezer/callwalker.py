@@ -39,6 +39,7 @@ from freezer.widgetnames import (
     CALLBACK_FUNCTIONS,
     SHOWING_FUNCTIONS,
     callee_widget,
+    custom_widget,
     widget_function,
 )
 
@@ -89,6 +90,7 @@ class CallWalker(ExpressionWalker):
             self.widget_args(node, show=function in SHOWING_FUNCTIONS)
             if function is None:
                 self._hand_over(node)
+                self._check_custom(node)
             if isinstance(func, ast.Attribute):
                 self._receiver(func.value)
             return
@@ -114,6 +116,13 @@ class CallWalker(ExpressionWalker):
                 return
         self.expr(func)
         self._args(node)
+
+    def _check_custom(self, node: ast.Call) -> None:
+        """A library's custom widget with no `disabled` trait, built here first: a warning."""
+        custom = custom_widget(self.scope, node.func)
+        if custom is not None and not custom[1] and custom[0] not in self.scope.undisableable:
+            self.scope.undisableable.add(custom[0])
+            self.facts.undisableable.append((self.line(node), custom[0]))
 
     def _hand_over(self, node: ast.Call) -> None:
         """`Tagger(labels)`: data handed to a widget class of a library or of the notebook may

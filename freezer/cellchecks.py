@@ -86,3 +86,9 @@ def check_facts(facts: CellFacts, note: Note) -> None:
         note("block-not-last", "warning", index, facts.code_after_marker,
              f"code after {facts.markers[-1].magic} runs before the person continues; "
              "move it to the next cell")
+    for line, name in facts.undisableable:
+        note("custom-widget-no-disabled", "warning", index, line,
+             f"{name} is a custom widget (anywidget) with no `disabled` trait, so after Next "
+             "the person can still change it on the page though the app no longer reads it: "
+             "add `disabled = traitlets.Bool(False).tag(sync=True)` and have its front-end "
+             "ignore input while `model.get(\"disabled\")` is true (docs/custom-widgets.md)")

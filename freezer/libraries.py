@@ -4,30 +4,46 @@
 (:func:`freezer.widgetnames.library_candidates`), imports those packages in a subprocess to see
 which names are ipywidgets classes (:mod:`freezer.libwidgets`), and reports the packages that
 would not import and the widgets whose JavaScript front-end the page cannot load
-(:mod:`freezer.frontends`).
+(:mod:`freezer.frontends`). Custom widgets (anywidget `AnyWidget` subclasses) are told apart,
+with whether they have a `disabled` trait: anywidget's own base class is known without importing
+it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from freezer.cellchecks import Note
 from freezer.frontends import frontend_problem, installed_extensions, serving_base_major
-from freezer.libwidgets import resolve_widget_classes
+from freezer.libwidgets import CUSTOM_BASES, resolve_widget_classes
 from freezer.syntax import ParsedCell
 from freezer.widgetnames import library_candidates
 
 
+@dataclass(frozen=True)
+class LibraryWidgets:
+    """The widget classes of other packages that a notebook uses."""
+
+    widgets: frozenset[tuple[str, str]] = frozenset()  # (module, qualname)
+    custom: Mapping[tuple[str, str], bool] = field(default_factory=dict)
+    """The custom widgets among them (anywidget), each with whether it has a `disabled` trait."""
+
+
 def library_widgets(cells: Iterable[tuple[int, ParsedCell]], library_path: Sequence[str],
-                    note: Note) -> frozenset[tuple[str, str]]:
-    """(module, qualname) of every library widget class the code `cells` use.
+                    note: Note) -> LibraryWidgets:
+    """Every library widget class the code `cells` use, as (module, qualname).
 
     `library_path` goes in front of the resolving subprocess's `sys.path` (e.g. the notebook's
     directory, for its own widget modules).
     """
     candidates, where = library_candidates(cells)
+    known = candidates & CUSTOM_BASES
+    candidates -= known
+    check_frontends([(module, qualname, module) for module, qualname in sorted(known)], where,
+                    note)  # anywidget's front-end is its own package's labextension
     if not candidates:
-        return frozenset()
+        return LibraryWidgets(frozenset(known), dict.fromkeys(known, False))
     found = resolve_widget_classes(candidates, path=library_path)
     for module, why in found.failures:
         cell, line = where.get(module, (None, None))
@@ -35,7 +51,9 @@ def library_widgets(cells: Iterable[tuple[int, ParsedCell]], library_path: Seque
              f"could not import {module} to look for widget classes ({why}); "
              "its objects count as plain values")
     check_frontends(found.frontends, where, note)
-    return found.widgets
+    custom = dict.fromkeys(known, False)
+    custom.update({(module, qualname): has for module, qualname, has in found.custom})
+    return LibraryWidgets(found.widgets | known, custom)
 
 
 def check_frontends(frontends: Sequence[tuple[str, str, str]],

@@ -17,7 +17,7 @@ import nbformat
 from freezer.analysis import NotebookAnalyzer
 from freezer.cellchecks import cell_tags, check_facts, collected_names
 from freezer.facts import Bind, CellFacts, Read
-from freezer.libraries import library_widgets
+from freezer.libraries import LibraryWidgets, library_widgets
 from freezer.parameters import read_parameters
 from freezer.plandata import (
     Boundary,
@@ -127,8 +127,8 @@ class _Planner:
             if cell.cell_type == "code":
                 parsed[index] = given.get(index) or parse_cell(cell_source(cell))
         library = (library_widgets(parsed.items(), library_path, self.note) if resolve_imports
-                   else frozenset())
-        analyzer = NotebookAnalyzer(library)
+                   else LibraryWidgets())
+        analyzer = NotebookAnalyzer(library.widgets, library.custom)
         for index, tags in kept.items():
             cell = self.cells[index]
             if cell.cell_type == "markdown":
