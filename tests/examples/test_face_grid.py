@@ -6,9 +6,9 @@ stage shows exactly those five; the stage's second grid sends a custom message f
 it with both drawn; after the server is SIGKILLed and restarted, replaying the run's journal
 rebuilds both in a fresh kernel. No request leaves the server's origin.
 
-The page's Content-Security-Policy: :data:`PAGE_POLICY` is checked to let the grid's ES module
-load from its `blob:` URL while refusing other origins (injected into the page's response), and
-the served page is expected to carry it.
+The run page is served with its Content-Security-Policy (`runtime.web.voila.PAGE_POLICY`): the
+grid's ES module loads from its `blob:` URL, a script and an image from another origin are
+refused before any request is made.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, Route, expect
 
 from runtime.store.store import Store
+from runtime.web.voila import PAGE_POLICY
 from tests.gallery.gallery import (
     ADMIN_TOKEN,
     SERVER_START_TIMEOUT,
@@ -44,24 +45,8 @@ from tests.support.testing import child_pids, start_freezer
 if TYPE_CHECKING:
     from tests.conftest import PlaywrightLoop
 
-CHROMIUM = "/usr/bin/chromium"
 PICKED = ["0", "2", "3", "4", "10"]  # faces 0 and 2 clicked, shift-click to 4, down + space
 OTHERS_PAGE_1 = ["1", "5", "6", "7", "8", "9", "11", "12"]  # the first eight not picked
-PAGE_POLICY = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline' blob:; "
-    "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
-    "media-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; "
-    "worker-src 'self' blob:; object-src 'none'; base-uri 'self'; form-action 'self'; "
-    "frame-ancestors 'self'"
-)
-"""What the run page needs and no more: Voila's inline scripts and styles, widget images and
-media as `data:`/`blob:` URLs, the kernel websocket on the same origin, and anywidget's ES
-modules, which it imports from `blob:` URLs. Nothing from another origin."""
-CSP_NEEDED = (
-    "runtime/web/voila.py: RunPageHandler is served with jupyter_server's default policy "
-    "(frame-ancestors 'self'; report-uri ...), which restricts no fetch directive; give "
-    "RunPageHandler a `content_security_policy` property returning PAGE_POLICY of this module"
-)
 VIOLATIONS_JS = """() => {
   window.__violations = [];
   document.addEventListener("securitypolicyviolation",
@@ -264,59 +249,6 @@ def policy_directives(policy: str) -> dict[str, list[str]]:
     return found
 
 
-def test_the_page_policy_lets_the_grid_load_and_refuses_other_origins(
-    example: ServedExample, playwright_loop: PlaywrightLoop
-) -> None:
-    """PAGE_POLICY put on the run page's response: the grid's module loads, nothing else does.
-
-    The policy is injected by fulfilling the page's request from the test, which Chromium's
-    local-network-access checks would then count as a public page talking to loopback: a
-    browser of its own without those checks.
-    """
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is not installed (make browser)")
-    directives = policy_directives(PAGE_POLICY)
-    assert directives["default-src"] == ["'self'"] and "blob:" in directives["script-src"]
-    assert not any(s in ("*", "http:", "https:") or "://" in s
-                   for sources in directives.values() for s in sources)
-    guard = OriginGuard(f"127.0.0.1:{example.server.port}")
-
-    def with_policy(route: Route) -> None:
-        if route.request.resource_type == "document" and "/run/" in route.request.url:
-            response = route.fetch()
-            headers = {**response.headers, "content-security-policy": PAGE_POLICY}
-            route.fulfill(response=response, headers=headers)
-        else:
-            guard(route)
-
-    with playwright_loop.claimed():
-        browser = playwright_loop.playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-features=LocalNetworkAccessChecks"],
-        )
-        try:
-            page = browser.new_context(viewport=VIEWPORT).new_page()
-            page.set_default_timeout(TIMEOUT_MS)
-            page.context.route("**/*", with_policy)
-            page.add_init_script(f"({VIOLATIONS_JS})()")
-            sign_in(page, example, "pol")
-            response = page.reload()  # a redirect is not routed: the run page itself is
-            assert response is not None
-            assert response.headers["content-security-policy"] == PAGE_POLICY
-            wait_stage(page, 0)
-            expect(grids(page, 0).first.locator(".fg-face")).to_have_count(24)
-            assert page.evaluate("window.__violations") == []
-            page.evaluate(FOREIGN_JS)  # a script and an image from another origin
-            page.wait_for_function("window.__violations.length >= 2")
-            violations = page.evaluate("window.__violations")
-            assert sorted(v.split()[0] for v in violations) == ["img-src", "script-src-elem"]
-            assert all("cdn.example.com" in v for v in violations), violations
-            assert guard.foreign == [], "the policy refused it before any request was made"
-        finally:
-            browser.close()
-
-
-@pytest.mark.xfail(strict=True, reason=CSP_NEEDED)
 def test_the_run_page_is_served_with_the_page_policy(
     example: ServedExample, person: Page, guard: OriginGuard
 ) -> None:
@@ -326,7 +258,15 @@ def test_the_run_page_is_served_with_the_page_policy(
     assert response is not None
     policy = policy_directives(response.headers.get("content-security-policy", ""))
     assert policy == policy_directives(PAGE_POLICY)
+    assert policy["default-src"] == ["'self'"] and "blob:" in policy["script-src"]
+    assert not any(s in ("*", "http:", "https:") or "://" in s
+                   for sources in policy.values() for s in sources)
     wait_stage(person, 0)
     expect(grids(person, 0).first.locator(".fg-face")).to_have_count(24)
     assert person.evaluate("window.__violations") == []
-    assert guard.foreign == []
+    person.evaluate(FOREIGN_JS)  # a script and an image from another origin
+    person.wait_for_function("window.__violations.length >= 2")
+    violations = person.evaluate("window.__violations")
+    assert sorted(v.split()[0] for v in violations) == ["img-src", "script-src-elem"]
+    assert all("cdn.example.com" in v for v in violations), violations
+    assert guard.foreign == [], "the policy refused them before any request was made"
