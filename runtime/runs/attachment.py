@@ -245,7 +245,8 @@ def _not_allowed(message: BrowserMessage, state: Attachment) -> str:
     if message.msg_type in COMM_TYPES and not isinstance(message.content.get("data") or {}, dict):
         return "malformed comm data"
     if message.msg_type == "comm_open":
-        if message.content.get("target_name") not in BROWSER_COMM_TARGETS:
+        target = message.content.get("target_name")
+        if not isinstance(target, str) or target not in BROWSER_COMM_TARGETS:
             return "comm target not allowed"
     elif message.msg_type in COMM_TYPES and state.is_runner_comm(message.comm_id):
         return "the runner's comm is not the page's"
@@ -256,11 +257,14 @@ def _must_journal(message: BrowserMessage, state: Attachment) -> bool:
     if message.msg_type != "comm_msg":
         return False
     data = message.content.get("data") or {}
-    if data.get("method") not in JOURNALED_METHODS or message.comm_id in state.browser_comms:
+    method = data.get("method")
+    if not isinstance(method, str) or method not in JOURNALED_METHODS:
+        return False
+    if message.comm_id in state.browser_comms:
         return False
     written = data.get("state") or {}
     output_sync = (
-        data.get("method") == "update"
+        method == "update"
         and isinstance(written, dict)
         and set(written) <= FRONTEND_OUTPUT_STATE
         and state.is_output_widget(message.comm_id)

@@ -168,7 +168,11 @@ class RunWebsocketConnection(ZMQChannelsWebsocketConnection):
             self.log.warning("dropped an unreadable message from the page (kernel %s)",
                              self.kernel_id)
             return
-        decision = admit(message, attachment, time.monotonic())
+        try:
+            decision = admit(message, attachment, time.monotonic())
+        except Exception:
+            self.log.exception("dropped a message from the page that could not be admitted")
+            return
         if decision.why:
             self.log.warning("run %s: %s", self._run_id, decision.why)
         if decision.tell:

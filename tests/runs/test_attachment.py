@@ -152,6 +152,19 @@ def test_comm_data_that_is_not_an_object_is_refused() -> None:
     assert decision.action is Action.REFUSE and "malformed" in decision.why
 
 
+@pytest.mark.parametrize("content", [
+    {"comm_id": "c", "target_name": [WIDGET_TARGET], "data": {}},
+    {"comm_id": "c", "target_name": {"a": 1}},
+])
+def test_a_comm_target_that_is_not_a_name_is_refused(content: Json) -> None:
+    assert admit(browser("comm_open", content), attached(), 0).action is Action.REFUSE
+
+
+def test_a_method_that_is_not_a_name_is_forwarded_unjournaled() -> None:
+    message = browser("comm_msg", {"comm_id": "w", "data": {"method": ["update"]}})
+    assert admit(message, attached(), 0).action is Action.FORWARD
+
+
 # --- flood limit -------------------------------------------------------------------------------
 
 def test_the_flood_limit_lets_a_burst_through_then_refuses_and_tells_once() -> None:
