@@ -1,15 +1,14 @@
-"""A listener per live kernel: widget comm ordinals, the runner's reports, server-side execution.
+"""A listener per live kernel: its iopub from the kernel's start, the runner's reports,
+server-side execution.
 
 Each live kernel gets one jupyter_client client of the server's own. Its iopub loop
 
-- counts the `jupyter.widget` comm_opens the kernel sends (comm id -> creation ordinal), which
-  is how a journaled browser message is tied to "the 7th widget" rather than to a comm id that
-  only exists in this kernel;
+- keeps :attr:`KernelListener.widgets` (:class:`runtime.runs.widgets.WidgetBook`): each
+  `jupyter.widget` comm_open's creation ordinal, the runner's comm, the `Output` widgets;
 - hands every `freezer.run` comm message to `on_runner_event` (the server stores it), through
   :attr:`runner_event_filter` when one is set (replay checks what the kernel reports);
 - when :attr:`output_frontend` is on (replay, no browser attached), acts as the front-end of
-  the notebook's own `Output` widgets, as nbclient does: outputs whose parent message is an
-  Output's `msg_id` are written into that widget's `outputs`.
+  the notebook's own `Output` widgets (:meth:`runtime.runs.widgets.WidgetBook.route_output`).
 
 The same client executes the server's own code in the kernel (`runner.prepare()`,
 `runner.configure(...)`) and sends replayed widget messages; :meth:`wait_for`,
@@ -22,16 +21,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.connect import KernelConnectionInfo
 
 from runtime.errors import RuntimeAppError
-from runtime.protocol import COMM_TARGET, QUEUE_REQUEST, SETTLED, WIDGET_TARGET, RunnerEvent
+from runtime.protocol import QUEUE_REQUEST, SETTLED, RunnerEvent
+from runtime.runs.widgets import OUTPUT_TYPES, OutputWidget, WidgetBook
 
-OUTPUT_TYPES = ("stream", "display_data", "execute_result", "error", "update_display_data")
 READY_ATTEMPTS = 120
 READY_INTERVAL = 0.5
 
@@ -56,16 +54,6 @@ class KernelGoneError(RuntimeAppError):
     """The kernel died (its listener was stopped) while the server waited for it."""
 
 
-@dataclass
-class OutputWidget:
-    """What the replay front-end keeps of one `Output` widget."""
-
-    comm_id: str
-    msg_id: str = ""
-    outputs: list[dict[str, Any]] = field(default_factory=list)
-    clear_on_next: bool = False
-
-
 class KernelListener:
     """Watches one kernel's iopub and executes the server's code in it. Owns its task."""
 
@@ -81,9 +69,7 @@ class KernelListener:
         self.log = log
         self.client = AsyncKernelClient()
         self.client.load_connection_info(connection_info)
-        self.ordinals: dict[str, int] = {}
-        self.comm_ids: list[str] = []
-        self.runner_comms: set[str] = set()
+        self.widgets = WidgetBook()
         self.runner_events: list[dict[str, Any]] = []
         self.stage_running = False
         self.output_frontend = False
@@ -91,7 +77,6 @@ class KernelListener:
         self.runner_event_filter: RunnerEventFilter | None = None
         # the work queue's requests (runtime.runs.queue_service), answered, never stored as reports
         self.on_queue_request: RunnerEventHandler | None = None
-        self._outputs: dict[str, OutputWidget] = {}
         self._idle: dict[str, asyncio.Future[None]] = {}
         self._changed = asyncio.Condition()
         self._shell_lock = asyncio.Lock()
@@ -128,21 +113,11 @@ class KernelListener:
 
     def ordinal_of(self, comm_id: str) -> int | None:
         """The creation ordinal of a kernel-created widget comm, or None."""
-        return self.ordinals.get(comm_id)
+        return self.widgets.ordinal_of(comm_id)
 
     def comm_of(self, ordinal: int) -> str | None:
         """The comm id of the widget created `ordinal`-th in this kernel, or None."""
-        if 0 <= ordinal < len(self.comm_ids):
-            return self.comm_ids[ordinal]
-        return None
-
-    def is_output_widget(self, comm_id: str) -> bool:
-        """Whether `comm_id` is one of the notebook's `Output` widgets."""
-        return comm_id in self._outputs
-
-    def is_runner_comm(self, comm_id: str) -> bool:
-        """Whether `comm_id` is the runner's `freezer.run` comm."""
-        return comm_id in self.runner_comms
+        return self.widgets.comm_of(ordinal)
 
     async def wait_for(
         self,
@@ -287,26 +262,30 @@ class KernelListener:
         second time the server reads each one: only the header is always decoded, and the
         content only of the messages acted on. (A widget's state update to the page, the
         bulk of iopub, is decoded only when it is a runner or `Output` comm's.) The signature
-        is not checked: iopub is the kernel's own publishing socket.
+        is not checked: iopub is the kernel's own publishing socket. A comm_open is entered in
+        :attr:`widgets` here, in stream order, before anything is awaited.
         """
         session = self.client.session
         _, parts = session.feed_identities(frames)
         header = session.unpack(parts[1])
         msg_type = header.get("msg_type")
+        msg: dict[str, Any] | None = None
         if msg_type == "comm_msg":
-            if not any(c.encode() in parts[4] for c in (*self.runner_comms, *self._outputs)):
-                return None
+            comms = (*self.widgets.runner_comms, *self.widgets.outputs)
+            if any(c.encode() in parts[4] for c in comms):
+                msg = {}
         elif msg_type in OUTPUT_TYPES or msg_type == "clear_output":
-            if not self.output_frontend:
-                return None
-        elif msg_type not in ("status", "comm_open"):
-            return None
-        return {
-            "header": header,
-            "msg_type": msg_type,
-            "parent_header": session.unpack(parts[2]),
-            "content": session.unpack(parts[4]),
-        }
+            if self.output_frontend:
+                msg = {}
+        elif msg_type in ("status", "comm_open"):
+            msg = {}
+        if msg is not None:
+            msg.update(header=header, msg_type=msg_type, parent_header=session.unpack(parts[2]),
+                       content=session.unpack(parts[4]))
+            if msg_type == "comm_open":
+                self.widgets.opened(msg["content"])
+        self.widgets.seen(str(header.get("msg_id")))
+        return msg
 
     async def _handle(self, msg: dict[str, Any]) -> None:
         msg_type = msg["header"]["msg_type"]
@@ -335,33 +314,17 @@ class KernelListener:
                 del self._idle[key]
 
     async def _on_comm_open(self, content: dict[str, Any]) -> None:
-        comm_id = content["comm_id"]
-        target = content.get("target_name")
-        if target == WIDGET_TARGET:
-            self.ordinals[comm_id] = len(self.comm_ids)
-            self.comm_ids.append(comm_id)
-            state = content.get("data", {}).get("state", {})
-            if state.get("_model_name") == "OutputModel":
-                self._outputs[comm_id] = OutputWidget(comm_id, msg_id=state.get("msg_id", ""))
-        elif target == COMM_TARGET:
-            self.runner_comms.add(comm_id)
-            data = content.get("data") or {}
-            if data.get("event"):
-                await self._runner_event(data)
+        data = content.get("data") or {}
+        if str(content.get("comm_id")) in self.widgets.runner_comms and data.get("event"):
+            await self._runner_event(data)
 
     async def _on_comm_msg(self, content: dict[str, Any]) -> None:
         comm_id = content["comm_id"]
         data = content.get("data") or {}
-        if comm_id in self.runner_comms:
+        if comm_id in self.widgets.runner_comms:
             await self._runner_event(data)
             return
-        widget = self._outputs.get(comm_id)
-        if widget is not None and data.get("method") in ("update", "echo_update"):
-            state = data.get("state", {})
-            if "msg_id" in state:
-                widget.msg_id = state["msg_id"] or ""
-            if "outputs" in state and data.get("method") == "update":
-                widget.outputs = list(state["outputs"])
+        self.widgets.output_state(comm_id, data)
 
     async def _runner_event(self, data: dict[str, Any]) -> None:
         event = data.get("event")
@@ -379,34 +342,9 @@ class KernelListener:
             await self.on_runner_event(stored)
 
     def _route_output(self, msg_type: str, content: dict[str, Any], parent_id: str) -> None:
-        widget = next(
-            (w for w in self._outputs.values() if w.msg_id and w.msg_id == parent_id), None
-        )
-        if widget is None:
-            return
-        if msg_type == "clear_output":
-            if content.get("wait"):
-                widget.clear_on_next = True
-            else:
-                widget.outputs = []
-                self._sync_outputs(widget)
-            return
-        if widget.clear_on_next:
-            widget.outputs = []
-            widget.clear_on_next = False
-        output = {"output_type": msg_type, **content}
-        if msg_type == "stream" and widget.outputs and widget.outputs[-1].get(
-            "output_type"
-        ) == "stream" and widget.outputs[-1].get("name") == content.get("name"):
-            merged = dict(widget.outputs[-1])
-            merged["text"] = merged.get("text", "") + content.get("text", "")
-            widget.outputs[-1] = merged
-        elif msg_type == "update_display_data":
-            return
-        else:
-            output.pop("transient", None)
-            widget.outputs.append(output)
-        self._sync_outputs(widget)
+        widget = self.widgets.route_output(msg_type, content, parent_id)
+        if widget is not None:
+            self._sync_outputs(widget)
 
     def _sync_outputs(self, widget: OutputWidget) -> None:
         self.send_comm_msg(

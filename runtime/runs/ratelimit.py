@@ -1,4 +1,5 @@
-"""A limit on failed sign-ins per client, so invite tokens cannot be guessed at speed."""
+"""Rate limits: failed sign-ins per client (so invite tokens cannot be guessed at speed), and
+the token bucket of a run's pages (the flood limit of :mod:`runtime.runs.attachment`)."""
 
 from __future__ import annotations
 
@@ -70,11 +71,12 @@ class TokenBucket:
         self._tokens = burst
         self._at = clock()
 
-    def take(self) -> bool:
-        """Spend one token if there is one (0 rate: no limit)."""
+    def take(self, now: float | None = None) -> bool:
+        """Spend one token if there is one (0 rate: no limit); `now` is the clock's time,
+        read from `clock` when not given."""
         if self.rate <= 0:
             return True
-        now = self.clock()
+        now = self.clock() if now is None else now
         self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
         self._at = now
         if self._tokens < 1:

@@ -58,11 +58,11 @@ from voila.tornado.kernel_websocket_handler import VoilaKernelWebsocketHandler
 from voila.tornado.treehandler import TornadoVoilaTreeHandler
 
 from runtime.errors import RuntimeAppError
+from runtime.runs.attachment import BROWSER_MESSAGE_TYPES
 from runtime.web.handlers import Pages, outcome_page
 from runtime.web.jupyter import ReadyKernelClient, RunKernelManager, page_kernel
 from runtime.web.kernel_watch import with_kernel_watch
 from runtime.web.page_head import with_page_head
-from runtime.web.websocket import BROWSER_MESSAGE_TYPES
 from runtime.web.xsrf import IdentityBoundXsrf
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from runtime.web.websocket import FLOOD_BURST_SECONDS, FLOOD_RATE
+from runtime.runs.attachment import FLOOD_BURST_SECONDS, FLOOD_RATE
 from tests.faults.harness import (
     TIMEOUT,
     act,
