@@ -28,7 +28,7 @@ from tornado.httpserver import HTTPServer
 from runtime.store.exporting import rows_to_json
 from runtime.web.admin import VALUE_LIMIT, admin_routes, fmt_value
 from runtime.web.auth import FreezerUser
-from tests.support.testing import free_port
+from tests.support.processes import free_port
 
 USER_HEADER = "X-Test-User"
 ADMIN_HEADER = "X-Test-Admin"

@@ -6,17 +6,15 @@ import asyncio
 import http.cookiejar
 import importlib.util
 import json
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from admin_seed import HOSTILE_INPUT, SeededApp, Store
 
-from tests.support.testing import ServerProcess, free_port
+from tests.support.processes import ServerProcess, start_freezer
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("runtime.web.app") is None,
@@ -38,17 +36,12 @@ async def invite_labeler(db_url: str) -> None:
 def server(seeded_app: SeededApp) -> Iterator[ServerProcess]:
     """`freezer serve` on the seeded app with token sign-in and no kernel pool."""
     asyncio.run(invite_labeler(seeded_app.db_url))
-    port = free_port()
-    argv = [
-        sys.executable, "-m", "freezer", "serve", str(seeded_app.app_dir),
-        f"--port={port}", "--ip=127.0.0.1", "--no-browser", "--pool-size=0",
-        "--auth", "token", "--admin-token", ADMIN_TOKEN,
-    ]
-    process = ServerProcess(argv, port, ready_path="health", name="freezer-serve")
+    process = start_freezer(
+        seeded_app.app_dir, name="freezer-serve",
+        extra_args=("--pool-size=0", "--auth", "token", "--admin-token", ADMIN_TOKEN),
+    )
     try:
-        with ThreadPoolExecutor(1) as pool:
-            pool.submit(asyncio.run, process.wait_ready(120)).result()
-        yield process
+        yield process.wait_ready_sync(120)
     finally:
         process.stop()
 

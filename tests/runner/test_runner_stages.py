@@ -7,7 +7,8 @@ import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from runner.conftest import BOOTSTRAP, Frontend, code, configure, md, stage
+from runner.conftest import BOOTSTRAP, code, configure, md, stage
+from tests.support.frontend import Frontend
 
 StartApp = Callable[[Path], Awaitable[Frontend]]
 MakeApp = Callable[..., Path]
