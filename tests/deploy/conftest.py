@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.eventually import run_async
+from tests.support.eventually import eventually, run_async
 from tests.support.processes import LOOPBACK, ServerProcess, free_port, start_freezer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -152,18 +152,19 @@ def self_signed_certificate(directory: Path) -> None:
 
 async def wait_listening(nginx: Nginx, timeout: float = 30.0) -> None:
     """Return once nginx accepts connections on its port."""
-    async with asyncio.timeout(timeout):
-        while True:
-            if nginx.process.poll() is not None:
-                raise AssertionError(f"nginx exited ({nginx.process.returncode}):\n"
-                                     f"{nginx.error_log()}")
-            try:
-                _, writer = await asyncio.open_connection(LOOPBACK, nginx.port)
-            except OSError:
-                await asyncio.sleep(0.05)
-                continue
-            writer.close()
-            return
+
+    async def accepts() -> bool:
+        if nginx.process.poll() is not None:
+            raise AssertionError(f"nginx exited ({nginx.process.returncode}):\n"
+                                 f"{nginx.error_log()}")
+        try:
+            _, writer = await asyncio.open_connection(LOOPBACK, nginx.port)
+        except OSError:
+            return False
+        writer.close()
+        return True
+
+    await eventually(accepts, f"nginx to accept connections on port {nginx.port}", timeout)
 
 
 @pytest.fixture(scope="module")
