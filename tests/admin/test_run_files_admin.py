@@ -14,7 +14,7 @@ import sys
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -22,7 +22,7 @@ from urllib.parse import quote
 import pytest
 from admin_seed import SeededApp, Store
 
-from tests.support.processes import ServerProcess, start_freezer
+from tests.support.processes import ServerProcess
 
 ADMIN_TOKEN = "admin-token-for-run-files"
 LABELER_TOKEN = "labeler-token-for-run-files"
@@ -56,16 +56,13 @@ def run_dirs(seeded_app: SeededApp) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def server(seeded_app: SeededApp, run_dirs: dict[str, Path]) -> Iterator[ServerProcess]:
+def server(
+    seeded_app: SeededApp, run_dirs: dict[str, Path], serve: Callable[..., ServerProcess]
+) -> ServerProcess:
     asyncio.run(invite_labeler(seeded_app.db_url))
-    process = start_freezer(
-        seeded_app.app_dir, name="freezer-serve",
-        extra_args=("--pool-size=0", "--auth", "token", "--admin-token", ADMIN_TOKEN),
+    return serve(
+        seeded_app.app_dir, "--pool-size=0", "--auth", "token", "--admin-token", ADMIN_TOKEN
     )
-    try:
-        yield process.wait_ready_sync(120)
-    finally:
-        process.stop()
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):

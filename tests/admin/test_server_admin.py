@@ -8,13 +8,13 @@ import importlib.util
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from admin_seed import HOSTILE_INPUT, SeededApp, Store
 
-from tests.support.processes import ServerProcess, start_freezer
+from tests.support.processes import ServerProcess
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("runtime.web.app") is None,
@@ -33,17 +33,12 @@ async def invite_labeler(db_url: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(seeded_app: SeededApp) -> Iterator[ServerProcess]:
+def server(seeded_app: SeededApp, serve: Callable[..., ServerProcess]) -> ServerProcess:
     """`freezer serve` on the seeded app with token sign-in and no kernel pool."""
     asyncio.run(invite_labeler(seeded_app.db_url))
-    process = start_freezer(
-        seeded_app.app_dir, name="freezer-serve",
-        extra_args=("--pool-size=0", "--auth", "token", "--admin-token", ADMIN_TOKEN),
+    return serve(
+        seeded_app.app_dir, "--pool-size=0", "--auth", "token", "--admin-token", ADMIN_TOKEN
     )
-    try:
-        yield process.wait_ready_sync(120)
-    finally:
-        process.stop()
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
