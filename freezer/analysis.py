@@ -6,16 +6,17 @@ defines matters to the next) and turns each into :class:`CellFacts`: an ordered 
 names, plus what the cell does that cannot work in an app (`input()`, `%pip install`) and the
 `%block` markers it holds. Cells are parsed with `ast` after IPython's input transformation, so
 magics and `!cmd` lines parse; rules 1-3 of DESIGN §1 live here, with widget recognition in
-:mod:`freezer.widgetnames`, expressions in :mod:`freezer.exprwalker` and call following in
-:mod:`freezer.calls`.
+:mod:`freezer.widgetnames`, expressions in :mod:`freezer.exprwalker`, calls in
+:mod:`freezer.callwalker` and call following in :mod:`freezer.calls`.
 """
 
 from __future__ import annotations
 
 import ast
+from collections.abc import Mapping
 
 from freezer.calls import returns_widget
-from freezer.exprwalker import ExpressionWalker, stdin_call
+from freezer.callwalker import CallWalker, stdin_call
 from freezer.facts import (
     Bind,
     CellFacts,
@@ -32,6 +33,7 @@ from freezer.syntax import (
     BUILTIN_NAMES,
     ParsedCell,
     comment_out,
+    drop_lines,
     is_pip_install,
     parse_cell,
     root_name,
@@ -40,6 +42,8 @@ from freezer.syntax import (
 from freezer.widgetnames import (
     CALLBACK_FUNCTIONS,
     callee_widget,
+    custom_widget,
+    defines,
     record_import,
     widget_function,
 )
@@ -53,13 +57,14 @@ __all__ = [
 class NotebookAnalyzer:
     """Analyses the code cells of one notebook, in order."""
 
-    def __init__(self, library_widgets: frozenset[tuple[str, str]] = frozenset()) -> None:
-        self.scope = Scope(library_widgets=library_widgets)
+    def __init__(self, library_widgets: frozenset[tuple[str, str]] = frozenset(),
+                 library_custom: Mapping[tuple[str, str], bool] | None = None) -> None:
+        self.scope = Scope(library_widgets=library_widgets, library_custom=library_custom or {})
 
     def analyze(self, index: int, source: str, parsed: ParsedCell | None = None) -> CellFacts:
         """Facts about code cell `index`; updates the scope for the cells after it."""
-        facts = CellFacts(index=index, source=source)
         parsed = parsed or parse_cell(source)
+        facts = CellFacts(index=index, source=source, parsed=parsed)
         tree, offset = parsed.tree, parsed.offset
         facts.syntax_error = parsed.error
         if tree is None:
@@ -72,8 +77,9 @@ class NotebookAnalyzer:
         lines = source.split("\n")
         facts.pip_lines = [(ln, lines[ln - 1].strip() if ln <= len(lines) else text)
                            for ln, text in facts.pip_lines]
-        facts.source = comment_out(source, {ln for ln, _ in facts.pip_lines}
-                                    | {m.line for m in facts.markers})
+        commented = {ln for ln, _ in facts.pip_lines} | {m.line for m in facts.markers}
+        facts.source = comment_out(source, commented)
+        facts.parsed = drop_lines(parsed, source, commented)
         if facts.markers:
             marker_lines = {m.line for m in facts.markers}
             stmts = [s for s in tree.body if s.lineno + offset not in marker_lines]
@@ -84,7 +90,7 @@ class NotebookAnalyzer:
         return facts
 
 
-class _CellWalker(ExpressionWalker):
+class _CellWalker(CallWalker):
     """Walks the top-level code of one cell in execution order, emitting events."""
     # -- statements ---------------------------------------------------------------------------
 
@@ -196,10 +202,18 @@ class _CellWalker(ExpressionWalker):
         for decorator in node.decorator_list:
             self.expr(decorator)
         self.emit(Bind(node.name, self.line(node), None))
+        custom = [c for c in (custom_widget(self.scope, base) for base in node.bases) if c]
+        self.scope.custom_classes.pop(node.name, None)
         if bases:
             button = any(b.button for b in bases)
             self.scope.widget_classes[node.name] = WidgetValue("widget", True, button=button)
             self.scope.notebook_classes.add(node.name)
+            if custom:  # a custom widget: can Freezer disable it after Next?
+                disables = any(has for _, has in custom) or defines(node, "disabled")
+                self.scope.custom_classes[node.name] = disables
+                if not disables:
+                    self.scope.undisableable.add(node.name)
+                    self.facts.undisableable.append((self.line(node), node.name))
         else:
             self.scope.widget_classes.pop(node.name, None)
             self.scope.notebook_classes.discard(node.name)

@@ -1,7 +1,8 @@
-"""`freezer build` and `freezer plan`.
+"""`freezer build` and `freezer plan`: the command lines over :mod:`freezer.freeze`.
 
-Both read the notebook, optionally trace it, and plan it; `build` then writes the app directory.
-Every problem the user can fix is a :class:`FreezeError`: one line on stderr, exit status 2.
+`build` calls :func:`freezer.freeze_notebook` and prints a summary of the app and the warnings;
+`plan` runs its steps up to the plan's check and prints the plan. Every problem the user can
+fix is a :class:`FreezeError`: one line on stderr, exit status 2.
 """
 
 from __future__ import annotations
@@ -12,26 +13,23 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from freezer.emit import check_target, emit_app
 from freezer.errors import FreezeError, PlanError
-from freezer.includes import (
-    CodeCell,
-    Include,
-    changed_paths,
-    missing_includes,
-    path_states,
-    resolve_includes,
+from freezer.freeze import (
+    DEFAULT_TRACE_TIMEOUT,
+    BuildReport,
+    StrPath,
+    check_plan,
+    freeze_notebook,
+    plan_source,
+    trace_source,
 )
-from freezer.notebook import SourceNotebook, read_notebook
-from freezer.plan import Plan, plan_notebook, render_text, to_json
-from freezer.requirements import Requirements, find_requirements, pip_specs
-from freezer.syntax import parse_cell
+from freezer.notebook import read_notebook
+from freezer.plan import Plan, render_text, to_json
+from freezer.syntax import parse_code_cells
 from runtime.manifest import Manifest
 
 EXIT_USAGE = 2
-MAX_ERROR_LINES = 10
 APP_SUFFIX = "_app"
-DEFAULT_TRACE_TIMEOUT = 60.0
 
 BUILD_DESCRIPTION = """\
 Compile an interactive notebook into an app directory that `freezer serve` serves to many
@@ -120,15 +118,23 @@ def _add_trace_options(parser: argparse.ArgumentParser) -> None:
 
 def build_main(argv: list[str]) -> int:
     """`freezer build NOTEBOOK [-o DIR] ...`: write the app directory; 0, or 2 on an error."""
-    return _run(lambda: _build(build_parser().parse_args(argv)))
+    def build() -> int:
+        args = build_parser().parse_args(argv)
+        return build_and_report(
+            args.notebook, args.output, include=args.include, title=args.title, force=args.force,
+            trace=args.trace, trace_timeout=args.trace_timeout,
+        )
+
+    return run_command(build)
 
 
 def plan_main(argv: list[str]) -> int:
     """`freezer plan NOTEBOOK [--json] [--trace]`: print the plan; 0, or 2 on an error."""
-    return _run(lambda: _plan(plan_parser().parse_args(argv)))
+    return run_command(lambda: _plan(plan_parser().parse_args(argv)))
 
 
-def _run(command: Callable[[], int]) -> int:
+def run_command(command: Callable[[], int]) -> int:
+    """Run a command; a :class:`FreezeError` is printed as one line and is exit status 2."""
     try:
         return command()
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
@@ -142,109 +148,45 @@ def _run(command: Callable[[], int]) -> int:
         return EXIT_USAGE
 
 
-def default_output(source: SourceNotebook) -> Path:
+def default_output(notebook: StrPath) -> Path:
     """`labeling.ipynb` -> `labeling_app`, beside the notebook."""
-    return source.path.parent / f"{source.stem}{APP_SUFFIX}"
+    path = Path(notebook)
+    stem = path.stem if path.suffix == ".ipynb" else path.name
+    return path.parent / f"{stem}{APP_SUFFIX}"
 
 
-def _build(args: argparse.Namespace) -> int:
-    source = read_notebook(args.notebook)
-    out = Path(args.output) if args.output else default_output(source)
-    where = str(source.path)
-    # Options that cannot work are reported before the (possibly slow) trace.
-    includes = resolve_includes(args.include, source.directory)
-    check_target(out.absolute(), source, force=args.force)
-    # What the --trace run creates or changes beside the notebook, the notebook writes itself.
-    parsed = notebook_cells(source)  # each cell parsed once for the whole build
-    before = path_states(parsed, source.directory) if args.trace else {}
-    plan = _make_plan(source, args, parsed)
-    raise_errors(plan, source)
-    cells = code_cells(plan, parsed)
-    requirements = notebook_requirements(source, plan, cells, includes)
-    warnings = [
-        *source.warnings,
-        *(d.describe(where) for d in plan.diagnostics if d.severity == "warning"),
-        *requirements.warnings,
-        *missing_includes(cells, source.directory, includes, where=where,
-                          written=changed_paths(before)),
-    ]
-    manifest = emit_app(
-        source, plan, out, title=args.title, include=args.include, force=args.force,
-        requirements=requirements,
-    )
-    print(summary(manifest, plan, out))
-    for warning in warnings:
+def build_and_report(
+    notebook: StrPath, out: StrPath | None = None, *, include: Sequence[StrPath] = (),
+    title: str | None = None, force: bool = False, trace: bool = False,
+    trace_timeout: float = DEFAULT_TRACE_TIMEOUT,
+) -> int:
+    """Build as `freezer build` does: :func:`freeze_notebook` (`out` defaults to
+    :func:`default_output`), then the summary on stdout and the warnings on stderr; 0.
+    Raises what :func:`freeze_notebook` raises."""
+    target = Path(out) if out else default_output(notebook)
+    report = BuildReport()
+    manifest = freeze_notebook(notebook, target, include=include, title=title, force=force,
+                               trace=trace, trace_timeout=trace_timeout, report=report)
+    assert report.plan is not None
+    print(summary(manifest, report.plan, target))
+    for warning in report.warnings:
         print(warning, file=sys.stderr)
     return 0
 
 
 def _plan(args: argparse.Namespace) -> int:
     source = read_notebook(args.notebook)
-    plan = _make_plan(source, args)
+    cells = parse_code_cells(source.nb.cells)
+    traced = trace_source(source, args.trace_timeout) if args.trace else frozenset()
+    plan = plan_source(source, cells, traced)
     for warning in source.warnings:
         print(warning, file=sys.stderr)
     if args.json:
         print(json.dumps(to_json(plan, str(source.path)), indent=1, ensure_ascii=False))
     else:
         print(render_text(plan, str(source.path)), end="")
-    raise_errors(plan, source)
+    check_plan(plan, source)
     return 0
-
-
-def _make_plan(source: SourceNotebook, args: argparse.Namespace,
-               parsed: Sequence[CodeCell] = ()) -> Plan:
-    traced: frozenset[int] = frozenset()
-    if args.trace:
-        from freezer.trace import trace_notebook
-
-        traced = trace_notebook(
-            source.nb, cell_timeout=args.trace_timeout, cwd=source.directory,
-            where=str(source.path), kernel_name=source.kernel_name,
-        )
-    # Widget libraries beside the notebook (`from mywidgets import Tagger`) import from there.
-    return plan_notebook(source.nb, traced_cells=traced, library_path=[str(source.directory)],
-                         parsed={index: tree for index, _, tree in parsed})
-
-
-def raise_errors(plan: Plan, source: SourceNotebook) -> None:
-    """Raise :class:`PlanError` with the first error diagnostics when the plan has any."""
-    errors = [d.describe(str(source.path)) for d in plan.diagnostics if d.severity == "error"]
-    if not errors:
-        return
-    lines = errors[:MAX_ERROR_LINES]
-    if len(errors) > MAX_ERROR_LINES:
-        lines.append(f"{source.path}: {len(errors) - MAX_ERROR_LINES} more errors")
-    raise PlanError(lines)
-
-
-def code_cells(plan: Plan, parsed: Sequence[CodeCell] = ()) -> list[CodeCell]:
-    """(index, source, parsed) of every code cell the app runs; a cell whose source the app
-    runs unchanged keeps its tree from `parsed` (the source notebook's cells)."""
-    known = {(index, text): tree for index, text, tree in parsed}
-    return [
-        (cell.index, cell.source, known.get((cell.index, cell.source)) or parse_cell(cell.source))
-        for stage in plan.stages for cell in stage.cells if cell.kind == "code"
-    ]
-
-
-def notebook_cells(source: SourceNotebook) -> list[CodeCell]:
-    """(index, source, parsed) of every code cell of the source notebook."""
-    cells = []
-    for index, cell in enumerate(source.nb.cells):
-        if cell.cell_type == "code":
-            text = "".join(cell.source) if isinstance(cell.source, list) else str(cell.source)
-            cells.append((index, text, parse_cell(text)))
-    return cells
-
-
-def notebook_requirements(source: SourceNotebook, plan: Plan, cells: Sequence[CodeCell],
-                          includes: Sequence[Include] = ()) -> Requirements:
-    """requirements.txt of the app: imports of the cells the app runs, and `%pip` installs."""
-    specs = [spec for _, line in plan.pip_installs for spec in pip_specs(line)]
-    return find_requirements(
-        cells, where=str(source.path), directory=source.directory, pip_installs=specs,
-        includes=includes,
-    )
 
 
 def summary(manifest: Manifest, plan: Plan, out: Path) -> str:

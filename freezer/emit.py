@@ -4,8 +4,9 @@ The app directory is built complete in a temporary directory beside the target a
 place, so a failure at any step leaves no partial app behind. An existing app is replaced, but
 what the server keeps beside it moves across to the new build: its database files
 (``freezer.db*``: the runs of an app being served), the secret that signs its identity cookies
-(``.freezer_cookie_secret``) and its config file (``freezer_config.py`` / ``.json``). A directory
-that is not a Freezer app is only replaced with ``force=True``.
+(``.freezer_cookie_secret``), its config file (``freezer_config.py`` / ``.json``) and the runs'
+working directories: :data:`runtime.manifest.KEPT_GLOBS`. A directory that is not a Freezer app
+is only replaced with ``force=True``.
 """
 
 from __future__ import annotations
@@ -28,14 +29,6 @@ from freezer.plan import Plan
 from freezer.requirements import REQUIREMENTS_NAME, Requirements
 from runtime import manifest as mf
 
-BOOTSTRAP_SOURCE = "from runtime.kernel import runner\nrunner.show()"
-DATABASE_GLOB = "freezer.db*"
-# What a served app keeps in its directory; a rebuild moves these into the new build. The names
-# are runtime.web.app.COOKIE_SECRET_FILE, runtime.web.config.CONFIG_NAME and the runs' working
-# directories (runtime.runs.runfiles; not imported: the compiler does not load the server).
-KEPT_GLOBS = (
-    DATABASE_GLOB, ".freezer_cookie_secret", "freezer_config.py", "freezer_config.json", "runs",
-)
 # Never copied by --include: editor and interpreter leftovers.
 _INCLUDE_IGNORE = (".ipynb_checkpoints", "__pycache__", ".git")
 
@@ -112,6 +105,7 @@ def build_manifest(source: SourceNotebook, plan: Plan, *, title: str | None = No
             collect=tuple(stage.collect),
             warm=bool(stage.warm),
             gate=None if stage.ends_with is None else stage.ends_with.gate,
+            warm_cells=mf.leading_warm_cells(stage.cells) if stage.index == 0 else None,
         )
         for stage in plan.stages
     )
@@ -143,7 +137,7 @@ def app_notebook(manifest: mf.Manifest) -> dict[str, Any]:
             {"cell_type": "markdown", "id": "title", "metadata": {},
              "source": f"# {manifest.title}"},
             {"cell_type": "code", "id": "bootstrap", "metadata": {}, "execution_count": None,
-             "outputs": [], "source": BOOTSTRAP_SOURCE},
+             "outputs": [], "source": mf.BOOTSTRAP_SOURCE},
         ],
     }
 
@@ -264,7 +258,7 @@ def _current_umask() -> int:
 
 
 def swap_into_place(built: Path, target: Path) -> None:
-    """Rename `built` to `target`; an existing `target` is replaced, its `KEPT_GLOBS` kept."""
+    """Rename `built` to `target`; an existing `target` is replaced, its `mf.KEPT_GLOBS` kept."""
     if not target.exists():
         os.rename(built, target)
         return
@@ -273,7 +267,8 @@ def swap_into_place(built: Path, target: Path) -> None:
     previous = old / target.name
     moved: list[str] = []
     try:
-        for kept in sorted({path for pattern in KEPT_GLOBS for path in previous.glob(pattern)}):
+        kept_paths = {path for pattern in mf.KEPT_GLOBS for path in previous.glob(pattern)}
+        for kept in sorted(kept_paths):
             os.rename(kept, built / kept.name)
             moved.append(kept.name)
         os.rename(built, target)

@@ -49,3 +49,8 @@ class IncludeError(FreezeError):
 
 class TraceError(FreezeError):
     """``--trace`` could not run the notebook (kernel did not start, a cell timed out)."""
+
+
+class FreezeWarning(UserWarning):
+    """Something the app may trip over that does not stop the build (a plan diagnostic of
+    severity warning, an import that cannot be pinned, ...); the message is one line."""

@@ -10,8 +10,11 @@ updates it cell by cell, :mod:`freezer.widgetnames` reads it to recognise widget
 from __future__ import annotations
 
 import ast
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
+
+from freezer.syntax import ParsedCell
 
 WidgetKind = Literal["widget", "library"]
 
@@ -76,6 +79,7 @@ class CellFacts:
 
     index: int
     source: str  # as it runs in the app: pip and marker lines commented out
+    parsed: ParsedCell | None = None  # `source` parsed (the cell's tree, those lines dropped)
     events: list[Event] = field(default_factory=list)
     syntax_error: tuple[int, str] | None = None
     too_deep: bool = False  # nested too deeply to analyse: its events are incomplete
@@ -85,6 +89,8 @@ class CellFacts:
     marker_only: bool = False
     code_after_marker: int | None = None  # first line of code after the last marker
     shows_widgets: bool = False  # constructs or shows widgets the analysis can see
+    undisableable: list[tuple[int, str]] = field(default_factory=list)
+    """(line, class): custom widget classes with no `disabled` trait, defined or first built."""
 
 
 @dataclass
@@ -119,6 +125,10 @@ class Scope:
     star_modules: list[str] = field(default_factory=list)  # `from lib import *`, other packages
     functions: dict[str, NotebookFunction] = field(default_factory=dict)
     library_widgets: frozenset[tuple[str, str]] = frozenset()
+    library_custom: Mapping[tuple[str, str], bool] = field(default_factory=dict)
+    """(module, qualname) -> has a `disabled` trait, for library custom widgets (anywidget)."""
+    custom_classes: dict[str, bool] = field(default_factory=dict)  # the notebook's, likewise
+    undisableable: set[str] = field(default_factory=set)  # custom classes already warned about
     widgets: dict[str, WidgetValue] = field(default_factory=dict)  # current widget names
     constants: set[str] = field(default_factory=set)  # names bound to immutable literals
     shown: set[str] = field(default_factory=set)  # names displayed directly

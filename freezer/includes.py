@@ -15,10 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from freezer.errors import IncludeError
-from freezer.syntax import ParsedCell, dotted
-
-CodeCell = tuple[int, str, ParsedCell]
-"""(cell index, source as the app runs it, the source parsed)."""
+from freezer.syntax import CodeCell, dotted
 
 WRITING_CALLS = frozenset({
     "to_csv", "to_json", "to_parquet", "to_excel", "to_pickle", "to_feather", "to_hdf",

@@ -44,6 +44,11 @@ WIDGET_FUNCTIONS = frozenset({
 
 WIDGET_MODULES = frozenset({"ipywidgets", "ipywidgets.widgets"})
 
+CUSTOM_BASES = frozenset({("anywidget", "AnyWidget")})
+"""Base classes of custom widgets, known without importing them: a Python class that brings its
+own front-end (an ES module in `_esm`). ipywidgets' `disabled` is not theirs: Freezer can only
+disable one after Next if it has a `disabled` trait of its own that its front-end honours."""
+
 _NEVER_RESOLVED = frozenset({
     "ipywidgets", "IPython", "ipykernel", "traitlets", "nbformat", "jupyter_client", "freezer",
     "runtime", "ipython_blocking", "numpy", "pandas", "polars", "pyarrow", "scipy", "sklearn",
@@ -65,7 +70,7 @@ out = os.fdopen(os.dup(1), "w")
 os.dup2(2, 1)  # whatever the libraries print goes to stderr, not into the answers
 import ipywidgets
 for module, qualnames in request["modules"]:
-    answer = {"module": module, "widgets": [], "frontends": {}, "error": None}
+    answer = {"module": module, "widgets": [], "frontends": {}, "custom": {}, "error": None}
     try:
         importlib.import_module(module)
         for qualname in qualnames:
@@ -84,6 +89,9 @@ for module, qualnames in request["modules"]:
                 frontend = getattr(trait, "default_value", None)
                 if isinstance(frontend, str):
                     answer["frontends"][qualname] = frontend
+                custom = getattr(sys.modules.get("anywidget"), "AnyWidget", None)
+                if isinstance(custom, type) and issubclass(obj, custom):
+                    answer["custom"][qualname] = "disabled" in obj.class_traits()
     except BaseException as exc:
         answer["error"] = f"{type(exc).__name__}: {exc}"
     out.write(MARK + json.dumps(answer) + "\n")
@@ -98,6 +106,7 @@ class Resolution:
     widgets: frozenset[tuple[str, str]]  # (module, qualname) pairs that are widget classes
     failures: tuple[tuple[str, str], ...]  # (module, why it could not be imported)
     frontends: tuple[tuple[str, str, str], ...] = ()  # (module, qualname, its _model_module)
+    custom: tuple[tuple[str, str, bool], ...] = ()  # custom widgets: has a `disabled` trait?
 
 
 @dataclass
@@ -105,6 +114,7 @@ class _ModuleAnswer:
     checked: dict[str, bool]
     error: str | None = None
     frontends: dict[str, str] = field(default_factory=dict)
+    custom: dict[str, bool] = field(default_factory=dict)
 
 
 _cache: dict[tuple[tuple[str, ...], str], _ModuleAnswer] = {}
@@ -122,7 +132,8 @@ def resolve_widget_classes(
     path: Sequence[str] = (),
     timeout: float = DEFAULT_TIMEOUT,
 ) -> Resolution:
-    """Find which (module, qualname) candidates are ipywidgets DOMWidget subclasses.
+    """Find which (module, qualname) candidates are ipywidgets DOMWidget subclasses, and which
+    of those are anywidget `AnyWidget` subclasses (custom widgets) with or without `disabled`.
 
     `path` is put in front of the subprocess's `sys.path` (e.g. the notebook's directory);
     `PYTHONPATH` is inherited. A module that fails to import, or takes longer than `timeout`
@@ -143,9 +154,10 @@ def resolve_widget_classes(
         for module, qualnames in todo:
             answer = _cache.setdefault((key_path, module), _ModuleAnswer({}))
             if module in done:
-                found, models, error = done[module]
+                found, models, customs, error = done[module]
                 answer.checked.update({q: q in found for q in qualnames})
                 answer.frontends.update(models)
+                answer.custom.update(customs)
                 answer.error = error
         remaining = [(m, q) for m, q in todo if m not in done]
         if remaining:  # the first unanswered module hung or killed the process: blame it
@@ -155,6 +167,7 @@ def resolve_widget_classes(
     widgets: set[tuple[str, str]] = set()
     failures: list[tuple[str, str]] = []
     frontends: list[tuple[str, str, str]] = []
+    custom: list[tuple[str, str, bool]] = []
     for module, qualname in pairs:
         answer = _cache.get((key_path, module))
         if answer is None:
@@ -163,14 +176,19 @@ def resolve_widget_classes(
             widgets.add((module, qualname))
             if qualname in answer.frontends:
                 frontends.append((module, qualname, answer.frontends[qualname]))
+            if qualname in answer.custom:
+                custom.append((module, qualname, answer.custom[qualname]))
         if answer.error is not None and (module, answer.error) not in failures:
             failures.append((module, answer.error))
-    return Resolution(frozenset(widgets), tuple(failures), tuple(frontends))
+    return Resolution(frozenset(widgets), tuple(failures), tuple(frontends), tuple(custom))
+
+
+_Answers = dict[str, tuple[set[str], dict[str, str], dict[str, bool], str | None]]
 
 
 def _run_resolver(
     todo: list[tuple[str, list[str]]], path: tuple[str, ...], timeout: float
-) -> tuple[dict[str, tuple[set[str], dict[str, str], str | None]], str]:
+) -> tuple[_Answers, str]:
     """One subprocess over `todo`: the answers it gave, and how it ended if it ended early."""
     request = json.dumps({"modules": todo, "path": list(path)})
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", MPLBACKEND="Agg")
@@ -186,10 +204,10 @@ def _run_resolver(
         proc.kill()
         out, _ = proc.communicate()
         ending = f"import did not finish within {timeout:g} s"
-    done: dict[str, tuple[set[str], dict[str, str], str | None]] = {}
+    done: _Answers = {}
     for line in out.splitlines():
         if line.startswith(_MARK):
             answer = json.loads(line[len(_MARK):])
             done[answer["module"]] = (set(answer["widgets"]), answer["frontends"],
-                                      answer["error"])
+                                      answer["custom"], answer["error"])
     return done, ending

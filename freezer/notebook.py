@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -60,7 +61,9 @@ class SourceNotebook:
         return self.path.stem if self.path.suffix == ".ipynb" else self.path.name
 
 
-def read_notebook(path: str | Path, *, max_bytes: int = MAX_NOTEBOOK_BYTES) -> SourceNotebook:
+def read_notebook(
+    path: str | os.PathLike[str], *, max_bytes: int = MAX_NOTEBOOK_BYTES
+) -> SourceNotebook:
     """Read, check and clean the notebook at `path`; raise :class:`NotebookError` if unusable."""
     path = Path(path)
     where = str(path)

@@ -14,11 +14,9 @@ from collections.abc import Callable
 from typing import Literal
 
 from freezer.syntax import ParsedCell
-from runtime.manifest import Parameter
+from runtime.manifest import RESERVED_PARAMETERS, Parameter
 
 PARAMETER_TYPES = ("bool", "int", "float", "str", "list", "dict", "NoneType")
-RUN_NAMES = frozenset({"freezer_user", "freezer_run"})
-"""Set by the runtime to the person's name and the run's id when the cell declares them."""
 
 Note = Callable[[str, Literal["warning", "error"], int, str], None]
 """`note(code, severity, line, message)`: report a diagnostic at a line of the cell."""
@@ -52,7 +50,7 @@ def read_parameters(parsed: ParsedCell, note: Note) -> list[Parameter]:
         if isinstance(default, tuple):
             default = list(default)
         kind = type(default).__name__
-        if target in RUN_NAMES and kind != "str":
+        if target in RESERVED_PARAMETERS and kind != "str":
             note("reserved-parameter", "error", line,
                  f"{target} is set by Freezer to the "
                  f"{'person' if target == 'freezer_user' else 'run id'} as a string; "

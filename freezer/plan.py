@@ -8,7 +8,6 @@ and validated; the result is plain data (:class:`Plan`) that :func:`render_text`
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -16,9 +15,9 @@ from typing import Literal
 import nbformat
 
 from freezer.analysis import NotebookAnalyzer
+from freezer.cellchecks import cell_tags, check_facts, collected_names
 from freezer.facts import Bind, CellFacts, Read
-from freezer.frontends import frontend_problem, installed_extensions, serving_base_major
-from freezer.libwidgets import resolve_widget_classes
+from freezer.libraries import LibraryWidgets, library_widgets
 from freezer.parameters import read_parameters
 from freezer.plandata import (
     Boundary,
@@ -32,22 +31,14 @@ from freezer.plandata import (
 )
 from freezer.render import render_text as render_text  # re-exported: callers import from here
 from freezer.render import to_json as to_json
-from freezer.syntax import ParsedCell, parse_cell
-from freezer.widgetnames import library_candidates
-from runtime.manifest import Parameter, WaitKind, WaitsOn
+from freezer.syntax import ParsedCell, cell_source, parse_cell
+from runtime.manifest import Parameter, Tag, WaitKind, WaitsOn
 
 __all__ = [  # the plan's data lives in freezer.plandata; callers import it from here
     "Boundary", "Diagnostic", "Plan", "PlanCell", "PlanStage", "markdown_heading",
     "plan_notebook", "render_text", "to_json",
 ]
 
-FREEZE_TAGS = frozenset({"freeze:break", "freeze:join", "freeze:skip", "freeze:warm", "parameters"})
-FOREIGN_TAGS = frozenset({
-    "remove-cell", "hide-input", "hide-output", "remove-input", "remove-output", "init_cell",
-    "injected-parameters",
-})
-"""Tags of other Jupyter tools that the app keeps (the runner hides what they ask to hide)."""
-COLLECT_PREFIX = "collect:"
 _METHODS: dict[WaitKind, Method] = {
     "widget": "static", "callback": "static", "library": "import", "traced": "trace",
     "marker": "magic", "tag": "tag",
@@ -68,7 +59,9 @@ def plan_notebook(
     (rule 5b). `resolve_imports`: import the other packages the notebook builds objects from,
     in a subprocess, to find ipywidgets subclasses; `library_path` goes in front of that
     subprocess's `sys.path` (e.g. the notebook's directory). `parsed`: code cells the caller
-    already parsed (by cell index), so a long cell is parsed once per build.
+    already parsed (by cell index; :func:`freezer.syntax.parse_code_cells`); the others are
+    parsed here. Each code cell of the plan carries its tree (:attr:`PlanCell.parsed`), so the
+    steps after planning parse nothing again.
     """
     return _Planner(nb, traced_cells).plan(resolve_imports, tuple(library_path), parsed or {})
 
@@ -126,32 +119,22 @@ class _Planner:
         kept: dict[int, tuple[str, ...]] = {}
         parsed: dict[int, ParsedCell] = {}
         for index, cell in enumerate(self.cells):
-            tags = self.check_tags(index, cell)
-            if cell.cell_type not in ("code", "markdown") or "freeze:skip" in tags:
+            tags = cell_tags(index, cell.get("metadata"), self.note)
+            if cell.cell_type not in ("code", "markdown") or Tag.SKIP in tags:
                 self.skipped.append(index)
                 continue
             kept[index] = tags
             if cell.cell_type == "code":
-                parsed[index] = given.get(index) or parse_cell(_source(cell))
-        library: frozenset[tuple[str, str]] = frozenset()
-        if resolve_imports:
-            candidates, where = library_candidates(parsed.items())
-            if candidates:
-                found = resolve_widget_classes(candidates, path=library_path)
-                library = found.widgets
-                for module, why in found.failures:
-                    cell, line = where.get(module, (None, None))
-                    self.note("library-import-failed", "warning", cell, line,
-                              f"could not import {module} to look for widget classes ({why}); "
-                              "its objects count as plain values")
-                self.check_frontends(found.frontends, where)
-        analyzer = NotebookAnalyzer(library)
+                parsed[index] = given.get(index) or parse_cell(cell_source(cell))
+        library = (library_widgets(parsed.items(), library_path, self.note) if resolve_imports
+                   else LibraryWidgets())
+        analyzer = NotebookAnalyzer(library.widgets, library.custom)
         for index, tags in kept.items():
             cell = self.cells[index]
             if cell.cell_type == "markdown":
-                self.markdown.append(_plan_cell(index, cell, _source(cell), tags))
+                self.markdown.append(_plan_cell(index, cell, cell_source(cell), tags))
             else:
-                facts = analyzer.analyze(index, _source(cell), parsed[index])
+                facts = analyzer.analyze(index, cell_source(cell), parsed[index])
                 self.code_cell(index, tags, facts, parsed[index])
         self.stages[-1].cells.extend(self.markdown)
         analyzer.scope.shown.update(self.shown)
@@ -167,50 +150,11 @@ class _Planner:
             skipped_cells=tuple(self.skipped),
         )
 
-    def check_frontends(self, frontends: Sequence[tuple[str, str, str]],
-                        where: dict[str, tuple[int, int]]) -> None:
-        """Library widgets whose JavaScript front-end the page cannot load (rule 5b)."""
-        if not frontends:
-            return
-        extensions, base_major = installed_extensions(), serving_base_major()
-        for module, qualname, frontend in frontends:
-            problem = frontend_problem(frontend, extensions, base_major)
-            if problem is not None:
-                cell, line = where.get(module, (None, None))
-                self.note("widget-frontend-missing", "warning", cell, line,
-                          f"{module}.{qualname}: {problem}, so the page shows only \"Click to "
-                          "show javascript error\" where it should be; install the package's "
-                          "JupyterLab extension (for ipywidgets 8) where the app is served")
-
-    def check_tags(self, index: int, cell: nbformat.NotebookNode) -> tuple[str, ...]:
-        tags = tuple(str(t) for t in cell.get("metadata", {}).get("tags", []) or [])
-        known = sorted(FREEZE_TAGS | FOREIGN_TAGS)
-        for tag in tags:
-            if tag.startswith(COLLECT_PREFIX):
-                if not tag[len(COLLECT_PREFIX):].isidentifier():
-                    self.note("unknown-tag", "warning", index, None,
-                              f"tag {tag!r}: collect:NAME needs a Python name after the colon")
-            elif tag not in FREEZE_TAGS and tag not in FOREIGN_TAGS:
-                close = difflib.get_close_matches(tag, known, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                self.note("unknown-tag", "warning", index, None,
-                          f"tag {tag!r} means nothing to Freezer and is ignored{hint}")
-        pairs = [("freeze:break", "freeze:join"), ("freeze:warm", "parameters"),
-                 ("freeze:skip", "parameters")]
-        for first, second in pairs:
-            if first in tags and second in tags:
-                self.note("tag-conflict", "warning", index, None,
-                          f"tags {first} and {second} contradict each other; {first} wins")
-        if "injected-parameters" in tags and "freeze:skip" not in tags:
-            self.note("injected-parameters", "warning", index, None,
-                      "this cell was injected by papermill; in the app it runs after the per-run "
-                      "parameters and overrides them: delete it or tag it freeze:skip")
-        return tags
-
     def code_cell(self, index: int, tags: tuple[str, ...], facts: CellFacts,
                   parsed: ParsedCell) -> None:
-        self.report_facts(index, facts)
-        if "parameters" in tags and "freeze:warm" not in tags:
+        check_facts(facts, self.note)
+        self.pip.extend((index, text) for _, text in facts.pip_lines)
+        if Tag.PARAMETERS in tags and Tag.WARM not in tags:
             self.read_parameters(index, parsed)
         if facts.marker_only:
             self.skipped.append(index)
@@ -228,40 +172,13 @@ class _Planner:
         self.marker = None
         stage.cells.extend(self.markdown)
         self.markdown = []
-        stage.cells.append(_plan_cell(index, self.cells[index], facts.source, tags))
+        stage.cells.append(_plan_cell(index, self.cells[index], facts.source, tags, facts.parsed))
         stage.has_code = True
         self.extend_boundary(index, facts)
         self.apply(index, facts)
         self.check_cell_tags(index, tags, facts)
         if facts.markers:
             self.set_marker(index, facts)
-
-    def report_facts(self, index: int, facts: CellFacts) -> None:
-        if facts.syntax_error is not None:
-            line, message = facts.syntax_error
-            self.note("syntax-error", "error", index, line, f"cannot parse this cell: {message}")
-        if facts.too_deep:
-            self.note("too-deep", "warning", index, None,
-                      "this cell nests too deeply to analyse completely; if a later cell needs "
-                      "what the person does here, tag it freeze:break")
-        for line, top_level, what in facts.stdin:
-            if top_level:
-                self.note("stdin-input", "error", index, line,
-                          f"{what} waits for typed input, which an app cannot give; "
-                          "ask with a widget (ipywidgets.Text) instead")
-            else:
-                self.note("stdin-input", "warning", index, line,
-                          f"{what} in a function: if it runs in the app it fails, "
-                          "since an app cannot give typed input; ask with a widget instead")
-        for line, text in facts.pip_lines:
-            self.pip.append((index, text))
-            self.note("pip-install", "warning", index, line,
-                      f"{text!r} does not run in the app (it is commented out): install the "
-                      "package where the app is served")
-        if facts.markers and facts.code_after_marker is not None:
-            self.note("block-not-last", "warning", index, facts.code_after_marker,
-                      f"code after {facts.markers[-1].magic} runs before the person continues; "
-                      "move it to the next cell")
 
     def boundary_before(self, index: int, first: int, tags: tuple[str, ...],
                         facts: CellFacts) -> Boundary | None:
@@ -276,7 +193,7 @@ class _Planner:
                 pending = self.pending[event.name]
                 reads.append(WaitsOn(event.name, pending.kind, pending.cell))
         what = ", ".join(_describe(w, self.pending[w.name]) for w in reads)
-        if "freeze:break" in tags:
+        if Tag.BREAK in tags:
             reason = f"cell {index + 1} is tagged freeze:break"
             return Boundary(first, tuple(reads), "tag", reason + (f"; it reads {what}" if reads
                                                                    else ""))
@@ -293,7 +210,7 @@ class _Planner:
                 reason += f"; cell {index + 1} reads " + ", ".join(
                     _describe(w, self.pending[w.name]) for w in extra)
             return Boundary(first, tuple(waits), "magic", reason, marker.gate)
-        if reads and "freeze:join" not in tags:
+        if reads and Tag.JOIN not in tags:
             return Boundary(first, tuple(reads), _METHODS[reads[0].kind],
                             f"cell {index + 1} reads {what}")
         return None
@@ -390,7 +307,7 @@ class _Planner:
         self.marker = _Marker(index, facts.markers[-1].magic, names, gate)
 
     def check_cell_tags(self, index: int, tags: tuple[str, ...], facts: CellFacts) -> None:
-        if "freeze:warm" in tags:
+        if Tag.WARM in tags:
             if len(self.stages) > 1 or not self.warm_leading:
                 self.note("warm-not-leading", "warning", index, None,
                           "only the freeze:warm cells at the very start of the first stage run "
@@ -404,10 +321,8 @@ class _Planner:
                     break
         else:
             self.warm_leading = False
-        for tag in tags:
-            name = tag[len(COLLECT_PREFIX):]
-            if tag.startswith(COLLECT_PREFIX) and name.isidentifier() \
-                    and name not in self.bound_in:
+        for name in collected_names(tags):
+            if name not in self.bound_in:
                 self.note("collect-unbound", "warning", index, None,
                           f"collect:{name}: no cell up to this one binds {name}")
 
@@ -438,15 +353,10 @@ class _Planner:
                           "changed it yet; move the read into a later cell")
 
 
-def _source(cell: nbformat.NotebookNode) -> str:
-    source = cell.get("source", "")
-    return "".join(source) if isinstance(source, list) else str(source)
-
-
-def _plan_cell(index: int, cell: nbformat.NotebookNode, source: str,
-               tags: tuple[str, ...]) -> PlanCell:
+def _plan_cell(index: int, cell: nbformat.NotebookNode, source: str, tags: tuple[str, ...],
+               parsed: ParsedCell | None = None) -> PlanCell:
     kind: Literal["code", "markdown"] = "code" if cell.cell_type == "code" else "markdown"
-    return PlanCell(index, str(cell.get("id") or f"cell-{index}"), kind, source, tags)
+    return PlanCell(index, str(cell.get("id") or f"cell-{index}"), kind, source, tags, parsed)
 
 
 def _counts(event: Read, pending: dict[str, _Pending]) -> bool:
@@ -475,7 +385,6 @@ def _finish(index: int, stage: _Stage) -> PlanStage:
     code = [c for c in stage.cells if c.kind == "code"]
     title = next((t for c in stage.cells if c.kind == "markdown"
                   for t in [markdown_heading(c.source)] if t), f"Step {index + 1}")
-    collect = tuple(t[len(COLLECT_PREFIX):] for c in code for t in c.tags
-                    if t.startswith(COLLECT_PREFIX) and t[len(COLLECT_PREFIX):].isidentifier())
-    warm = bool(code) and all("freeze:warm" in c.tags for c in code)
+    collect = tuple(name for c in code for name in collected_names(c.tags))
+    warm = bool(code) and all(Tag.WARM in c.tags for c in code)
     return PlanStage(index, title, tuple(stage.cells), stage.ends_with, collect, warm)

@@ -6,9 +6,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
+from freezer.syntax import CodeCell, ParsedCell, parse_cell
 from runtime.manifest import Parameter, WaitsOn
 
 Severity = Literal["warning", "error"]
@@ -57,6 +58,8 @@ class PlanCell:
     kind: Literal["code", "markdown"]
     source: str  # as it runs in the app: `%pip install` and `%block` lines commented out
     tags: tuple[str, ...]
+    parsed: ParsedCell | None = field(default=None, compare=False, repr=False)
+    """A code cell's `source` parsed, by the planner (later steps read this tree)."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,11 @@ class Plan:
     def has_errors(self) -> bool:
         """Whether any diagnostic is an error (the app must not be built)."""
         return any(d.severity == "error" for d in self.diagnostics)
+
+    def code_cells(self) -> list[CodeCell]:
+        """(index, source, parsed) of every code cell the app runs, in order."""
+        return [(cell.index, cell.source, cell.parsed or parse_cell(cell.source))
+                for stage in self.stages for cell in stage.cells if cell.kind == "code"]
 
 
 def markdown_heading(text: str) -> str | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -31,7 +32,7 @@ from pathlib import Path
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from tornado.ioloop import PeriodicCallback
 
-from freezer.commands import build_main
+from freezer.commands import build_and_report, run_command
 
 LOOPBACK = "127.0.0.1"
 POLL_INTERVAL_MS = 500
@@ -68,14 +69,10 @@ def notebook_stamp(path: Path) -> tuple[int, int] | None:
 
 
 def build_app(notebook: Path, out_dir: Path, include: Sequence[str] = ()) -> bool:
-    """Build `notebook` into `out_dir` with the compiler's own command; True on success.
-
-    The compiler prints its diagnostics itself.
-    """
-    argv = [str(notebook), "-o", str(out_dir)]
-    for path in include:
-        argv += ["--include", path]
-    return build_main(argv) == 0
+    """Build `notebook` into `out_dir` as `freezer build` does (its summary, warnings and
+    errors printed); True on success."""
+    build = functools.partial(build_and_report, notebook, out_dir, include=include)
+    return run_command(build) == 0
 
 
 class Preview:

@@ -20,7 +20,8 @@ from importlib import metadata
 from pathlib import Path
 
 from freezer import __version__
-from freezer.includes import CodeCell, Include, is_included
+from freezer.includes import Include, is_included
+from freezer.syntax import CodeCell
 
 REQUIREMENTS_NAME = "requirements.txt"
 SELF = "freezer"

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import ast
 import builtins
-from collections.abc import Callable, Iterator
+import copy
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from IPython.core.inputtransformer2 import TransformerManager
@@ -28,6 +29,22 @@ class ParsedCell:
     tree: ast.Module | None  # None: a syntax error, or a cell magic that is not Python
     offset: int = 0  # add to tree line numbers to get source line numbers
     error: tuple[int, str] | None = None  # (source line, message)
+
+
+CodeCell = tuple[int, str, ParsedCell]
+"""(cell index, source as the app runs it, the source parsed)."""
+
+
+def cell_source(cell: Mapping[str, Any]) -> str:
+    """The text of a notebook cell (nbformat keeps it as a string or as a list of lines)."""
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else str(source)
+
+
+def parse_code_cells(cells: Sequence[Mapping[str, Any]]) -> list[CodeCell]:
+    """(index, source, parsed) of every code cell: the one parse of each cell in a build."""
+    return [(index, text, parse_cell(text)) for index, cell in enumerate(cells)
+            if cell.get("cell_type") == "code" for text in [cell_source(cell)]]
 
 
 def parse_cell(source: str) -> ParsedCell:
@@ -202,6 +219,30 @@ def comment_out(source: str, lines: set[int]) -> str:
             indent = text[: len(text) - len(body)]
             out[ln - 1] = f"{indent}# {body}" if not indent else f"{indent}pass  # {body}"
     return "\n".join(out)
+
+
+def drop_lines(parsed: ParsedCell, source: str, lines: set[int]) -> ParsedCell:
+    """What parsing :func:`comment_out` of the cell `source` gives, without parsing it again:
+    each statement on one of `lines` (source lines) dropped, or made a `pass` where its line is
+    indented, as the commented-out text has it."""
+    if parsed.tree is None or not lines:
+        return parsed
+    text = source.split("\n")
+    tree = copy.deepcopy(parsed.tree)
+    for node in ast.walk(tree):
+        for name in ("body", "orelse", "finalbody"):
+            body = getattr(node, name, None)
+            if not isinstance(body, list) or not body or not isinstance(body[0], ast.stmt):
+                continue
+            kept: list[ast.stmt] = []
+            for stmt in body:
+                line = stmt.lineno + parsed.offset
+                if line not in lines:
+                    kept.append(stmt)
+                elif line <= len(text) and text[line - 1][:1].isspace():
+                    kept.append(ast.copy_location(ast.Pass(), stmt))
+            setattr(node, name, kept)
+    return ParsedCell(tree, parsed.offset, parsed.error)
 
 
 def evaluated_calls(node: ast.expr) -> Iterator[ast.Call]:

@@ -2,8 +2,9 @@
 
 Rule 1 of DESIGN §1 lives here: an ipywidgets class, a notebook class derived from one, a
 notebook function that returns a widget it builds, or an imported library class that
-:mod:`freezer.libwidgets` resolved to a widget class. :func:`library_candidates` lists the
-imported names worth resolving (rule 5b).
+:mod:`freezer.libwidgets` resolved to a widget class (anywidget's `AnyWidget` among them: a
+custom widget, see :func:`custom_widget`). :func:`library_candidates` lists the imported names
+worth resolving (rule 5b).
 """
 
 from __future__ import annotations
@@ -97,6 +98,39 @@ def callee_widget(scope: Scope, func: ast.expr) -> WidgetValue | None:
     if (module, qualname) in scope.library_widgets:
         return WidgetValue("library", True)
     return None
+
+
+def custom_widget(scope: Scope, func: ast.expr) -> tuple[str, bool] | None:
+    """(its name, whether it has a `disabled` trait) when `func` names a custom widget class
+    (an anywidget `AnyWidget` subclass, the notebook's or a library's); else None."""
+    parts = dotted(func)
+    if parts is None:
+        return None
+    head, rest = parts[0], parts[1:]
+    name: tuple[str, str] | None = None
+    if not rest and head in scope.custom_classes:
+        return head, scope.custom_classes[head]
+    if head in scope.modules and rest:
+        name = scope.modules[head], ".".join(rest)
+    elif head in scope.from_imports:
+        module, attr = scope.from_imports[head]
+        name = module, ".".join([attr, *rest])
+    elif not rest:
+        name = next(((m, head) for m in scope.star_modules if (m, head) in scope.library_custom),
+                    None)
+    if name is None or name not in scope.library_custom:
+        return None
+    return ".".join(name), scope.library_custom[name]
+
+
+def defines(node: ast.ClassDef, name: str) -> bool:
+    """Whether the body of class `node` binds `name` (`disabled = Bool().tag(sync=True)`)."""
+    for stmt in node.body:
+        targets = stmt.targets if isinstance(stmt, ast.Assign) else \
+            [stmt.target] if isinstance(stmt, ast.AnnAssign) else []
+        if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+            return True
+    return False
 
 
 def widget_function(scope: Scope, func: ast.expr) -> str | None:

@@ -1,7 +1,9 @@
-"""The app manifest (`app.json`): the contract between the compiler and the runtime.
+"""The app manifest (`app.json`) and the other names the compiler and the runtime agree on.
 
 The compiler builds a :class:`Manifest` and writes it with :func:`dump`; the runtime reads it
-with :func:`load`. This is the only module both packages share.
+with :func:`load`. The cell tags both act on (:class:`Tag`), the bootstrap cell of `app.ipynb`,
+the files a served app keeps in its directory and the parameters the runtime sets for each run
+are defined here too. This is the only module both packages share.
 """
 
 from __future__ import annotations
@@ -9,11 +11,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
+from enum import Enum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Protocol
+
+from runtime.manifest_schema import SCHEMA as SCHEMA
+from runtime.manifest_schema import CellKind as CellKind
+from runtime.manifest_schema import WaitKind as WaitKind
+from runtime.manifest_schema import schema_errors as schema_errors
 
 FORMAT = 1
 """Bumped on any incompatible change; :func:`load` refuses a newer format."""
@@ -21,9 +29,43 @@ FORMAT = 1
 MANIFEST_NAME = "app.json"
 NOTEBOOK_NAME = "app.ipynb"
 FILES_DIR = "files"
+BOOTSTRAP_SOURCE = "from runtime.kernel import runner\nrunner.show()"
+"""The code cell of `app.ipynb`: it runs the app's stages, under Freezer or plain Voila."""
 
-CellKind = Literal["code", "markdown"]
-WaitKind = Literal["widget", "callback", "traced", "library", "marker", "tag"]
+DATABASE_NAME = "freezer.db"
+COOKIE_SECRET_FILE = ".freezer_cookie_secret"
+CONFIG_NAME = "freezer_config"
+RUNS_DIR = "runs"
+KEPT_GLOBS = (
+    f"{DATABASE_NAME}*", COOKIE_SECRET_FILE, f"{CONFIG_NAME}.py", f"{CONFIG_NAME}.json", RUNS_DIR,
+)
+"""What a served app keeps in its directory (the default SQLite database and its journal files,
+the secret signing identity cookies, its config file, the runs' working directories); a rebuild
+moves these into the new build."""
+
+RUN_PARAMETERS = ("freezer_user", "freezer_run")
+"""Parameters the runtime sets for each run, in this order: the person's name, the run's id."""
+RESERVED_PARAMETERS = frozenset(RUN_PARAMETERS)
+
+
+
+class Tag(str, Enum):
+    """Cell tags the compiler and the runtime act on; a member equals its text, as tags are
+    plain strings in a notebook and in `app.json`."""
+
+    BREAK = "freeze:break"
+    JOIN = "freeze:join"
+    SKIP = "freeze:skip"
+    WARM = "freeze:warm"
+    PARAMETERS = "parameters"
+    INJECTED_PARAMETERS = "injected-parameters"  # papermill's; it would override the run's
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+COLLECT_PREFIX = "collect:"
+"""`collect:NAME` tags: the value of NAME after the cell's stage is kept with the run."""
 
 
 class ManifestError(Exception):
@@ -72,6 +114,38 @@ class Stage:
     """The button named by a `%blockrun NAME` ending this stage: the run goes on only through it
     (Next follows its `disabled` state, so the author's validation holds). Absent in `app.json`
     when None, so manifests without a gate keep their app_id."""
+    warm_cells: int | None = None
+    """How many leading cells a kernel runs before the person is known (`runner.prepare()`):
+    the `freeze:warm` code cells at the very start of stage 0, with markdown among them; 0 in
+    later stages. None (absent, as in apps built before it): derived, see :meth:`warm_leading`."""
+
+    def warm_leading(self) -> tuple[Cell, ...]:
+        """The leading cells a kernel runs ahead (see :attr:`warm_cells`)."""
+        count = self.warm_cells
+        if count is None:
+            count = leading_warm_cells(self.cells) if self.index == 0 else 0
+        return self.cells[:count]
+
+
+class TaggedCell(Protocol):
+    """A cell as :func:`leading_warm_cells` reads it: a :class:`Cell` or the compiler's own."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def tags(self) -> tuple[str, ...]: ...
+
+
+def leading_warm_cells(cells: Sequence[TaggedCell]) -> int:
+    """How many cells lead up to the last `freeze:warm` code cell before the first code cell
+    without that tag (the value of :attr:`Stage.warm_cells` for a first stage)."""
+    count = 0
+    for pos, cell in enumerate(cells):
+        if cell.kind == "code":
+            if Tag.WARM not in cell.tags:
+                break
+            count = pos + 1
+    return count
 
 
 @dataclass(frozen=True)
@@ -134,6 +208,7 @@ class Manifest:
                     collect=tuple(s["collect"]),
                     warm=s["warm"],
                     gate=s.get("gate"),
+                    warm_cells=s.get("warm_cells"),
                 )
                 for s in data["stages"]
             ),
@@ -159,6 +234,8 @@ def stage_json(stage: Stage) -> dict[str, Any]:
     }
     if stage.gate is not None:
         data["gate"] = stage.gate
+    if stage.warm_cells is not None:
+        data["warm_cells"] = stage.warm_cells
     return data
 
 
@@ -169,133 +246,6 @@ def compute_app_id(manifest: Manifest) -> str:
     del data["created"]
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-_CELL = {
-    "type": "object",
-    "required": ["id", "kind", "source", "tags"],
-    "properties": {
-        "id": {"type": "string"},
-        "kind": {"enum": ["code", "markdown"]},
-        "source": {"type": "string"},
-        "tags": {"type": "array", "items": {"type": "string"}},
-    },
-    "additionalProperties": False,
-}
-
-SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "title": "Freezer app manifest",
-    "type": "object",
-    "required": [
-        "format", "app_id", "title", "source", "freezer_version", "created",
-        "kernel", "parameters", "stages",
-    ],
-    "properties": {
-        "format": {"type": "integer", "minimum": 1},
-        "app_id": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-        "title": {"type": "string"},
-        "source": {
-            "type": "object",
-            "required": ["name", "sha256"],
-            "properties": {"name": {"type": "string"}, "sha256": {"type": "string"}},
-        },
-        "freezer_version": {"type": "string"},
-        "created": {"type": "string"},
-        "kernel": {
-            "type": "object",
-            "required": ["name", "language"],
-            "properties": {"name": {"type": "string"}, "language": {"type": "string"}},
-        },
-        "parameters": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["name", "default", "type"],
-                "properties": {"name": {"type": "string"}, "type": {"type": "string"}},
-            },
-        },
-        "stages": {
-            "type": "array",
-            "minItems": 1,
-            "items": {
-                "type": "object",
-                "required": ["index", "title", "cells", "waits_on", "collect", "warm"],
-                "properties": {
-                    "index": {"type": "integer", "minimum": 0},
-                    "title": {"type": "string"},
-                    "cells": {"type": "array", "items": _CELL},
-                    "waits_on": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "required": ["name", "kind", "bound_in_cell"],
-                            "properties": {
-                                "name": {"type": "string"},
-                                "kind": {
-                                    "enum": [
-                                        "widget", "callback", "traced", "library", "marker",
-                                        "tag",
-                                    ]
-                                },
-                                "bound_in_cell": {"type": "integer"},
-                            },
-                        },
-                    },
-                    "collect": {"type": "array", "items": {"type": "string"}},
-                    "warm": {"type": "boolean"},
-                    "gate": {"type": "string"},
-                },
-            },
-        },
-    },
-}
-
-
-_TYPES: dict[str, type | tuple[type, ...]] = {
-    "object": dict, "array": list, "string": str, "integer": int, "boolean": bool,
-}
-
-
-def schema_errors(data: Any, schema: dict[str, Any], path: str = "") -> list[str]:
-    """Check `data` against the subset of JSON Schema that :data:`SCHEMA` uses.
-
-    The runtime validates every manifest it loads, in every kernel it starts; importing the
-    `jsonschema` package costs seconds there (its format checkers build grammars on import), so
-    this small checker interprets the schema instead. The tests compare it with `jsonschema`.
-    """
-    where = path or "(top level)"
-    expected = schema.get("type")
-    if expected is not None:
-        ok = isinstance(data, _TYPES[expected])
-        if expected in ("integer", "object", "array", "string") and isinstance(data, bool):
-            ok = False
-        if not ok:
-            return [f"{where}: {data!r} is not of type {expected!r}"]
-    if "enum" in schema and data not in schema["enum"]:
-        return [f"{where}: {data!r} is not one of {schema['enum']!r}"]
-    if "minimum" in schema and data < schema["minimum"]:
-        return [f"{where}: {data!r} is less than the minimum of {schema['minimum']}"]
-    if "pattern" in schema and not re.search(schema["pattern"], data):
-        return [f"{where}: {data!r} does not match {schema['pattern']!r}"]
-    errors: list[str] = []
-    if isinstance(data, dict):
-        for name in schema.get("required", ()):
-            if name not in data:
-                errors.append(f"{where}: {name!r} is a required property")
-        properties = schema.get("properties", {})
-        for name, value in data.items():
-            if name in properties:
-                errors += schema_errors(value, properties[name], f"{path}/{name}".lstrip("/"))
-            elif schema.get("additionalProperties") is False:
-                errors.append(f"{where}: additional property {name!r} is not allowed")
-    if isinstance(data, list):
-        if len(data) < schema.get("minItems", 0):
-            errors.append(f"{where}: should have at least {schema['minItems']} item(s)")
-        if "items" in schema:
-            for i, item in enumerate(data):
-                errors += schema_errors(item, schema["items"], f"{path}/{i}".lstrip("/"))
-    return errors
 
 
 def validate(data: Any, where: str = MANIFEST_NAME) -> None:

@@ -95,3 +95,31 @@ def test_builtin_checker_agrees_with_jsonschema(mutate: object) -> None:
     mutate(data)  # type: ignore[operator]
     reference = list(jsonschema.Draft202012Validator(mf.SCHEMA).iter_errors(data))
     assert bool(mf.schema_errors(data, mf.SCHEMA)) == bool(reference)
+
+
+def test_a_tag_is_its_text() -> None:
+    """Tags are plain strings in notebooks and in `app.json`; a member compares, hashes,
+    formats and serialises as its text."""
+    tags = ("freeze:skip", "collect:labels")
+    assert mf.Tag.SKIP in tags and mf.Tag.WARM not in tags
+    assert "freeze:break" in frozenset({mf.Tag.BREAK})
+    assert f"{mf.Tag.PARAMETERS} / {mf.Tag.INJECTED_PARAMETERS}" == (
+        "parameters / injected-parameters")
+    assert json.dumps([mf.Tag.JOIN]) == '["freeze:join"]'
+    assert mf.Tag("freeze:warm") is mf.Tag.WARM
+
+
+def test_the_runtime_uses_the_names_the_manifest_module_gives() -> None:
+    """What a rebuild keeps (KEPT_GLOBS), the bootstrap cell and the run parameters are the
+    names the server, the store and the kernel use."""
+    from runtime.runs.runfiles import run_files_root
+    from runtime.store.exporting import default_db_url
+    from runtime.web.app import COOKIE_SECRET_FILE
+    from runtime.web.config import CONFIG_NAME
+
+    app = Path("/srv/app")
+    assert mf.COOKIE_SECRET_FILE == COOKIE_SECRET_FILE
+    assert mf.CONFIG_NAME == CONFIG_NAME
+    assert default_db_url(app) == f"sqlite:///{app / mf.DATABASE_NAME}"
+    assert run_files_root(app, "postgresql://db/x") == app / mf.RUNS_DIR
+    assert mf.RESERVED_PARAMETERS == {"freezer_user", "freezer_run"}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-_PUBLIC = {"require": "require", "WorkQueue": "work"}
+_PUBLIC = {"require": "requirements", "WorkQueue": "work", "WorkQueueError": "work"}
 
 
 def __getattr__(name: str) -> Any:

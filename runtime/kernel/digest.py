@@ -25,11 +25,14 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from runtime.protocol import DIGESTED
+
 DIGEST_VERSION = 1
 """Bump on any change of what a digest covers: digests of another version are not compared, so
 journals recorded before the change never false-alarm after it."""
-DIGEST_EVENTS = frozenset({"stage_ready", "stage_failed", "stage_finished"})
-"""The runner reports that carry a digest."""
+DIGEST_EVENTS = DIGESTED
+"""The runner reports that carry a digest: :data:`runtime.protocol.DIGESTED`, under the name
+`runtime.runs.replay` still imports (the runner itself uses the protocol's)."""
 
 WIDGET_TRAITS = (
     "description", "value", "label", "_options_labels", "index", "min", "max", "step",

@@ -1,7 +1,7 @@
 """The end of a run: a last stage the person still works in waits for **Finish**.
 
 A last stage that shows live inputs (widgets it created that a person can change or press and
-that are not disabled), or that declared a requirement (:mod:`runtime.kernel.require`), offers a
+that are not disabled), or that declared a requirement (:mod:`.requirements`), offers a
 Finish button in place of Next. The run is finished when the person presses it: the stage's
 snapshot is taken (the names bound to those inputs, as at any Next), the inputs are disabled,
 every stage shows ✓, and the status line says the work is saved. Finish is a widget click like

@@ -5,7 +5,7 @@ author's own code enables `go` only once the input is valid (an `observe` valida
 app, while the stage waits:
 
 - Next follows `go.disabled`: disabled while `go` is, re-checked whenever it changes (and
-  disabled too while a requirement of the stage does not hold, see :mod:`runtime.kernel.require`);
+  disabled too while a requirement of the stage does not hold, see :mod:`.requirements`);
 - a click on `go` continues the run exactly as Next would, after the author's own click
   handlers ran (they may compute what the next stage reads). The click is an ordinary widget
   message, so the server journals it and a replay re-sends it: the run advances again.

@@ -1,94 +1,47 @@
-"""The kernel side of a frozen app: runs the stages and reports them to the server.
+"""The kernel side of a frozen app: runs the stages in order and reports them to the server.
 
 The bootstrap cell of `app.ipynb` calls :func:`show`. A Freezer server first calls
 :func:`prepare` (pool kernels, before the person is known) and :func:`configure` (binds the
-kernel to a run and opens the `freezer.run` comm); under plain Voila or JupyterLab neither is
+kernel to a run and opens the runner's comm); under plain Voila or JupyterLab neither is
 called and the app runs unsaved. See `docs/internals.md` for the protocol and `docs/runner.md`
 for what the person sees.
+
+The :class:`Runner` is the state machine of the stages (new, running, ready, failed,
+finished) and the hand-over between them (:mod:`.boundary`); it leaves running the cells to
+:mod:`.cells`, stopping them to :mod:`.interrupt`, the run's binding to :mod:`.parameters`,
+the reports to :mod:`.reports` and the button the person presses to :mod:`.offer`.
 """
 
 from __future__ import annotations
 
-import ast
 import asyncio
-import html
 import logging
 import os
-import random
-import re
-import signal
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 from runtime import manifest as mf
 from runtime.errors import RuntimeAppError
 from runtime.kernel.boundary import Boundary
-from runtime.kernel.capture import Capture, CellError
-from runtime.kernel.digest import DIGEST_EVENTS, stage_digest
-from runtime.kernel.finish import DONE_SAVED, DONE_UNSAVED, FINISH_LABEL, input_names, live_inputs
+from runtime.kernel.capture import Capture
+from runtime.kernel.cells import StageCells
+from runtime.kernel.failure import NEEDS_INPUT, Failure, failure_outputs, runner_failure
+from runtime.kernel.finish import DONE_SAVED, DONE_UNSAVED, input_names, live_inputs
 from runtime.kernel.gate import Gate, find_gate
+from runtime.kernel.interrupt import Interruption, after_current_request
+from runtime.kernel.offer import Offer
 from runtime.kernel.outputs import Output, OutputSink
-from runtime.kernel.require import Requirements, after_each_message
+from runtime.kernel.parameters import RunConfig, seed, set_parameters
+from runtime.kernel.reports import Reports
+from runtime.kernel.requirements import Requirements, after_each_message
 from runtime.kernel.stepper import AppView, disable_widgets, markdown_output
-from runtime.kernel.values import json_value
+from runtime.protocol import RunnerEvent
 
 log = logging.getLogger("freezer.runner")
-
-COMM_TARGET = "freezer.run"
-HIDE_OUTPUT_TAGS = frozenset({"remove-cell", "hide-output", "remove-output"})
-HIDE_MARKDOWN_TAGS = frozenset({"remove-cell"})
-PARAMETERS_TAG = "parameters"
-WARM_TAG = "freeze:warm"
-SKIP_TAG = "freeze:skip"
-COLLECT_PREFIX = "collect:"
-RUN_NAMES = ("freezer_user", "freezer_run")
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-NEEDS_INPUT = "This step needs your input above."
 
 
 class RunnerError(RuntimeAppError):
     """The runner was used in a way it cannot work (no kernel, configured too late, ...)."""
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """What :func:`configure` binds this kernel to."""
-
-    run_id: str
-    seed: int
-    params: dict[str, Any]
-    user: str
-    show_tracebacks: bool
-    stage_timeout: float
-
-
-@dataclass(frozen=True)
-class Failure:
-    """Why a stage stopped: a one-line error, the text traceback, and what the person sees."""
-
-    error: str
-    traceback: str
-    cell_error: CellError | None
-    message: str
-
-
-def declared_names(source: str) -> set[str]:
-    """Top-level names a `parameters` cell assigns (empty when it does not parse)."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return set()
-    names: set[str] = set()
-    for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else []
-        if isinstance(node, ast.AnnAssign):
-            targets = [node.target]
-        names.update(t.id for t in targets if isinstance(t, ast.Name))
-    return names
 
 
 class Runner:
@@ -101,31 +54,31 @@ class Runner:
         self.capture = Capture(shell)
         self.sinks = [OutputSink() for _ in app.stages]
         self.config: RunConfig | None = None
-        self.comm: Any = None
+        self.reports = Reports(shell, app, self.sinks)
+        self.interruption = Interruption()
+        self.cells = StageCells(
+            shell, app, self.capture, self.interruption, self.reports, self._parameters_cell_ran
+        )
         self.view: AppView | None = None
+        self.offer = Offer()
         self.current = -1  # index of the stage that runs or ran last
         self.state = "new"  # new | running | ready | failed | finished
-        self.warm_outputs: dict[int, list[Output]] = {}  # stage-0 warm cells run by prepare()
+        self.warm_outputs: dict[int, list[Output]] = {}  # stage-0 cells run by prepare()
         self.boundary: Boundary | None = None  # what the ready (or retried) hand-over waits on
-        self.gate: Gate | None = None  # the `%blockrun` button of that hand-over, if any
         self.requirements = Requirements(self._update_next)  # what `require()` asks of it
         self.requirements.install()
         after_each_message(shell, self.requirements.refresh)
-        self._ready_status = ""  # the status line of the waiting stage, requirements met
         self._finish_inputs: list[Any] = []  # the live inputs of a last stage awaiting Finish
         self._prepared = False
         self._shown = False
         self._parameters_ran = False
         self._busy = False
-        self._in_cell = False
-        self._interrupted = False
-        self._timed_out = False
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # the first stage, scheduled by show()
 
     # --- the three calls of the protocol ------------------------------------------------
 
     def prepare(self) -> None:
-        """Run the leading `freeze:warm` code cells of stage 0 (once)."""
+        """Run the leading cells of stage 0 the manifest marks warm (once); build the view."""
         if self._prepared:
             return
         self._prepared = True
@@ -137,42 +90,28 @@ class Runner:
             import numpy  # noqa: F401  (seeded before stage 0)
         except ImportError:
             pass
-        for pos, cell in enumerate(self.manifest.stages[0].cells):
-            if cell.kind == "markdown":
-                continue
-            if WARM_TAG not in cell.tags:
-                break
-            sink = OutputSink()
-            if self._run_code_cell(cell, sink) is not None:
-                # Left for show(), which runs it again and reports the failure properly.
-                break
-            self.warm_outputs[pos] = sink.outputs
+        self.warm_outputs = self.cells.run_ahead()
         # Built here rather than in show(): a pool kernel has it ready before the person comes.
         titles = [stage.title for stage in self.manifest.stages]
-        self.view = AppView(titles, self._on_next, saved=self.config is not None)
+        self.view = self.offer.view = AppView(titles, self._on_next, saved=self.config is not None)
         for sink, widget in zip(self.sinks, self.view.outputs, strict=True):
             self.capture.register(sink, widget)
             sink.attach(widget)
 
     def configure(self, config: RunConfig) -> None:
-        """Bind the kernel to a run; open the `freezer.run` comm and say hello."""
+        """Bind the kernel to a run; open the runner's comm and say hello."""
         if self.state != "new" and (self.config is None or self.config.run_id != config.run_id):
             raise RunnerError(
                 "configure() must be called before show() runs the first stage "
                 "(a kernel serves one run; start a new kernel for another run)"
             )
-        from comm import create_comm
-
         self.config = config
         self.capture.show_tracebacks = config.show_tracebacks
         if self.view is not None:
             self.view.set_saved(True)
-        if self.comm is not None:
-            self.comm.close()
-        self.comm = create_comm(target_name=COMM_TARGET, data={})
-        self._send("hello", run_id=config.run_id, stages=len(self.manifest.stages))
+        self.reports.open(config.run_id)
         if self._parameters_ran and self.state == "new":
-            failure = self._inject_parameters()  # the parameters cell was a warm cell
+            failure = self._set_parameters()  # the parameters cell was a warm cell
             if failure is not None:
                 raise RunnerError(failure.error)
 
@@ -185,7 +124,7 @@ class Runner:
         cast(Any, display)(self.view.root)
         if not self._shown:
             self._shown = True
-            self._after_current_request(self._start)
+            after_current_request(self.shell, self._start, self._tasks)
 
     # --- stages ---------------------------------------------------------------------------
 
@@ -206,8 +145,7 @@ class Runner:
         if self.state == "ready" and self.requirements.unmet() is not None:
             return  # a requirement of the stage does not hold (the status line says which)
         self._busy = True
-        if self.gate is not None:
-            self.gate.release()
+        self.offer.withdraw_gate()
         view.disable_next()
         try:
             if self._awaits_finish():
@@ -226,51 +164,63 @@ class Runner:
         if self.boundary is None:  # not expected: every ready stage has one
             self.boundary = self._boundary_of(index)
         snapshot = self.boundary.capture(self.shell.user_ns)
-        self._send("stage_finished", stage=index, snapshot=snapshot)
+        self.reports.send(RunnerEvent.STAGE_FINISHED, stage=index, snapshot=snapshot)
 
     def _run_stage(self, index: int) -> None:
         assert self.view is not None
-        stage = self.manifest.stages[index]
-        title = stage.title
+        title = self.manifest.stages[index].title
         self.current, self.state = index, "running"
         self.view.mark(index, "running", f"Running “{title}”…")
         sink = self.sinks[index]
         sink.reset()
         self.requirements.start_stage()
-        self._send("stage_started", stage=index)
+        self.reports.send(RunnerEvent.STAGE_STARTED, stage=index)
+        timeout = self.config.stage_timeout if self.config else 0.0
         try:
             if index == 0:
-                self._seed()
-            failure = self._run_cells(index, sink)
+                seed(self.config)
+            ran = self.warm_outputs if index == 0 else {}
+            failure = self.cells.run(index, sink, ran, timeout)
         except Exception as exc:  # a fault of the runner itself: the person can still retry
             log.exception("stage %d could not run", index)
-            error = f"{type(exc).__name__}: {exc}"
-            failure = Failure(error, error, None, "This step could not run: " + error)
+            failure = runner_failure(exc)
         sink.push()
         # The page is complete before the server hears about it.
         if failure is not None:
-            self.state = "failed"
-            press = self._continue_label()
-            status = f"“{title}” failed. Fix the inputs above and press {press} to retry."
-            if index > 0 and self.boundary is not None:
-                self.boundary.failed(self.shell.user_ns)
-                if self._waiting_for_input(failure):
-                    failure = Failure(failure.error, failure.traceback, failure.cell_error,
-                                      NEEDS_INPUT)
-                    status = f"{NEEDS_INPUT} Make your choices, then press {press}."
-            self._show_failure(sink, failure)
-            self.view.mark(index, "failed", status)
-            self.requirements.drop()  # the retry declares them again
-            self._offer_next()
-            self._send(
-                "stage_failed", stage=index, error=failure.error, traceback=failure.traceback
-            )
-            return
+            self._stage_failed(index, sink, failure)
+        else:
+            self._stage_ready(index)
+
+    def _stage_failed(self, index: int, sink: OutputSink, failure: Failure) -> None:
+        assert self.view is not None
+        self.state = "failed"
+        title = self.manifest.stages[index].title
+        press = self.offer.label(self._awaits_finish())
+        status = f"“{title}” failed. Fix the inputs above and press {press} to retry."
+        if index > 0 and self.boundary is not None:
+            self.boundary.failed(self.shell.user_ns)
+            if self._waiting_for_input(failure):
+                failure = failure.needing_input()
+                status = f"{NEEDS_INPUT} Make your choices, then press {press}."
+        show_tracebacks = self.config is not None and self.config.show_tracebacks
+        for output in failure_outputs(failure, show_tracebacks):
+            sink.add(output)
+        sink.push()
+        self.view.mark(index, "failed", status)
+        self.requirements.drop()  # the retry declares them again
+        self._offer_next()
+        self.reports.send(
+            RunnerEvent.STAGE_FAILED, stage=index, error=failure.error,
+            traceback=failure.traceback,
+        )
+
+    def _stage_ready(self, index: int) -> None:
+        assert self.view is not None
         if index > 0:
             if self.boundary is not None:
                 self.boundary.disable()
             self.view.mark_done(index - 1)
-        self.boundary, self.gate = None, None
+        self.boundary, self.offer.gate = None, None
         last = len(self.manifest.stages) - 1
         finish_inputs = live_inputs(self.requirements.stage_widgets()) if index == last else []
         ends_now = index == last and not finish_inputs and not self.requirements.items
@@ -287,16 +237,16 @@ class Runner:
             else:
                 self.boundary = self._boundary_of(index)
             if self.boundary.gate is not None:
-                self.gate = Gate(self.boundary.gate, self._advance, self._update_next)
-            press = self._continue_label()
+                self.offer.gate = Gate(self.boundary.gate, self._advance, self._update_next)
+            press = self.offer.label(self._awaits_finish())
             status = f"Step {index + 1} of {last + 1}: make your choices, then press {press}."
-            self._ready_status = status
+            self.offer.status = status
             self.view.mark(index, "ready", status)
             self._offer_next()
             self.requirements.watch()
-        self._send("stage_ready", stage=index)
+        self.reports.send(RunnerEvent.STAGE_READY, stage=index)
         if ends_now:
-            self._send("finished")
+            self.reports.send(RunnerEvent.FINISHED)
 
     def _finish_run(self) -> None:
         """Finish was pressed on the last stage: its snapshot, its inputs frozen, the end."""
@@ -310,20 +260,7 @@ class Runner:
         self.view.mark_done(index)
         self.view.say(DONE_SAVED if self.config is not None else DONE_UNSAVED)
         self.view.withdraw_next()
-        self._send("finished")
-
-    def _update_next(self) -> None:
-        """Enable Next only while the gate (if any) and every requirement of the stage allow."""
-        view = self.view
-        if view is None or view.button is None or self._busy:
-            return
-        if self.state not in ("ready", "failed"):
-            return
-        reason = self.requirements.unmet() if self.state == "ready" else None
-        gate_closed = self.gate is not None and not self.gate.is_open
-        view.button.disabled = gate_closed or reason is not None
-        if self.state == "ready":
-            view.say(reason or self._ready_status)
+        self.reports.send(RunnerEvent.FINISHED)
 
     def _boundary_of(self, index: int) -> Boundary:
         """The hand-over from stage `index`, ready now, to the next stage."""
@@ -331,267 +268,41 @@ class Runner:
         gate = find_gate(self.shell.user_ns, stage.gate)
         return Boundary((w.name for w in stage.waits_on), self.shell.user_ns, gate)
 
-    def _offer_next(self) -> None:
-        """A fresh Next button; the stage's gate, if any, stands for it."""
-        assert self.view is not None
-        button = self.view.offer_next(FINISH_LABEL if self._awaits_finish() else "Next")
-        if self.gate is not None:
-            self.gate.arm(button)
-        self._update_next()
+    def _waiting_for_input(self, failure: Failure) -> bool:
+        """Whether a failed stage read only inputs the person has not touched yet."""
+        return (
+            failure.cell_error is not None
+            and not self.interruption.interrupted
+            and self.boundary is not None
+            and self.boundary.untouched()
+        )
 
-    def _continue_label(self) -> str:
-        """The button the person presses to go on: Next (or Finish), or the stage's gate."""
-        if self.gate is not None:
-            return self.gate.label
-        return FINISH_LABEL if self._awaits_finish() else "Next"
+    # --- Next and Finish ------------------------------------------------------------------
 
     def _awaits_finish(self) -> bool:
         """Whether the last stage is ready and waits for the person's Finish."""
         return self.state == "ready" and self.current == len(self.manifest.stages) - 1
 
-    def _waiting_for_input(self, failure: Failure) -> bool:
-        """Whether a failed stage read only inputs the person has not touched yet."""
-        return (
-            failure.cell_error is not None
-            and not self._interrupted
-            and self.boundary is not None
-            and self.boundary.untouched()
-        )
+    def _offer_next(self) -> None:
+        self.offer.present(self._awaits_finish())
+        self._update_next()
 
-    def _run_cells(self, index: int, sink: OutputSink) -> Failure | None:
-        stage = self.manifest.stages[index]
-        collected: set[str] = set()
-        with self._interruptible():
-            for pos, cell in enumerate(stage.cells):
-                if self._interrupted:
-                    return self._interrupt_failure(None)
-                if SKIP_TAG in cell.tags:
-                    continue
-                if cell.kind == "markdown":
-                    if not HIDE_MARKDOWN_TAGS & set(cell.tags):
-                        sink.add(markdown_output(cell.source))
-                    continue
-                if index == 0 and pos in self.warm_outputs:
-                    sink.extend(self.warm_outputs[pos])  # ran in prepare()
-                    continue
-                failure = self._run_code_cell(cell, sink)
-                if failure is not None:
-                    return failure
-                for tag in cell.tags:
-                    if tag.startswith(COLLECT_PREFIX):
-                        self._collect(index, tag[len(COLLECT_PREFIX) :])
-                        collected.add(tag[len(COLLECT_PREFIX) :])
-            if self._interrupted:
-                return self._interrupt_failure(None)
-        for name in stage.collect:
-            if name not in collected:
-                self._collect(index, name)
-        return None
-
-    def _run_code_cell(self, cell: mf.Cell, sink: OutputSink) -> Failure | None:
-        target = None if HIDE_OUTPUT_TAGS & set(cell.tags) else sink
-        with self.capture.cell(cell.source, target):
-            self._in_cell = True
-            try:
-                result = self.shell.run_cell(cell.source, store_history=False, silent=False)
-            finally:
-                self._in_cell = False
-            cell_error = self.capture.error
-        if result.success:
-            if cell_error is not None and target is not None:
-                # The cell caught an exception and showed it (as `interact` does).
-                for output in self.capture.error_outputs(cell_error):
-                    target.add(output)
-            if PARAMETERS_TAG in cell.tags:
-                self._parameters_ran = True
-                if self.config is not None:
-                    return self._inject_parameters()
-            return None
-        exc = result.error_before_exec or result.error_in_exec
-        if isinstance(exc, KeyboardInterrupt):
-            return self._interrupt_failure(cell_error)
-        if cell_error is None:
-            name = type(exc).__name__ if exc is not None else "Error"
-            cell_error = CellError(name, str(exc), [f"{name}: {exc}"])
-        error = one_line(cell_error)
-        trace = _plain(cell_error.traceback)
-        return Failure(error, trace, cell_error, f"This step failed: {error}")
-
-    def _interrupt_failure(self, cell_error: CellError | None) -> Failure:
-        trace = _plain(cell_error.traceback) if cell_error else ""
-        if self._timed_out and self.config is not None:
-            limit = f"{self.config.stage_timeout:g}"
-            error = f"StageTimeout: the step ran longer than {limit} s and was stopped"
-            message = f"This step took longer than {limit} seconds and was stopped."
-        else:
-            error = "KeyboardInterrupt: the step was interrupted"
-            message = "This step was interrupted."
-        return Failure(error, trace, cell_error, message)
-
-    def _show_failure(self, sink: OutputSink, failure: Failure) -> None:
-        sink.add(
-            {
-                "output_type": "display_data",
-                "data": {
-                    "text/html": '<div class="freezer-error" style="color:#b00020;'
-                    f'font-weight:bold">{html.escape(failure.message)}</div>',
-                    "text/plain": failure.message,
-                },
-                "metadata": {},
-            }
-        )
-        show_tracebacks = self.config is not None and self.config.show_tracebacks
-        if show_tracebacks and failure.cell_error is not None:
-            err = failure.cell_error
-            sink.add(
-                {
-                    "output_type": "error",
-                    "ename": err.ename,
-                    "evalue": err.evalue,
-                    "traceback": err.traceback,
-                }
-            )
-        sink.push()
-
-    # --- run binding: seed, parameters, results ------------------------------------------
-
-    def _seed(self) -> None:
-        if self.config is None:
+    def _update_next(self) -> None:
+        """Enable Next only while the gate (if any) and every requirement of the stage allow."""
+        if self._busy or self.state not in ("ready", "failed"):
             return
-        random.seed(self.config.seed)
-        try:
-            import numpy
-        except ImportError:
-            return
-        numpy.random.seed(self.config.seed % 2**32)
+        ready = self.state == "ready"
+        self.offer.update(ready, self.requirements.unmet() if ready else None)
 
-    def _inject_parameters(self) -> Failure | None:
+    # --- the run's parameters -------------------------------------------------------------
+
+    def _parameters_cell_ran(self) -> Failure | None:
+        self._parameters_ran = True
+        return self._set_parameters() if self.config is not None else None
+
+    def _set_parameters(self) -> Failure | None:
         assert self.config is not None
-        cell = next(
-            (c for s in self.manifest.stages for c in s.cells if PARAMETERS_TAG in c.tags), None
-        )
-        declared = {p.name for p in self.manifest.parameters}
-        if cell is not None:
-            declared |= declared_names(cell.source)
-        values = {k: v for k, v in self.config.params.items() if k in declared}
-        ignored = sorted(set(self.config.params) - declared)
-        if ignored:
-            log.warning("parameters not declared by the notebook, ignored: %s", ignored)
-        run_values = dict(zip(RUN_NAMES, (self.config.user, self.config.run_id), strict=True))
-        values.update({k: v for k, v in run_values.items() if k in declared})
-        if not values:
-            return None
-        code = "# Parameters of this run, injected by Freezer\n" + "".join(
-            f"{name} = {value!r}\n" for name, value in values.items() if name.isidentifier()
-        )
-        with self.capture.cell(code, None):
-            result = self.shell.run_cell(code, store_history=False, silent=True)
-        if result.success:
-            return None
-        error = f"could not set this run's parameters: {result.error_in_exec!r}"
-        return Failure(error, code, None, "This step failed: " + error)
-
-    def _collect(self, index: int, name: str) -> None:
-        if name not in self.shell.user_ns:
-            log.warning("collect:%s: no global named %s after stage %d", name, name, index)
-            return
-        value = json_value(self.shell.user_ns[name])
-        self._send("collected", stage=index, name=name, value=value)
-
-    def _send(self, event: str, **data: Any) -> None:
-        if self.comm is not None:
-            if event in DIGEST_EVENTS:  # what the person saw, for replay to compare
-                names = [w.name for w in self.manifest.stages[data["stage"]].waits_on]
-                outputs = self.sinks[data["stage"]].outputs
-                data["digest"] = stage_digest(self.shell.user_ns, names, outputs)
-            self.comm.send({"event": event, **data})
-
-    # --- scheduling and interruption ------------------------------------------------------
-
-    def _after_current_request(self, func: Any) -> None:
-        """Call `func` once the kernel has replied to the request being handled.
-
-        ipykernel 7 handles one shell request at a time under `_main_asyncio_lock`; a task
-        that takes the lock runs after the current request's `execute_reply` and idle status,
-        and before any request that arrives later. Without a running kernel loop, call now.
-        """
-        kernel = getattr(self.shell, "kernel", None)
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
-        if kernel is None or loop is None:
-            func()
-            return
-        lock = getattr(kernel, "_main_asyncio_lock", None)
-
-        async def later() -> None:
-            try:
-                if isinstance(lock, asyncio.Lock):
-                    async with lock:
-                        func()
-                else:
-                    func()
-            except Exception:
-                log.exception("the first stage could not run")
-
-        task = loop.create_task(later())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    @contextmanager
-    def _interruptible(self) -> Iterator[None]:
-        """SIGINT (a kernel interrupt, or the stage timeout) stops the running cell only."""
-        self._interrupted = self._timed_out = False
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        main_id = threading.get_ident()
-        guard = threading.Lock()
-        timer: threading.Timer | None = None
-        done = False
-
-        def on_sigint(signum: int, frame: Any) -> None:
-            self._interrupted = True
-            if self._in_cell:
-                raise KeyboardInterrupt
-
-        def on_timeout() -> None:
-            with guard:
-                if not done:
-                    self._timed_out = True
-                    signal.pthread_kill(main_id, signal.SIGINT)
-
-        previous = signal.signal(signal.SIGINT, on_sigint)
-        timeout = self.config.stage_timeout if self.config else 0.0
-        if timeout > 0:
-            timer = threading.Timer(timeout, on_timeout)
-            timer.daemon = True
-            timer.start()
-        try:
-            yield
-        finally:
-            with guard:
-                done = True
-            if timer is not None:
-                timer.cancel()
-            if previous is not None:  # None: a handler installed outside Python; leave ours
-                signal.signal(signal.SIGINT, previous)
-
-
-ERROR_LINE_MAX = 500  # characters of a stage's one-line error (the traceback keeps the rest)
-
-
-def one_line(error: CellError) -> str:
-    """`ValueError: bad value`, on one line of at most ERROR_LINE_MAX characters."""
-    text = f"{error.ename}: {error.evalue}" if error.evalue else error.ename
-    line = text.splitlines()[0] if text.strip() else error.ename
-    return line if len(line) <= ERROR_LINE_MAX else line[: ERROR_LINE_MAX - 1] + "…"
-
-
-def _plain(traceback: list[str]) -> str:
-    return _ANSI.sub("", "\n".join(traceback))
-
+        return set_parameters(self.shell, self.capture, self.manifest, self.config)
 
 # --- the module-level API the bootstrap cell and the server call ---------------------------
 
@@ -624,7 +335,7 @@ def _get_runner(app_dir: str | os.PathLike[str] | None = None) -> Runner:
 
 def prepare(app_dir: str | None = None) -> None:
     """Load `app.json`, chdir into the kernel's run directory (`FREEZER_RUN_DIR`, else `files/`),
-    run the leading `freeze:warm` cells. Idempotent."""
+    run the leading cells of stage 0 the manifest marks warm. Idempotent."""
     _get_runner(app_dir).prepare()
 
 

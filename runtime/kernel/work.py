@@ -28,10 +28,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from runtime.errors import RuntimeAppError
+from runtime.protocol import QUEUE_REQUEST
 from runtime.runs.runfiles import RUN_DIR_ENV
 
-REQUEST_EVENT = "queue_request"
-"""The `freezer.run` event of a request; the server's answer carries `reply` (its id)."""
 DEFAULT_TIMEOUT = 30.0
 
 
@@ -96,7 +95,7 @@ class ServerChannel:
         with self._lock:
             self._waiting[request_id] = (done, answer)
         try:
-            self.comm.send({"event": REQUEST_EVENT, "id": request_id, "op": op,
+            self.comm.send({"event": QUEUE_REQUEST, "id": request_id, "op": op,
                             "comm_id": self.comm.comm_id, **data})
             if not done.wait(timeout):
                 raise WorkQueueError(
@@ -132,7 +131,7 @@ def _server_channel() -> ServerChannel | None:
     from runtime.kernel import runner
 
     active = runner._runner
-    comm = None if active is None or active.config is None else active.comm
+    comm = None if active is None or active.config is None else active.reports.comm
     if comm is None:
         if os.environ.get(RUN_DIR_ENV):  # a Freezer server's kernel, not bound to a run yet
             raise WorkQueueError(

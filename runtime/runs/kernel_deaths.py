@@ -2,7 +2,7 @@
 (`os._exit`, a crash in a C extension, the out-of-memory killer) fails the run after a few
 tries instead of having every reload start another kernel that dies the same way.
 
-:class:`RunKernels` (:mod:`runtime.web.kernels`) reports each death of a run's kernel with the stage
+The run service (:mod:`runtime.runs.service`) reports each death of a run's kernel with the stage
 that was running (:func:`running_stage`); a stage that is ready or failed again clears its
 count. At the limit the run is marked failed, and its page says so in a plain sentence. The
 count lives in memory: a restarted server gives the stage the same tries again.
@@ -15,12 +15,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from runtime.errors import RuntimeAppError
+from runtime.protocol import SETTLED, RunnerEvent
 
 if TYPE_CHECKING:
     from runtime.runs.runner_outbox import RunnerEventOutbox
     from runtime.store.store import Store
 
-SETTLING_EVENTS = frozenset({"stage_ready", "stage_failed", "stage_finished", "finished"})
+SETTLING_EVENTS = SETTLED | {RunnerEvent.STAGE_FINISHED}
 
 
 class RunFailedError(RuntimeAppError):
@@ -43,12 +44,12 @@ def running_stage(runner_events: Sequence[dict[str, Any]]) -> int | None:
     """
     for event in reversed(runner_events):
         name = event.get("event")
-        if name == "stage_started":
+        if name == RunnerEvent.STAGE_STARTED:
             stage = event.get("stage")
             return stage if isinstance(stage, int) else None
         if name in SETTLING_EVENTS:
             return None
-        if name == "hello":
+        if name == RunnerEvent.HELLO:
             return 0
     return None
 
@@ -92,7 +93,7 @@ class StageDeaths:
 
     def on_runner_event(self, run_id: str, data: dict[str, Any]) -> None:
         """A stage that is ready or failed again (or a later one) starts its count over."""
-        if data.get("event") not in ("stage_ready", "stage_failed", "finished"):
+        if data.get("event") not in SETTLED:
             return
         stage = data.get("stage")
         recorded = self._deaths.get(run_id)
@@ -105,7 +106,7 @@ class StageDeaths:
         run_id = failure.run_id
         self.log.error("%s; the run is marked failed", failure)
         await self.outbox.submit(run_id, {
-            "event": "stage_failed", "stage": failure.stage,
+            "event": RunnerEvent.STAGE_FAILED.value, "stage": failure.stage,
             "error": death_error(failure.deaths), "traceback": "",
         })
         try:

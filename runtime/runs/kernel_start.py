@@ -7,7 +7,7 @@ restarter notices only on its next poll, and a wait on the kernel's sockets neve
 all. :func:`while_alive` runs one wait and watches the process table beside it, so the server
 stops waiting as soon as the process is gone and says so with :class:`KernelDiedError`.
 
-:class:`RunKernels` (:mod:`runtime.web.kernels`) decides what to do about it: a kernel that died
+The run service (:mod:`runtime.runs.service`) decides what to do about it: a kernel that died
 before it ever answered is started again (:data:`START_ATTEMPTS`), one that died in a stage is
 counted against the stage (:mod:`runtime.runs.kernel_deaths`).
 """

@@ -5,7 +5,7 @@ group (a supervisor stopping it, a terminal closing) never reaches the kernels; 
 a dead parent only by polling once a second, and not at all when the kernel is re-parented to a
 process other than init (a container's sub-reaper). Linux's parent-death signal has the kernel
 killed by the system as its parent ends. The server runs :func:`die_with_parent` in each kernel
-right after starting it (`runtime.web.kernels.prepare_code`).
+right after starting it (`runtime.runs.live.prepare_code`).
 """
 
 from __future__ import annotations

@@ -29,14 +29,12 @@ from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.connect import KernelConnectionInfo
 
 from runtime.errors import RuntimeAppError
+from runtime.protocol import COMM_TARGET, QUEUE_REQUEST, SETTLED, WIDGET_TARGET, RunnerEvent
 
-WIDGET_TARGET = "jupyter.widget"
-RUNNER_TARGET = "freezer.run"
 OUTPUT_TYPES = ("stream", "display_data", "execute_result", "error", "update_display_data")
 READY_ATTEMPTS = 120
 READY_INTERVAL = 0.5
 
-QUEUE_REQUEST = "queue_request"  # runtime.kernel.work's requests on the runner comm (not reports)
 RunnerEventHandler = Callable[[dict[str, Any]], Awaitable[None]]
 RunnerEventFilter = Callable[[dict[str, Any]], dict[str, Any] | None]
 
@@ -345,7 +343,7 @@ class KernelListener:
             state = content.get("data", {}).get("state", {})
             if state.get("_model_name") == "OutputModel":
                 self._outputs[comm_id] = OutputWidget(comm_id, msg_id=state.get("msg_id", ""))
-        elif target == RUNNER_TARGET:
+        elif target == COMM_TARGET:
             self.runner_comms.add(comm_id)
             data = content.get("data") or {}
             if data.get("event"):
@@ -371,9 +369,9 @@ class KernelListener:
             if self.on_queue_request is not None:
                 await self.on_queue_request(data)
             return
-        if event == "stage_started":
+        if event == RunnerEvent.STAGE_STARTED:
             self.stage_running = True
-        elif event in ("stage_ready", "stage_failed", "finished"):
+        elif event in SETTLED:
             self.stage_running = False
         self.runner_events.append(data)
         stored = data if self.runner_event_filter is None else self.runner_event_filter(data)

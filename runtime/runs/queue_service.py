@@ -37,7 +37,7 @@ shortest lease a queue of this server was opened with, when that is less."""
 
 
 class QueueService:
-    """Answers the work-queue requests of one server's kernels. Owned by `RunKernels`."""
+    """Answers the work-queue requests of one server's kernels. Owned by the run service."""
 
     def __init__(self, store: Store, log: logging.Logger) -> None:
         self.store = store

@@ -33,13 +33,13 @@ from typing import TYPE_CHECKING, Any
 
 from runtime.errors import RuntimeAppError
 from runtime.kernel.digest import DIGEST_EVENTS, differences
+from runtime.protocol import SHOW_CODE, RunnerEvent
 from runtime.store.store import unpack_buffers
 
 if TYPE_CHECKING:
     from runtime.runs.listener import KernelListener
     from runtime.store.store import Event
 
-BOOTSTRAP_CODE = "from runtime.kernel import runner\nrunner.show()\n"
 REPLAYED_KINDS = ("comm_msg", *sorted(DIGEST_EVENTS))
 """The journal's event kinds replay reads: the person's actions and the digests to compare."""
 WINDOW = 64
@@ -177,7 +177,8 @@ def has_digest(event: Event) -> bool:
 
 def describe(kind: str, stage: Any) -> str:
     """`step 2 ready` for a stage report."""
-    what = {"stage_ready": "ready", "stage_failed": "failed", "stage_finished": "finished (Next)"}
+    what: dict[str, str] = {RunnerEvent.STAGE_READY: "ready", RunnerEvent.STAGE_FAILED: "failed",
+            RunnerEvent.STAGE_FINISHED: "finished (Next)"}
     number = stage + 1 if isinstance(stage, int) else stage
     return f"step {number} {what.get(kind, kind)}"
 
@@ -197,7 +198,7 @@ async def replay_run(
     listener.runner_event_filter = check.filter
     try:
         since = len(listener.runner_events)
-        await listener.execute(BOOTSTRAP_CODE, timeout)
+        await listener.execute(SHOW_CODE, timeout)
         await listener.wait_for(is_stage_zero_settled, timeout, since)
         check.raise_if_diverged()
         actions = await send_actions(listener, check, in_flight, events)
@@ -220,7 +221,8 @@ async def replay_run(
 
 def is_stage_zero_settled(data: dict[str, Any]) -> bool:
     """Whether a runner event says stage 0 is ready or failed."""
-    return data.get("event") in ("stage_ready", "stage_failed") and data.get("stage") == 0
+    ready = (RunnerEvent.STAGE_READY, RunnerEvent.STAGE_FAILED)
+    return data.get("event") in ready and data.get("stage") == 0
 
 
 async def send_actions(

@@ -42,6 +42,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from runtime.errors import RuntimeAppError
+from runtime.manifest import RUNS_DIR
 
 if TYPE_CHECKING:
     from runtime.store.store import Run, Store
@@ -76,8 +77,8 @@ def run_files_root(app_dir: Path, db_url: str, configured: str = "") -> Path:
         return Path(configured).expanduser().resolve()
     prefix = "sqlite:///"
     if db_url.startswith(prefix) and not db_url.startswith(prefix + ":memory:"):
-        return Path(db_url[len(prefix):].split("?", 1)[0]).resolve().parent / "runs"
-    return app_dir.resolve() / "runs"
+        return Path(db_url[len(prefix):].split("?", 1)[0]).resolve().parent / RUNS_DIR
+    return app_dir.resolve() / RUNS_DIR
 
 
 def chdir_code(directory: Path) -> str:

@@ -1,6 +1,7 @@
-"""The work queue's transactions: registering items, atomic claims, leases, answers, counts.
+"""The work queue's transactions: registering items, atomic claims, leases, answers.
 
-:class:`QueueTransactions` is a base of :class:`runtime.store.store.Store`; each method is one
+:class:`QueueTransactions` is a base of :class:`runtime.store.store.Store` (what the admin page
+and the exports read of a queue is :mod:`runtime.store.queue_reports`); each method is one
 transaction on the store's worker thread. Leases and counts are rows (`queue_claims`,
 `queue_answers`), never process memory, so every server process sharing the database sees the
 same queue. `docs/work-queue.md` describes the rules; in short:
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,7 +37,6 @@ from runtime.store.models import (
     QueueItemRecord,
     QueueRecord,
     RunRecord,
-    UserRecord,
 )
 
 DEFAULT_LEASE = 600.0
@@ -63,30 +62,12 @@ def item_key(item: Any) -> str:
     return key
 
 
-@dataclass(frozen=True)
-class QueueAnswer:
-    """One row of a queue's answers, as exported."""
-
-    item: Any
-    user: str
-    run_id: str
-    answer: Any
-    skipped: bool
-    at: datetime
-
-
-@dataclass(frozen=True)
-class QueueCounts:
-    """What the admin sees of a queue: items done / claimed / waiting, and per labeler."""
-
-    name: str
-    batch: int
-    overlap: int
-    items: int
-    done: int
-    claimed: int  # not done, with at least one live claim
-    waiting: int  # neither done nor claimed
-    labelers: dict[str, dict[str, int]] = field(default_factory=dict)  # answers, skips, claimed
+def queue_row(session: Session, name: str) -> QueueRecord:
+    """Worker thread: the queue called `name`, or :class:`QueueError`."""
+    queue = session.get(QueueRecord, name)
+    if queue is None:
+        raise QueueError(f"there is no work queue named {name!r}")
+    return queue
 
 
 class QueueTransactions(Database):
@@ -149,7 +130,7 @@ class QueueTransactions(Database):
         """
 
         def work(session: Session) -> list[Any]:
-            queue = self._queue(session, name)
+            queue = queue_row(session, name)
             run = session.get(RunRecord, run_id)
             if run is None:
                 raise UnknownRunError(run_id)
@@ -201,7 +182,7 @@ class QueueTransactions(Database):
         keyed = [(item_key(item), answer) for item, answer in answers]
 
         def work(session: Session) -> int:
-            self._queue(session, name)
+            queue_row(session, name)
             run = session.get(RunRecord, run_id)
             if run is None:
                 raise UnknownRunError(run_id)
@@ -253,100 +234,11 @@ class QueueTransactions(Database):
 
         await self._transaction(lambda session: self._release_claims(session, run_id))
 
-    async def queue_names(self) -> list[str]:
-        """Every queue in the database, by name."""
-
-        def work(session: Session) -> list[str]:
-            return list(session.scalars(select(QueueRecord.name).order_by(QueueRecord.name)))
-
-        return await self._transaction(work, write=False)
-
-    async def queue_counts(self, name: str) -> QueueCounts:
-        """Items done / claimed / waiting and each labeler's answers, skips and live claims."""
-
-        def work(session: Session) -> QueueCounts:
-            queue = self._queue(session, name)
-            now = self._now()
-            answers = self._answer_counts(name)
-            live = select(QueueClaimRecord.key).where(
-                QueueClaimRecord.queue == name, QueueClaimRecord.expires_at > now
-            )
-            total = session.scalar(select(func.count()).select_from(QueueItemRecord).where(
-                QueueItemRecord.queue == name)) or 0
-            done_keys = set(session.scalars(
-                select(answers.c.key).where(answers.c.n >= queue.overlap)
-            ))
-            claimed_keys = set(session.scalars(live)) - done_keys
-            labelers: dict[str, dict[str, int]] = {}
-            rows = session.execute(
-                select(UserRecord.name, QueueAnswerRecord.skipped, func.count())
-                .select_from(QueueAnswerRecord)
-                .join(UserRecord, UserRecord.id == QueueAnswerRecord.user_id)
-                .where(QueueAnswerRecord.queue == name)
-                .group_by(UserRecord.name, QueueAnswerRecord.skipped)
-            )
-            for user, skipped, count in rows:
-                entry = labelers.setdefault(user, {"answers": 0, "skips": 0, "claimed": 0})
-                entry["skips" if skipped else "answers"] += int(count)
-            claims = session.execute(
-                select(UserRecord.name, func.count())
-                .select_from(QueueClaimRecord)
-                .join(UserRecord, UserRecord.id == QueueClaimRecord.user_id)
-                .where(QueueClaimRecord.queue == name, QueueClaimRecord.expires_at > now)
-                .group_by(UserRecord.name)
-            )
-            for user, count in claims:
-                entry = labelers.setdefault(user, {"answers": 0, "skips": 0, "claimed": 0})
-                entry["claimed"] += int(count)
-            return QueueCounts(
-                name, queue.batch, queue.overlap, int(total), len(done_keys), len(claimed_keys),
-                int(total) - len(done_keys) - len(claimed_keys), dict(sorted(labelers.items())),
-            )
-
-        return await self._transaction(work, write=False)
-
-    async def queue_answers(self, name: str) -> list[QueueAnswer]:
-        """Every answer and skip of a queue, by item position then time."""
-
-        def work(session: Session) -> list[QueueAnswer]:
-            self._queue(session, name)
-            rows = session.execute(
-                select(QueueItemRecord.item, UserRecord.name, QueueAnswerRecord)
-                .select_from(QueueAnswerRecord)
-                .join(QueueItemRecord, and_(QueueItemRecord.queue == QueueAnswerRecord.queue,
-                                            QueueItemRecord.key == QueueAnswerRecord.key))
-                .join(UserRecord, UserRecord.id == QueueAnswerRecord.user_id)
-                .where(QueueAnswerRecord.queue == name)
-                .order_by(QueueItemRecord.position, QueueAnswerRecord.at)
-            )
-            return [
-                QueueAnswer(item, user, a.run_id, a.answer, a.skipped, a.at)
-                for item, user, a in rows
-            ]
-
-        return await self._transaction(work, write=False)
-
     # --- worker thread helpers ------------------------------------------------------------
 
     @staticmethod
     def _release_claims(session: Session, run_id: str) -> None:
         session.execute(delete(QueueClaimRecord).where(QueueClaimRecord.run_id == run_id))
-
-    @staticmethod
-    def _queue(session: Session, name: str) -> QueueRecord:
-        queue = session.get(QueueRecord, name)
-        if queue is None:
-            raise QueueError(f"there is no work queue named {name!r}")
-        return queue
-
-    @staticmethod
-    def _answer_counts(name: str) -> Any:
-        """A subquery: per item key, the number of (non-skip) answers."""
-        return (
-            select(QueueAnswerRecord.key, func.count().label("n"))
-            .where(QueueAnswerRecord.queue == name, QueueAnswerRecord.skipped.is_(False))
-            .group_by(QueueAnswerRecord.key).subquery()
-        )
 
     @staticmethod
     def _open_items(name: str, user_id: int, overlap: int, now: datetime) -> Any:

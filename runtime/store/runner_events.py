@@ -13,19 +13,10 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from runtime.errors import RunnerEventError
+from runtime.protocol import STAGE_STATUS_OF, RunnerEvent
 from runtime.store.models import ResultRecord, RunRecord, StageRecord
 
-RUNNER_EVENTS = (
-    "hello", "stage_started", "stage_ready", "stage_failed", "stage_finished", "collected",
-    "finished",
-)
-STAGE_STATUS_OF = {
-    "stage_started": "running",
-    "stage_ready": "ready",
-    "stage_failed": "failed",
-    "stage_finished": "finished",
-}
-"""The stage status each stage event sets."""
+RUNNER_EVENTS = tuple(event.value for event in RunnerEvent)
 
 
 def check_runner_event(run_id: str, data: dict[str, Any]) -> str:
@@ -37,13 +28,13 @@ def check_runner_event(run_id: str, data: dict[str, Any]) -> str:
     if not isinstance(name, str) or not name:
         raise RunnerEventError(run_id, str(name), "the message has no 'event' name")
     stage = data.get("stage")
-    if (name in STAGE_STATUS_OF or name == "collected") and (
+    if (name in STAGE_STATUS_OF or name == RunnerEvent.COLLECTED) and (
         not isinstance(stage, int) or isinstance(stage, bool) or stage < 0
     ):
         raise RunnerEventError(run_id, name, f"'stage' must be an index, not {stage!r}")
-    if name == "collected" and not isinstance(data.get("name"), str):
+    if name == RunnerEvent.COLLECTED and not isinstance(data.get("name"), str):
         raise RunnerEventError(run_id, name, "'name' must be the collected name")
-    if name == "stage_finished" and not isinstance(data.get("snapshot", {}), dict):
+    if name == RunnerEvent.STAGE_FINISHED and not isinstance(data.get("snapshot", {}), dict):
         raise RunnerEventError(run_id, name, "'snapshot' must be an object")
     return name
 
@@ -56,9 +47,9 @@ def apply_runner_event(
         stage = data.get("stage")
         assert isinstance(stage, int)
         _apply_stage_event(session, run, name, stage, data, now)
-    elif name == "collected":
+    elif name == RunnerEvent.COLLECTED:
         _apply_collected(session, run.id, data, now)
-    elif name == "finished":
+    elif name == RunnerEvent.FINISHED:
         run.status = "finished"
         if run.finished_at is None:
             run.finished_at = now
@@ -73,19 +64,19 @@ def _apply_stage_event(
         row = StageRecord(run_id=run.id, index=index, status="running")
         session.add(row)
     row.status = STAGE_STATUS_OF[name]
-    if name == "stage_started":
+    if name == RunnerEvent.STAGE_STARTED:
         # a re-run after a failure starts over
         row.started_at, row.finished_at = now, None
         row.error = row.traceback = None
-    elif name == "stage_failed":
+    elif name == RunnerEvent.STAGE_FAILED:
         row.error = str(data.get("error") or "")
         row.traceback = str(data.get("traceback") or "") or None
-    elif name == "stage_finished":
+    elif name == RunnerEvent.STAGE_FINISHED:
         row.finished_at = now
         row.snapshot = dict(data.get("snapshot") or {})
     if row.started_at is None:
         row.started_at = now
-    if name != "stage_finished":
+    if name != RunnerEvent.STAGE_FINISHED:
         run.stage = index
 
 

@@ -9,7 +9,6 @@ downloads are attachments, never rendered on the server's origin.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -17,14 +16,13 @@ from jupyter_server.utils import url_path_join
 from tornado.web import HTTPError
 
 from runtime.runs.runfiles import RUN_ID, RunFiles
-from runtime.web.admin import AdminHandler, StoreGetter, _env
+from runtime.web.admin import AdminHandler
+from runtime.web.admin_data import templates
 from runtime.web.runfile_handlers import CHUNK
 
 if TYPE_CHECKING:
-    from runtime.store.store import Run
+    from runtime.store.store import Run, Store
 
-RunFilesGetter = Callable[[], RunFiles]
-"""Returns the server's :class:`runtime.runs.runfiles.RunFiles` (looked up per request)."""
 
 
 def fmt_size(size: int) -> str:
@@ -45,18 +43,13 @@ def fmt_mtime(stamp: float) -> str:
 class RunFilesHandler(AdminHandler):
     """Base of the run files pages: the run must exist in the store."""
 
-    run_files_getter: RunFilesGetter
+    run_files: RunFiles
 
     def initialize(  # type: ignore[override]
-        self, store: StoreGetter, run_files: RunFilesGetter, title: str = "Freezer"
+        self, store: Store, run_files: RunFiles, title: str = "Freezer"
     ) -> None:
         super().initialize(store, title)
-        self.run_files_getter = run_files
-
-    @property
-    def run_files(self) -> RunFiles:
-        """The server's run directories."""
-        return self.run_files_getter()
+        self.run_files = run_files
 
     async def known_run(self, run_id: str) -> Run:
         """The run's row, or 404."""
@@ -74,7 +67,7 @@ class RunFilesPageHandler(RunFilesHandler):
         files = await asyncio.to_thread(self.run_files.files, run_id)
         base = url_path_join(self.base_url, "admin/runs", run_id)
         self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.finish(_env.get_template("admin_files.html").render(
+        self.finish(templates.get_template("admin_files.html").render(
             title=self.title, run=run, files=files, base=base,
             admin_url=url_path_join(self.base_url, "admin"),
             total=fmt_size(sum(f.size for f in files)), fmt_size=fmt_size, fmt_mtime=fmt_mtime,
@@ -115,7 +108,7 @@ def safe_name(name: str) -> str:
 
 
 def run_files_routes(
-    prefix: str, store: StoreGetter, run_files: RunFilesGetter, title: str
+    prefix: str, store: Store, run_files: RunFiles, title: str
 ) -> list[tuple[str, type, dict[str, Any]]]:
     """The run files URL patterns under `prefix` (which ends with `/`)."""
     kwargs: dict[str, Any] = {"store": store, "run_files": run_files, "title": title}

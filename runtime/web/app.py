@@ -2,10 +2,12 @@
 
 :class:`FreezerApp` is Voila's application with Freezer's configuration (traitlets, so every
 option is also a command-line flag: `freezer serve --help`), Freezer's kernel manager
-(:class:`runtime.web.kernels.RunKernelManager`), kernel websocket connection
+(:class:`runtime.web.jupyter.RunKernelManager`), kernel websocket connection
 (:class:`runtime.web.websocket.RunWebsocketConnection`) and identity provider
 (:class:`runtime.web.auth.FreezerIdentityProvider`), and Freezer's pages in front of what it keeps
-of Voila's routes. Startup is the list of `init_*` steps in :meth:`FreezerApp.serve`.
+of Voila's routes. Startup is the list of `init_*` steps in :meth:`FreezerApp.serve`; what they
+do with Voila's internals is in :mod:`runtime.web.voila`. The runs themselves are the run
+service's (:class:`runtime.runs.service.RunService`), which every handler gets from its route.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
-import logging
 import os
 import secrets
 import shutil
@@ -24,30 +25,23 @@ from argparse import ArgumentError
 from pathlib import Path
 from typing import Any
 
-import tornado.web
 from sqlalchemy import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from tornado.httpserver import HTTPServer
-from traitlets import Bool, Enum, Float, Integer, TraitError, Unicode, default
-from traitlets.config import Config
+from traitlets import TraitError, Unicode, default
 from voila.app import Voila
 
 from runtime import manifest as manifest_module
 from runtime.errors import RuntimeAppError, StoreError
 from runtime.manifest import FILES_DIR, Manifest, ManifestError
 from runtime.runs.journal import Journal
+from runtime.runs.policy import KernelPolicy
 from runtime.runs.runfiles import RunFiles, run_files_root, sweep_forever
+from runtime.runs.service import RunService
 from runtime.store.schema import SchemaBehindError, SchemaError, upgrade_advice
 from runtime.store.store import Store
-from runtime.web.auth import AUTH_MODES, FreezerIdentityProvider, LoginHandler, LogoutHandler
-from runtime.web.config import (
-    DEPLOY_ALIASES,
-    DEPLOY_FLAGS,
-    DeploymentOptions,
-    listen,
-    load_app_config,
-    shutdown_within,
-)
+from runtime.web.auth import FreezerIdentityProvider, LoginHandler, LogoutHandler
+from runtime.web.config import DeploymentOptions, listen, load_app_config, shutdown_within
 from runtime.web.handlers import (
     FaviconHandler,
     HealthHandler,
@@ -56,22 +50,27 @@ from runtime.web.handlers import (
     Pages,
     RunListHandler,
 )
-from runtime.web.kernels import RunKernelManager, RunKernels
+from runtime.web.jupyter import RunKernelManager
+from runtime.web.options import SERVE_ALIASES, SERVE_FLAGS, ServeOptions
 from runtime.web.runfile_handlers import RunFileHandler
 from runtime.web.serve_cli import CommandLineError, ListenError, listen_error, option_error
 from runtime.web.server_log import KERNEL_TRANSPORT_NOTE, quiet_server_log
 from runtime.web.voila import (
     KERNEL_ID,
-    ReadyKernelClient,
-    RunPageHandler,
-    freezer_voila_routes,
-    restrict_browser_messages,
-    share_page_templates,
-    with_run_page_template,
+    PageCache,
+    make_connection_dir,
+    parse_voila_command_line,
+    refresh_voila_configuration,
+    run_page_route,
+    use_app_notebook,
+    voila_app_config,
+    voila_routes,
+    voila_settings,
+    voila_web_app,
 )
 from runtime.web.websocket import RunWebsocketConnection
 
-COOKIE_SECRET_FILE = ".freezer_cookie_secret"
+COOKIE_SECRET_FILE = manifest_module.COOKIE_SECRET_FILE
 RUN_ID = r"(?P<run_id>[A-Za-z0-9_-]{1,64})"
 
 
@@ -83,7 +82,7 @@ class DatabaseOpenError(RuntimeAppError):
     """The database cannot be opened or written to at startup."""
 
 
-class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
+class FreezerApp(ServeOptions, DeploymentOptions, Voila):  # type: ignore[misc]
     """Serve one app directory to many people, each with their own run and kernel."""
 
     name = "freezer-serve"
@@ -93,138 +92,10 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
     )
     examples = "freezer serve app/ --port 8866 --auth name --admin-token s3cret"
 
-    aliases = {
-        "port": "FreezerApp.port",
-        "ip": "FreezerApp.ip",
-        "db": "FreezerApp.db_url",
-        "auth": "FreezerApp.auth",
-        "admin-token": "FreezerApp.admin_token",
-        "pool-size": "FreezerApp.pool_size",
-        "max-kernels": "FreezerApp.max_kernels",
-        "cull-idle-timeout": "FreezerApp.cull_idle_timeout",
-        "kernel-timeout": "FreezerApp.kernel_timeout",
-        "stage-timeout": "FreezerApp.stage_timeout",
-        "run-files-dir": "FreezerApp.run_files_dir",
-        "run-files-retention": "FreezerApp.run_files_retention",
-        "kernel-deaths-per-stage": "FreezerApp.kernel_deaths_per_stage",
-        "base-url": "FreezerApp.base_url",
-        **DEPLOY_ALIASES,
-    }
-    flags = {
-        "show-tracebacks": (
-            {"FreezerApp": {"show_tracebacks": True}},
-            "Show full tracebacks of failing stages to the people using the app.",
-        ),
-        "no-browser": (
-            {"FreezerApp": {"open_browser": False}},
-            "Do not open a web browser on startup.",
-        ),
-        "debug": ({"FreezerApp": {"log_level": logging.DEBUG}}, "Log at debug level."),
-        "upgrade-db": (
-            {"FreezerApp": {"upgrade_db": True}},
-            "Migrate the database to this Freezer's schema revision before serving.",
-        ),
-        **DEPLOY_FLAGS,
-    }
+    aliases = SERVE_ALIASES
+    flags = SERVE_FLAGS
     classes: list[type] = []
 
-    db_url = Unicode(
-        "",
-        config=True,
-        help="Database (any SQLAlchemy URL, e.g. postgresql://user@host/db). "
-        "Default (empty): sqlite:///APP/freezer.db in the app directory.",
-    )
-    auth = Enum(
-        list(AUTH_MODES),
-        default_value="none",
-        config=True,
-        help="How people sign in. none (default): an anonymous identity per browser; "
-        "name: a sign-in form asking for a name; token: invite tokens only.",
-    )
-    admin_token = Unicode(
-        "",
-        config=True,
-        help="A token that signs in the admin (/login?token=T), who can open /admin. "
-        "Default (empty): nobody can sign in as admin with a token.",
-    )
-    pool_size = Integer(
-        1,
-        config=True,
-        help="Kernels kept started and prepared (imports and warm cells run) for the next "
-        "new run. Default 1; 0 turns the pool off.",
-    )
-    max_kernels = Integer(
-        0,
-        config=True,
-        help="Most kernels alive at once, pool included. Beyond it the least recently used "
-        "kernel without a page is shut down (its run replays later); when every kernel has a "
-        "page, people get a 'busy, retrying' page. Default 0: no cap.",
-    )
-    cull_idle_timeout = Float(
-        600.0,
-        config=True,
-        help="Seconds a run's kernel may stay without any page attached before it is shut "
-        "down (the run stays in the database and replays on return). Default 600; 0: never.",
-    )
-    kernel_timeout = Float(
-        120.0,
-        config=True,
-        help="Seconds the server waits for a kernel on each step it drives (prepare, "
-        "configure, each replayed event). Default 120.",
-    )
-    stage_timeout = Float(
-        0.0,
-        config=True,
-        help="Seconds one stage may run before the kernel is interrupted and the person is told "
-        "(the run stays usable; Next retries the stage). Default 0: no limit.",
-    )
-    run_files_dir = Unicode(
-        "",
-        config=True,
-        help="Where each run's working directory is kept (DIR/<run_id>/, seeded from the app's "
-        "files/). Default (empty): runs/ beside the SQLite database, which is APP/runs/ for the "
-        "default database (a rebuild keeps it); APP/runs/ for other databases.",
-    )
-    run_files_retention = Float(
-        30.0,
-        config=True,
-        help="Days the working directory of an abandoned run (one its person started over) is "
-        "kept after its last activity; then the server deletes it. Finished and active runs "
-        "keep theirs. Default 30; 0: never delete (`freezer runs APP --prune` still does).",
-    )
-    upgrade_db = Bool(
-        False,
-        config=True,
-        help="Migrate an older database to this Freezer's schema revision at startup "
-        "(as `freezer db upgrade APP` does). Default: an older database stops the server.",
-    )
-    kernel_deaths_per_stage = Integer(
-        3,
-        config=True,
-        help="Times in a row a run's kernel may die while the same stage runs (the stage ends "
-        "its process: os._exit, a crash, too little memory) before the run is marked failed "
-        "and the person told so. Default 3; 0: never fail a run for it.",
-    )
-    show_tracebacks = Bool(
-        False,
-        config=True,
-        help="Show full tracebacks of failing stages to people (default: a one-line error; "
-        "tracebacks go to the log and the database either way).",
-    )
-
-    port = Integer(8866, config=True, help="Port to listen on. Default 8866.")
-    ip = Unicode(
-        "127.0.0.1",
-        config=True,
-        help="Address to listen on. Default 127.0.0.1 (this machine only); 0.0.0.0: every "
-        "address of the machine (put a reverse proxy with TLS in front, see DEPLOY.md).",
-    )
-    base_url = Unicode(
-        "/",
-        config=True,
-        help="The path the app is served under, e.g. /labeling/ behind a reverse proxy that "
-        "serves several apps on one host. Default /.",
-    )
     option_description = Unicode(
         "APP: the app directory to serve, made by `freezer build NOTEBOOK -o APP` "
         "(it holds app.json and app.ipynb)."
@@ -243,7 +114,7 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
     manifest: Manifest
     store: Store
     journal: Journal
-    kernels: RunKernels
+    runs: RunService
     pages: Pages
     run_files: RunFiles
     sweeper: asyncio.Task[None] | None = None
@@ -253,20 +124,14 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
 
     def initialize(self, argv: list[str] | None = None) -> None:
         """Parse the command line and check the app directory (raises :class:`AppDirError`)."""
-        self.update_config(Config({
-            "VoilaConfiguration": {"multi_kernel_manager_class": RunKernelManager},
-            # a dead kernel is not restarted: its run is replayed in a fresh one
-            "KernelRestarter": {"restart_limit": 0},
-            "ServerKernelManager": {"client_factory": ReadyKernelClient},
-        }))
+        self.update_config(voila_app_config())
         self.kernel_websocket_connection_class = RunWebsocketConnection
         self.identity_provider_class = FreezerIdentityProvider
         super().initialize(argv)
         self.init_app_dir()
-        load_app_config(self, self.app_dir, self.config_file)
-        self.voila_configuration.show_tracebacks = self.show_tracebacks
-        self.notebook_path = str(self.app_dir / manifest_module.NOTEBOOK_NAME)
-        self.template_paths = with_run_page_template(self.template_paths)  # type: ignore[has-type]
+        load_app_config(self, self.app_dir, self.config_file, refresh_voila_configuration)
+        notebook = self.app_dir / manifest_module.NOTEBOOK_NAME
+        use_app_notebook(self, notebook, self.show_tracebacks)
         path = str(self.base_url).strip("/")
         self.set_trait("base_url", f"/{path}/" if path else "/")
 
@@ -274,7 +139,7 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
         """traitlets' parsing, with a bad option value as :class:`CommandLineError` (one line,
         exit status 2) instead of a CRITICAL log line and exit status 1."""
         try:
-            Voila.parse_command_line.__wrapped__(self, argv)
+            parse_voila_command_line(self, argv)
         except (TraitError, ArgumentError) as exc:
             raise CommandLineError(option_error(str(exc), self.aliases)) from None
 
@@ -305,7 +170,7 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
     @property
     def database_url(self) -> str:
         """`--db`, or the SQLite file in the app directory."""
-        return self.db_url or f"sqlite:///{self.app_dir / 'freezer.db'}"
+        return self.db_url or f"sqlite:///{self.app_dir / manifest_module.DATABASE_NAME}"
 
     # --- startup -----------------------------------------------------------------------------
 
@@ -330,7 +195,7 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
             self.init_http_server()
             quiet_server_log(self.log)
             self.log.info(KERNEL_TRANSPORT_NOTE)
-            await self.kernels.start()
+            await self.runs.start()
             self.log.info("Freezer is serving %r at %s", self.title, self.connection_url)
             self.open_in_browser()
             await stop.wait()
@@ -340,7 +205,7 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
 
     def init_connection_dir(self) -> None:
         """A private directory for the kernels' connection files."""
-        self.connection_dir = tempfile.mkdtemp(prefix="freezer_", dir=self.connection_dir_root)
+        self.connection_dir = make_connection_dir(self.connection_dir_root)
 
     async def init_store(self) -> None:
         """Open the database, record this app version, start the journal writer."""
@@ -383,11 +248,11 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
         self.cookie_secret = secret
 
     def init_settings(self) -> dict[str, Any]:
-        """Voila's Tornado settings, with Freezer's browser allowlist and cookie options."""
-        settings: dict[str, Any] = super().init_settings()
-        restrict_browser_messages(self.kernel_manager)
-        share_page_templates()
-        self.kernel_manager.allow_tracebacks = self.show_tracebacks
+        """Voila's Tornado settings, with Freezer's browser allowlist and cookie options; the
+        identity provider Voila made reads the users from the store."""
+        settings = voila_settings(self, self.show_tracebacks)
+        provider: FreezerIdentityProvider = self.identity_provider
+        provider.use_store(self.store)
         settings["xsrf_cookie_kwargs"] = {"samesite": "Lax", "path": self.base_url}
         settings["freezer_max_message_size"] = self.max_message_size
         settings["freezer_flood_rate"] = self.flood_rate
@@ -395,17 +260,21 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
         return settings
 
     def init_kernels(self) -> None:
-        """The live kernels: pool, run mapping, cull and cap."""
-        self.kernels = RunKernels(
-            self.kernel_manager,
+        """The run service over the kernel manager: pool, run mapping, cull and cap; the
+        manager reports websockets and kernel deaths to it."""
+        manager: RunKernelManager = self.kernel_manager
+        policy = KernelPolicy(
+            max_kernels=self.max_kernels, cull_idle_timeout=self.cull_idle_timeout
+        )
+        self.runs = RunService(
+            manager,
             self.store,
             self.journal,
             self.manifest,
             self.app_dir,
             Path(self.connection_dir) / "versions",
+            policy=policy,
             pool_size=self.pool_size,
-            max_kernels=self.max_kernels,
-            cull_idle_timeout=self.cull_idle_timeout,
             show_tracebacks=self.show_tracebacks,
             kernel_timeout=self.kernel_timeout,
             log=self.log,
@@ -413,40 +282,35 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
             run_files=self.run_files,
             kernel_deaths_per_stage=self.kernel_deaths_per_stage,
         )
+        manager.report_to(self.runs)
 
     def init_web_app(self, settings: dict[str, Any]) -> None:
         """The Tornado application with Freezer's routes first, then the Voila routes kept."""
-        self.app = tornado.web.Application(**settings)
-        self.app.settings.update(self.tornado_settings)
-        self.app.add_handlers(".*$", self.init_handlers())
+        self.app = voila_web_app(self, settings, self.init_handlers())
 
     def init_handlers(self) -> list[Any]:
         """Freezer's routes under the base URL, admin's if installed, Voila's assets."""
         prefix = self.server_url.rstrip("/")
-        own = {"freezer": self}
-        voila_page = {
-            "freezer": self,
-            "notebook_path": manifest_module.NOTEBOOK_NAME,
-            "template_paths": self.template_paths,
-            "config": self.config,
-            "voila_configuration": self.voila_configuration,
-        }
+        own = {"runs": self.runs, "pages": self.pages}
+        sign_in = {"store": self.store, "pages": self.pages, "auth": self.auth,
+                   "admin_token": self.admin_token, "base_url": self.base_url}
         routes: list[Any] = [
             (prefix + "/", RunListHandler, own),
             (prefix + "/new", NewRunHandler, own),
-            (prefix + f"/run/{RUN_ID}/?", RunPageHandler, voila_page),
+            run_page_route(self, prefix + f"/run/{RUN_ID}/?", self.runs, self.pages, PageCache(),
+                           manifest_module.NOTEBOOK_NAME),
             (prefix + f"/run/{RUN_ID}/(?P<path>.+)", RunFileHandler, own),
-            (prefix + "/login", LoginHandler, own),
-            (prefix + "/logout", LogoutHandler, own),
+            (prefix + "/login", LoginHandler, sign_in),
+            (prefix + "/logout", LogoutHandler, {"base_url": self.base_url}),
             (prefix + "/health", HealthHandler, own),
             (prefix + r"/(favicon\.svg|favicon\.ico)", FaviconHandler, own),
             (prefix + f"/api/kernels/{KERNEL_ID}", KernelModelHandler, own),
         ]
         if importlib.util.find_spec("runtime.web.admin") is not None:
-            from runtime.web.admin import admin_handlers
+            from runtime.web.admin import admin_routes
 
-            routes.extend(admin_handlers(self))
-        return routes + freezer_voila_routes(super().init_handlers(), self.server_url)
+            routes.extend(admin_routes(self.server_url, self.store, self.title, self.run_files))
+        return routes + voila_routes(self, self.runs)
 
     def init_http_server(self) -> None:
         """Listen on `--ip`:`--port`."""
@@ -470,22 +334,14 @@ class FreezerApp(DeploymentOptions, Voila):  # type: ignore[misc]
             self.sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.sweeper
-        if getattr(self, "kernels", None) is not None:
-            await self.kernels.stop()
+        if getattr(self, "runs", None) is not None:
+            await self.runs.stop()
         if getattr(self, "journal", None) is not None:
             await self.journal.close()
         if getattr(self, "store", None) is not None:
             await self.store.close()
         if getattr(self, "connection_dir", ""):
             shutil.rmtree(self.connection_dir, ignore_errors=True)
-
-    # --- for the admin pages -----------------------------------------------------------------
-
-    async def is_admin_request(self, handler: tornado.web.RequestHandler) -> bool | None:
-        """Whether the request's user is an admin (None: nobody is signed in)."""
-        provider: FreezerIdentityProvider = self.identity_provider
-        user = await provider.get_user(handler)
-        return None if user is None else user.is_admin
 
 
 def shown_url(url: str) -> str:

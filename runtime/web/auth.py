@@ -30,7 +30,8 @@ from runtime.runs.ratelimit import FailureLimiter
 from runtime.web.xsrf import IdentityBoundXsrf
 
 if TYPE_CHECKING:
-    from runtime.web.app import FreezerApp
+    from runtime.store.store import Store
+    from runtime.web.handlers import Pages
 
 AuthMode = Literal["none", "name", "token"]
 AUTH_MODES: tuple[AuthMode, ...] = ("none", "name", "token")
@@ -94,7 +95,8 @@ def cookie_options(handler: web.RequestHandler) -> dict[str, Any]:
 class FreezerIdentityProvider(IdentityProvider):
     """Reads the signed user cookie; the login handler (below) is the only place that sets it.
 
-    `parent` is the :class:`~runtime.web.app.FreezerApp`, whose store holds the users.
+    Voila makes the provider; the server then gives it the store that holds the users
+    (:meth:`use_store`), before it serves any request.
     """
 
     cookie_name = COOKIE_NAME
@@ -103,13 +105,12 @@ class FreezerIdentityProvider(IdentityProvider):
         kwargs.pop("token", None)  # Voila passes its own token settings; Freezer has none
         super().__init__(**kwargs)
         self.token = ""
+        self.store: Store | None = None
         self._users: dict[int, FreezerUser] = {}
 
-    @property
-    def app(self) -> FreezerApp:
-        """The server application (the traitlets parent)."""
-        app: FreezerApp = self.parent  # type: ignore[assignment]
-        return app
+    def use_store(self, store: Store) -> None:
+        """Read the users from `store` (called once, at server setup)."""
+        self.store = store
 
     @property
     def auth_enabled(self) -> bool:
@@ -134,7 +135,9 @@ class FreezerIdentityProvider(IdentityProvider):
         cached = self._users.get(user_id)
         if cached is not None:
             return cached
-        row = await self.app.store.get_user(user_id)
+        if self.store is None:
+            raise RuntimeError("FreezerIdentityProvider.use_store was not called")
+        row = await self.store.get_user(user_id)
         if row is None:
             return None
         user = FreezerUser(
@@ -192,8 +195,14 @@ class LoginHandler(JupyterHandler, IdentityBoundXsrf):
 
     sign_in_form = True
 
-    def initialize(self, freezer: FreezerApp) -> None:
-        self.app = freezer
+    def initialize(
+        self, store: Store, pages: Pages, auth: AuthMode, admin_token: str, base_url: str
+    ) -> None:
+        self.store = store
+        self.pages = pages
+        self.auth = auth
+        self.admin_token = admin_token
+        self.base_path = base_url
 
     @property
     def provider(self) -> FreezerIdentityProvider:
@@ -203,12 +212,12 @@ class LoginHandler(JupyterHandler, IdentityBoundXsrf):
     @property
     def next_url(self) -> str:
         """The page to go to after signing in (`?next=`, checked by :func:`safe_next`)."""
-        return safe_next(str(self.app.base_url), self.get_argument("next", None))
+        return safe_next(self.base_path, self.get_argument("next", None))
 
     def render_form(self, error: str = "", status: int = 200) -> None:
         self.set_status(status)
-        self.finish(self.app.pages.render(
-            "login.html", handler=self, mode=self.app.auth, error=error, next_url=self.next_url,
+        self.finish(self.pages.render(
+            "login.html", handler=self, mode=self.auth, error=error, next_url=self.next_url,
         ))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
@@ -218,7 +227,7 @@ class LoginHandler(JupyterHandler, IdentityBoundXsrf):
         if exc_info is not None and isinstance(exc_info[1], StoreError):
             # A full disk or a read-only database: nothing was saved, so the person can retry.
             self.set_header("Retry-After", str(STORE_RETRY_SECONDS))
-            if self.app.auth != "none":
+            if self.auth != "none":
                 self.render_form(SIGN_IN_NOT_SAVED, 503)
                 return
             self.set_status(503)
@@ -226,12 +235,12 @@ class LoginHandler(JupyterHandler, IdentityBoundXsrf):
         else:
             headline = f"Signing in failed (error {status_code})."
             detail = "Go back to the sign-in page and try again."
-        self.finish(self.app.pages.render("message.html", self, headline=headline, detail=detail))
+        self.finish(self.pages.render("message.html", self, headline=headline, detail=detail))
 
     @allow_unauthenticated
     async def get(self) -> None:
         """Anonymous mode signs in at once; `?token=` links sign in; otherwise the form."""
-        if self.app.auth == "none":
+        if self.auth == "none":
             await self.sign_in_anonymous()
             return
         token = self.get_argument("token", "")
@@ -243,9 +252,9 @@ class LoginHandler(JupyterHandler, IdentityBoundXsrf):
     @allow_unauthenticated
     async def post(self) -> None:
         """The sign-in form (XSRF-checked by jupyter_server before this runs)."""
-        if self.app.auth == "name":
+        if self.auth == "name":
             await self.sign_in_name(self.get_body_argument("name", "").strip())
-        elif self.app.auth == "token":
+        elif self.auth == "token":
             await self.sign_in_token(self.get_body_argument("token", "").strip())
         else:
             await self.sign_in_anonymous()
@@ -253,7 +262,7 @@ class LoginHandler(JupyterHandler, IdentityBoundXsrf):
     async def sign_in_anonymous(self) -> None:
         current = await self.provider.get_user(self)
         if current is None:
-            row = await self.app.store.get_or_create_user(f"anonymous-{secrets.token_hex(6)}")
+            row = await self.store.get_or_create_user(f"anonymous-{secrets.token_hex(6)}")
             self.provider.sign_in(self, row.id, row.name)
         self.redirect(self.next_url)
 
@@ -264,7 +273,7 @@ class LoginHandler(JupyterHandler, IdentityBoundXsrf):
         if name.lower() == ADMIN_NAME or name.startswith("anonymous-"):
             self.render_form("That name is reserved; pick another one.", 400)
             return
-        row = await self.app.store.get_or_create_user(name)
+        row = await self.store.get_or_create_user(name)
         self.provider.sign_in(self, row.id, row.name)
         self.redirect(self.next_url)
 
@@ -272,11 +281,11 @@ class LoginHandler(JupyterHandler, IdentityBoundXsrf):
         """Check the token first: a right token signs in even from an address past the limit
         (a colleague's typos behind the same NAT must not lock the admin out); only wrong
         tokens are counted, and past the limit they are answered 429."""
-        admin_token = self.app.admin_token
+        admin_token = self.admin_token
         if admin_token and hmac.compare_digest(token.encode(), admin_token.encode()):
-            row = await self.app.store.get_or_create_user(ADMIN_NAME, is_admin=True)
+            row = await self.store.get_or_create_user(ADMIN_NAME, is_admin=True)
         else:
-            found = await self.app.store.user_by_token(token) if token else None
+            found = await self.store.user_by_token(token) if token else None
             if found is None:
                 self.refuse_token()
                 return
@@ -302,11 +311,11 @@ class LoginHandler(JupyterHandler, IdentityBoundXsrf):
 class LogoutHandler(JupyterHandler):
     """`/logout`: forget the identity cookie."""
 
-    def initialize(self, freezer: FreezerApp) -> None:
-        self.app = freezer
+    def initialize(self, base_url: str) -> None:
+        self.base_path = base_url
 
     @allow_unauthenticated
     def get(self) -> None:
         provider: FreezerIdentityProvider = self.identity_provider  # type: ignore[assignment]
         provider.sign_out(self)
-        self.redirect(self.app.base_url + "login")
+        self.redirect(self.base_path + "login")

@@ -21,7 +21,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,9 @@ from traitlets import Bool, Float, Integer, TraitError, Unicode
 from traitlets.config import Application, Config, Configurable
 from traitlets.config.loader import JSONFileConfigLoader, PyFileConfigLoader
 
-CONFIG_NAME = "freezer_config"
+from runtime import manifest
+
+CONFIG_NAME = manifest.CONFIG_NAME
 """`freezer_config.py` or `freezer_config.json` in the app directory is read at startup."""
 
 DEPLOY_ALIASES = {
@@ -120,11 +122,17 @@ def read_config_file(path: Path, log: logging.Logger) -> Config:
     return config
 
 
-def load_app_config(app: Application, app_dir: Path, config_file: str) -> list[Path]:
+def load_app_config(
+    app: Application,
+    app_dir: Path,
+    config_file: str,
+    refresh: Callable[[Application], None] | None = None,
+) -> list[Path]:
     """Read the app's config files into `app` (the command line keeps priority).
 
-    Components the app made before this call (Voila's configuration) get the new config too.
-    Returns the files read; raises :class:`ConfigFileError` for a file that cannot be used.
+    `refresh(app)` gives the new config to components the app made before this call (Voila's
+    configuration: :func:`runtime.web.voila.refresh_voila_configuration`). Returns the files
+    read; raises :class:`ConfigFileError` for a file that cannot be used.
     """
     files = config_files_of(app_dir, config_file)
     if not files:
@@ -135,9 +143,8 @@ def load_app_config(app: Application, app_dir: Path, config_file: str) -> list[P
     config.merge(app.cli_config)
     try:
         app.update_config(config)
-        voila_configuration = getattr(app, "voila_configuration", None)
-        if voila_configuration is not None:
-            voila_configuration.update_config(app.config)
+        if refresh is not None:
+            refresh(app)
     except TraitError as exc:
         names = ", ".join(str(path) for path in files)
         raise ConfigFileError(f"{names}: {exc}") from exc

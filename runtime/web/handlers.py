@@ -1,15 +1,16 @@
-"""Freezer's own pages: the run list, starting a run, health; and the page renderer.
+"""Freezer's own pages: the run list, starting a run, health; the page renderer, and the one
+place the run service's outcomes become HTTP answers (:func:`outcome_page`).
 
-Handlers stay thin: parse the request, call the store or the kernels, respond. Every page is
-rendered from `runtime/web/templates/` with Jinja2's autoescape, so whatever a person typed (a name,
-a parameter value) is escaped wherever it is shown.
+Handlers stay thin: parse the request, call the run service, respond. They get their
+collaborators from their route (`initialize(self, runs, pages)`, Tornado's idiom). Every page is
+rendered from `runtime/web/templates/` with Jinja2's autoescape, so whatever a person typed (a
+name, a parameter value) is escaped wherever it is shown.
 """
 
 from __future__ import annotations
 
 import ast
 import json
-import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,18 +20,23 @@ from jupyter_server.base.handlers import JupyterHandler
 from markupsafe import Markup
 from tornado import web
 
-from runtime.manifest import Manifest, Parameter
+from runtime.manifest import RESERVED_PARAMETERS, Manifest, Parameter
+from runtime.runs.outcomes import (
+    KernelsBusyError,
+    RunMissingError,
+    RunStoppedError,
+    RunUnrestorableError,
+)
 from runtime.web.serve_cli import with_article
 from runtime.web.xsrf import IdentityBoundXsrf
 
 if TYPE_CHECKING:
-    from runtime.web.app import FreezerApp
+    from runtime.runs.service import RunService
+    from runtime.store.store import Run
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
 FAVICONS = {"favicon.svg": "image/svg+xml", "favicon.ico": "image/x-icon"}
-RESERVED_PARAMETERS = frozenset({"freezer_user", "freezer_run"})
-SEED_BITS = 31
 START_FORM_FIELDS = frozenset({"_xsrf", "abandon"})
 """Fields of the start form that are not parameters."""
 
@@ -105,11 +111,55 @@ def parse_parameters(manifest: Manifest, query: dict[str, list[bytes]]) -> dict[
     return params
 
 
-class FreezerHandler(JupyterHandler, IdentityBoundXsrf):
-    """Base of Freezer's pages: the app object, the signed-in user, plain error pages."""
+def outcome_page(
+    handler: web.RequestHandler, pages: Pages, run_id: str, outcome: Exception
+) -> None:
+    """Answer a run page the run service could not give: 404 (not the person's run), 409
+    (failed, or cannot be restored), 503 with `Retry-After` (every kernel in use), else 500.
+    The person gets a plain sentence; the server log the detail."""
+    log = handler.log  # type: ignore[attr-defined]
+    if isinstance(outcome, KernelsBusyError):
+        log.warning("busy page for run %s: %s", run_id, outcome)
+        handler.set_header("Retry-After", str(outcome.retry_after))
+        handler.set_status(503)
+        handler.finish(pages.render("busy.html", handler, retry_after=outcome.retry_after))
+        return
+    if isinstance(outcome, RunMissingError):
+        status, headline = 404, "There is no such run of yours."
+        detail = "Go to your runs to continue one or start a new one."
+    elif isinstance(outcome, RunUnrestorableError):
+        if outcome.divergence is not None:
+            user = getattr(handler.current_user, "name", "?")
+            log.error("%s (user %s)", outcome.divergence, user)
+        status, headline, detail = 409, "This run cannot be restored.", outcome.sentence
+    elif isinstance(outcome, RunStoppedError):
+        if outcome.failure is not None:
+            log.error("%s", outcome.failure)
+        status, headline = 409, "This run had to be stopped."
+        detail = ("One of its steps stopped the app each time it ran, so it cannot continue. "
+                  "Your answers are kept and the app's administrator can see what happened; "
+                  "start over to try again.")
+    else:
+        log.error("run %s: no kernel: %s", run_id, outcome)
+        status, headline = 500, "The app could not be started."
+        detail = "The server log says why. Try again in a moment."
+    handler.set_status(status)
+    handler.set_header("Content-Type", "text/html; charset=utf-8")
+    handler.finish(pages.render("message.html", handler, headline=headline, detail=detail))
 
-    def initialize(self, freezer: FreezerApp) -> None:
-        self.freezer = freezer
+
+class FreezerHandler(JupyterHandler, IdentityBoundXsrf):
+    """Base of Freezer's pages: the run service, the page renderer, the signed-in user, plain
+    error pages."""
+
+    def initialize(self, runs: RunService, pages: Pages) -> None:
+        self.runs = runs
+        self.pages = pages
+
+    @property
+    def manifest(self) -> Manifest:
+        """The manifest of the app version being served."""
+        return self.runs.manifest
 
     @property
     def user_id(self) -> int:
@@ -120,7 +170,7 @@ class FreezerHandler(JupyterHandler, IdentityBoundXsrf):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """A plain sentence for the person; the detail went to the log."""
         self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.finish(self.freezer.pages.render(
+        self.finish(self.pages.render(
             "message.html", self, headline=f"Something went wrong (error {status_code}).",
             detail="The server log has the details. Go back to your runs and try again.",
         ))
@@ -128,9 +178,7 @@ class FreezerHandler(JupyterHandler, IdentityBoundXsrf):
     def show_message(self, status: int, headline: str, detail: str) -> None:
         """A page with one sentence for the person."""
         self.set_status(status)
-        self.finish(self.freezer.pages.render(
-            "message.html", self, headline=headline, detail=detail
-        ))
+        self.finish(self.pages.render("message.html", self, headline=headline, detail=detail))
 
 
 class RunListHandler(FreezerHandler):
@@ -141,25 +189,13 @@ class RunListHandler(FreezerHandler):
 
     @web.authenticated
     async def get(self) -> None:
-        app = self.freezer
-        stage_titles = {app.app_id: [stage.title for stage in app.manifest.stages]}
-        runs = []
-        for run in await app.store.runs_for_user(self.user_id):
-            if run.status == "abandoned":
-                continue
-            if run.app_id not in stage_titles:  # an earlier build: same notebook?
-                manifest = await app.store.get_manifest(run.app_id)
-                same = manifest is not None and manifest.source_name == app.manifest.source_name
-                stages = manifest.stages if manifest is not None and same else ()
-                stage_titles[run.app_id] = [stage.title for stage in stages]
-            if stage_titles[run.app_id]:
-                runs.append(run)
+        runs, stage_titles = await self.runs.runs_of(self.user_id)
         if not runs:
             # the admin lands on the admin page: a run of their own would count in its figures
             admin = getattr(self.current_user, "is_admin", False)
-            self.redirect(app.base_url + ("admin" if admin else "new"))
+            self.redirect(self.pages.base_url + ("admin" if admin else "new"))
             return
-        self.finish(app.pages.render("runs.html", self, runs=runs, stage_titles=stage_titles))
+        self.finish(self.pages.render("runs.html", self, runs=runs, stage_titles=stage_titles))
 
 
 class NewRunHandler(FreezerHandler):
@@ -173,13 +209,13 @@ class NewRunHandler(FreezerHandler):
     @web.authenticated
     async def get(self) -> None:
         try:
-            parse_parameters(self.freezer.manifest, self.request.query_arguments)
+            parse_parameters(self.manifest, self.request.query_arguments)
         except ParameterError as exc:
             self.show_message(400, "This start link is not valid.", str(exc))
             return
         fields = [(name, values[-1].decode("utf-8", "replace"))
                   for name, values in self.request.query_arguments.items()]
-        self.finish(self.freezer.pages.render("start.html", self, fields=fields))
+        self.finish(self.pages.render("start.html", self, fields=fields))
 
     @web.authenticated
     async def post(self) -> None:
@@ -187,33 +223,21 @@ class NewRunHandler(FreezerHandler):
         run (kept in the database) and start a new one with its parameters."""
         old_id = self.get_body_argument("abandon", "")
         if old_id:
-            await self.start_over(old_id)
+            self.started(await self.runs.start_over(old_id, self.user_id))
             return
         form = {name: values for name, values in self.request.body_arguments.items()
                 if name not in START_FORM_FIELDS}
         try:
-            params = parse_parameters(self.freezer.manifest, form)
+            params = parse_parameters(self.manifest, form)
         except ParameterError as exc:
             self.show_message(400, "This start link is not valid.", str(exc))
             return
-        await self.start_run(params)
+        self.started(await self.runs.start_run(self.user_id, params))
 
-    async def start_over(self, old_id: str) -> None:
-        store = self.freezer.store
-        params: dict[str, Any] = {}
-        old = await store.get_run(old_id)
-        if old is not None and old.user_id == self.user_id:
-            await store.set_run_status(old.id, "abandoned")
-            await self.freezer.kernels.release_run(old.id)
-            params = dict(old.params)
-        await self.start_run(params)
-
-    async def start_run(self, params: dict[str, Any]) -> None:
-        app = self.freezer
-        seed = secrets.randbits(SEED_BITS)
-        run = await app.store.create_run(app.app_id, self.user_id, seed, params)
+    def started(self, run: Run) -> None:
+        """Send the person to the page of the run just started."""
         self.log.info("run %s started (user %s)", run.id, run.user_name)
-        self.redirect(app.base_url + "run/" + run.id, status=303)
+        self.redirect(self.pages.base_url + "run/" + run.id, status=303)
 
 
 class HealthHandler(FreezerHandler):
@@ -221,21 +245,10 @@ class HealthHandler(FreezerHandler):
 
     @allow_unauthenticated
     async def get(self) -> None:
-        app = self.freezer
-        runs = await app.store.list_runs(app.app_id)
-        kernels = app.kernels
+        health = await self.runs.health()
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
-        self.finish(json.dumps({
-            "status": "ok",
-            "app_id": app.app_id,
-            "live_kernels": kernels.live_count,
-            "run_kernels": kernels.run_kernel_count,
-            "pool_kernels": kernels.pool_count,
-            "culled": kernels.culled,
-            "runs": len(runs),
-            "active_runs": sum(1 for run in runs if run.status == "active"),
-        }))
+        self.finish(json.dumps(health))
 
 
 class FaviconHandler(FreezerHandler):
@@ -254,7 +267,7 @@ class KernelModelHandler(FreezerHandler):
 
     @web.authenticated
     async def get(self, kernel_id: str) -> None:
-        live = self.freezer.kernels.live(kernel_id)
+        live = self.runs.live(kernel_id)
         if live is None or live.user_id != self.user_id:
             raise web.HTTPError(403, "kernel %s is not the requester's", kernel_id)
         self.set_header("Content-Type", "application/json")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from tornado import web
 
+from runtime.runs.outcomes import RunMissingError
 from runtime.web.handlers import FreezerHandler
 
 if TYPE_CHECKING:
@@ -39,13 +40,11 @@ class RunFileHandler(FreezerHandler):
 
     @web.authenticated
     async def get(self, run_id: str, path: str) -> None:
-        run = await self.freezer.store.get_run(run_id)
-        user = self.current_user
-        if run is None or (run.user_id != self.user_id and not getattr(user, "is_admin", False)):
-            raise web.HTTPError(404, "run %s is not the requester's", run_id)
-        found = self.freezer.run_files.file_path(run_id, path)
-        if found is None:
-            raise web.HTTPError(404, "run %s has no file %r", run_id, path)
+        is_admin = getattr(self.current_user, "is_admin", False)
+        try:
+            found = await self.runs.run_file(run_id, path, self.user_id, is_admin)
+        except RunMissingError as exc:
+            raise web.HTTPError(404, "%s", exc) from None
         self.set_header("Content-Type", content_type(found))
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Content-Security-Policy", FILE_POLICY)

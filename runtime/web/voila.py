@@ -1,13 +1,18 @@
 """Every use of a Voila internal, in one place (Voila 0.5; the next Voila is this file's work).
 
 Voila has documented extension points for the kernel manager class and the kernel websocket
-connection class; Freezer uses those from :mod:`runtime.web.app`. What Voila offers no extension
+connection class; Freezer uses those (:func:`voila_app_config`). What Voila offers no extension
 point for is here:
 
-- :class:`RunPageHandler`: Voila's notebook page handler, mounted at `/run/<run_id>`. It checks
-  that the signed-in person owns the run, gets the run's kernel (live, pooled, or replayed),
-  and hands its id to Voila's `start_kernel` call through :data:`runtime.web.kernels.page_kernel`
-  before letting Voila render `app.ipynb`.
+- the start sequence: :func:`use_app_notebook` (the notebook, the run page template, Voila's
+  configuration after Freezer's config files: :func:`refresh_voila_configuration`),
+  :func:`voila_settings` and :func:`voila_web_app` are `Voila.init_settings` and the tail of
+  `Voila.start()` with Freezer's changes, and :func:`parse_voila_command_line` is Voila's
+  command line parsing without its exit on an error;
+- :class:`RunPageHandler`: Voila's notebook page handler, mounted at `/run/<run_id>`. It asks
+  the run service for the run's kernel (live, pooled, or replayed), hands its id to Voila's
+  `start_kernel` call through :data:`runtime.web.jupyter.page_kernel` and lets Voila render
+  `app.ipynb`; :class:`PageCache` keeps the page Voila rendered for each live kernel;
 - :class:`DetachHandler`: replaces Voila's unload beacon handler, which shuts the kernel down;
   a run's kernel must survive a closed tab (the culler decides when it goes).
 - :class:`RunKernelWebsocketHandler`: Voila's kernel websocket handler, refusing unknown kernels
@@ -15,17 +20,15 @@ point for is here:
 - :func:`freezer_voila_routes`: Voila's routes minus the ones Freezer replaces or must not
   expose (the catch-all page, the file tree, the contents API, kernel REST, `/voila/files/`).
 - :func:`runtime.web.page_head.with_page_head`, applied to the page Voila renders: the run's base
-  URL for relative links, and a sentence for widgets whose front-end is missing.
+  URL for relative links, and a sentence for widgets whose front-end is missing; the `lab`
+  template's CDN stylesheet links (:data:`CDN_STYLESHEET`) are dropped, and the page gets
+  Freezer's kernel watch instead (:mod:`runtime.web.kernel_watch`).
 - :func:`restrict_browser_messages`: the message types Voila allows from the browser, without
   `shutdown_request`.
-- :data:`CDN_STYLESHEET`: the `lab` template's CDN stylesheet links, dropped from the page;
-  the page gets Freezer's kernel watch instead (:mod:`runtime.web.kernel_watch`).
-- :func:`with_run_page_template`: Freezer's run page template (`runtime/web/templates/voila/`, based
-  on Voila's `lab` template, whose widget manager it keeps) first in Voila's template paths; its
-  header (title, who is signed in, links) is filled per request at :data:`HEADER_MARK`, and
-  the `lab` template's empty icon link gives way to the app's favicon.
-- :class:`ReadyKernelClient`: the kernel client Voila's executor gets for a page, without
-  jupyter_client's fixed 0.2 s wait for a quiet iopub (the run's kernel is already up).
+- :func:`with_run_page_template`: Freezer's run page template (`runtime/web/templates/voila/`,
+  based on Voila's `lab` template, whose widget manager it keeps) first in Voila's template
+  paths; its header (title, who is signed in, links) is filled per request at
+  :data:`HEADER_MARK`, and the `lab` template's empty icon link gives way to the app's favicon.
 - :class:`SharedTemplatesExporter` (installed by :func:`share_page_templates`): Voila builds a
   new exporter, and so a new Jinja environment that compiles the page templates again, for
   every page; compiling them was most of a page's server time.
@@ -33,19 +36,19 @@ point for is here:
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
+import tempfile
+import weakref
 from pathlib import Path
-from queue import Empty
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from jupyter_client.asynchronous.client import AsyncKernelClient
-from jupyter_client.session import new_id
+import tornado.web
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.services.kernels.handlers import KernelHandler
 from tornado import web
+from traitlets.config import Config
 from voila import notebook_renderer as voila_notebook_renderer
+from voila.app import Voila
 from voila.exporter import VoilaExporter
 from voila.shutdown_kernel_handler import VoilaShutdownKernelHandler
 from voila.static_file_handler import AllowListFileHandler
@@ -55,15 +58,16 @@ from voila.tornado.kernel_websocket_handler import VoilaKernelWebsocketHandler
 from voila.tornado.treehandler import TornadoVoilaTreeHandler
 
 from runtime.errors import RuntimeAppError
-from runtime.runs.replay import WIDGETS_CHANGED, RunDivergedError
+from runtime.web.handlers import Pages, outcome_page
+from runtime.web.jupyter import ReadyKernelClient, RunKernelManager, page_kernel
 from runtime.web.kernel_watch import with_kernel_watch
-from runtime.web.kernels import KernelsBusyError, RunFailedError, page_kernel
 from runtime.web.page_head import with_page_head
 from runtime.web.websocket import BROWSER_MESSAGE_TYPES
 from runtime.web.xsrf import IdentityBoundXsrf
 
 if TYPE_CHECKING:
-    from runtime.web.app import FreezerApp
+    from runtime.runs.live import LiveKernel
+    from runtime.runs.service import RunService
 
 KERNEL_ID = r"(?P<kernel_id>\w+-\w+-\w+-\w+-\w+)"
 CDN_STYLESHEET = re.compile(r'<link rel="stylesheet" href="https://cdn\.jsdelivr\.net/[^"]*"[^>]*>')
@@ -113,65 +117,6 @@ def share_page_templates() -> None:
     voila_notebook_renderer.VoilaExporter = SharedTemplatesExporter
 
 
-class ReadyKernelClient(AsyncKernelClient):
-    """The kernel client of Voila's page executor (`ServerKernelManager.client_factory`).
-
-    jupyter_client's `wait_for_ready` ends by reading iopub until it has been quiet for 0.2 s,
-    a fixed cost on every page. Here the client is ready as soon as the iopub status of its own
-    `kernel_info_request` arrives: the reply proves the shell works, the status that iopub is
-    subscribed.
-
-    Each client also gets a session id of its own. jupyter_client hands every client of a
-    kernel manager the manager's session, and the session id is the shell socket's identity:
-    two pages of one run rendered at once (two tabs, a double click, a proxy's retry) had two
-    sockets with one identity, and the kernel's router sent both replies to one of them; the
-    other page waited for its reply forever.
-    """
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        session = self.session.clone()
-        session.session = new_id()
-        self.session = session
-
-    async def wait_for_ready(self, timeout: float | None = None) -> None:
-        deadline = time.monotonic() + (60.0 if timeout is None else timeout)
-        while True:
-            msg_id = self.kernel_info()
-            reply = await self._reply_to(msg_id, deadline)
-            if reply is not None and await self._iopub_idle_after(msg_id, deadline):
-                self._handle_kernel_info_reply(reply)
-                return
-            if not await self._async_is_alive():
-                raise RuntimeError("Kernel died before replying to kernel_info")
-            if time.monotonic() > deadline:
-                raise RuntimeError("Kernel didn't respond in time")
-
-    async def _reply_to(self, msg_id: str, deadline: float) -> dict[str, Any] | None:
-        while time.monotonic() < deadline:
-            try:
-                msg: dict[str, Any] = await self.shell_channel.get_msg(timeout=1)
-            except Empty:
-                return None
-            if msg["parent_header"].get("msg_id") == msg_id:
-                return msg
-        return None
-
-    async def _iopub_idle_after(self, msg_id: str, deadline: float) -> bool:
-        while time.monotonic() < deadline:
-            try:
-                msg: dict[str, Any] = await self.iopub_channel.get_msg(timeout=0.5)
-            except (Empty, asyncio.TimeoutError):
-                return False  # subscribed too late for this one: ask again
-            if (
-                msg["parent_header"].get("msg_id") == msg_id
-                and msg["msg_type"] == "status"
-                and msg["content"].get("execution_state") == "idle"
-            ):
-                return True
-        return False
-
-
 def with_run_page_template(template_paths: list[str]) -> list[str]:
     """Voila's template paths with Freezer's run page template first (its `index.html.j2`
     extends the `lab` one that the rest of the paths find)."""
@@ -184,20 +129,27 @@ def restrict_browser_messages(kernel_manager: Any) -> None:
     kernel_manager.allowed_message_types = sorted(BROWSER_MESSAGE_TYPES)
 
 
-def freezer_voila_routes(voila_routes: list[Any], server_url: str) -> list[Any]:
+def freezer_voila_routes(routes: list[Any], server_url: str, runs: RunService) -> list[Any]:
     """Voila's routes that Freezer keeps (static assets, themes, extensions, allowed files),
     plus Freezer's versions of its kernel websocket and unload beacon."""
-    kept = [route for route in voila_routes if not issubclass(route[1], REPLACED_VOILA_HANDLERS)]
+    kept = [route for route in routes if not issubclass(route[1], REPLACED_VOILA_HANDLERS)]
     prefix = server_url.rstrip("/")
     return [
-        (prefix + f"/api/kernels/{KERNEL_ID}/channels", RunKernelWebsocketHandler),
+        (prefix + f"/api/kernels/{KERNEL_ID}/channels", RunKernelWebsocketHandler,
+         {"runs": runs}),
         (prefix + r"/voila/api/shutdown/(.*)", DetachHandler),
         *kept,
     ]
 
 
 class RunKernelWebsocketHandler(VoilaKernelWebsocketHandler):  # type: ignore[misc]
-    """Voila's kernel websocket; a kernel this server does not know is refused (403)."""
+    """Voila's kernel websocket; a kernel this server does not know is refused (403).
+
+    Its connection (:class:`runtime.web.websocket.RunWebsocketConnection`) reaches the run
+    service as `websocket_handler.runs`, given here by the route."""
+
+    def initialize(self, runs: RunService) -> None:
+        self.runs = runs
 
     async def pre_get(self) -> None:
         if self.kernel_id not in self.kernel_manager:
@@ -222,67 +174,139 @@ class DetachHandler(APIHandler):
         self.finish()
 
 
+# --- the start sequence ---------------------------------------------------------------------
+
+
+def voila_app_config() -> Config:
+    """Voila's configuration for Freezer: its kernel manager, no restarts, ready clients."""
+    return Config({
+        "VoilaConfiguration": {"multi_kernel_manager_class": RunKernelManager},
+        # a dead kernel is not restarted: its run is replayed in a fresh one
+        "KernelRestarter": {"restart_limit": 0},
+        "ServerKernelManager": {"client_factory": ReadyKernelClient},
+    })
+
+
+def parse_voila_command_line(app: Voila, argv: list[str] | None) -> None:
+    """traitlets' parsing as Voila does it, without Voila's `catch_config_error` (which logs
+    a bad value as CRITICAL and exits 1): the error reaches the caller."""
+    Voila.parse_command_line.__wrapped__(app, argv)
+
+
+def refresh_voila_configuration(app: Any) -> None:
+    """Give Voila's configuration object, made before the config files were read, their
+    settings too (raises traitlets' `TraitError`)."""
+    voila_configuration = getattr(app, "voila_configuration", None)
+    if voila_configuration is not None:
+        voila_configuration.update_config(app.config)
+
+
+def use_app_notebook(app: Voila, notebook: Path, show_tracebacks: bool) -> None:
+    """Serve `notebook` with Freezer's run page template first in Voila's template paths."""
+    app.voila_configuration.show_tracebacks = show_tracebacks
+    app.notebook_path = str(notebook)
+    app.template_paths = with_run_page_template(app.template_paths)
+
+
+def make_connection_dir(root: str) -> str:
+    """A private directory for the kernels' connection files (as `Voila.start` makes)."""
+    return tempfile.mkdtemp(prefix="freezer_", dir=root)
+
+
+def voila_settings(app: Voila, show_tracebacks: bool) -> dict[str, Any]:
+    """`Voila.init_settings` (kernel manager, identity provider, Jinja environments), with
+    Freezer's browser allowlist and shared page templates."""
+    settings: dict[str, Any] = Voila.init_settings(app)
+    restrict_browser_messages(app.kernel_manager)
+    share_page_templates()
+    app.kernel_manager.allow_tracebacks = show_tracebacks
+    return settings
+
+
+def voila_web_app(
+    app: Voila, settings: dict[str, Any], routes: list[Any]
+) -> tornado.web.Application:
+    """The Tornado application as `Voila.start` makes it: `routes` (Freezer's) first."""
+    web_app = tornado.web.Application(**settings)
+    web_app.settings.update(app.tornado_settings)
+    web_app.add_handlers(".*$", routes)
+    return web_app
+
+
+def voila_routes(app: Voila, runs: RunService) -> list[Any]:
+    """The routes of `Voila.init_handlers` that Freezer keeps, with its own replacements."""
+    return freezer_voila_routes(Voila.init_handlers(app), app.server_url, runs)
+
+
+def run_page_route(
+    app: Voila, pattern: str, runs: RunService, pages: Pages, cache: PageCache, notebook: str
+) -> tuple[str, type, dict[str, Any]]:
+    """The run page's route, with Voila's handler arguments and Freezer's collaborators."""
+    return (pattern, RunPageHandler, {
+        "runs": runs, "pages": pages, "page_cache": cache,
+        "notebook_path": notebook,
+        "template_paths": app.template_paths,
+        "config": app.config,
+        "voila_configuration": app.voila_configuration,
+    })
+
+
+# --- the run page ---------------------------------------------------------------------------
+
+
+class PageCache:
+    """The app page as Voila rendered it for each live kernel, for the next page of its run.
+
+    Re-attaching, Voila would execute the bootstrap cell again only to display the same root
+    widget; the page it rendered for the kernel is that page. An entry goes with its kernel's
+    live record."""
+
+    def __init__(self) -> None:
+        self._pages: weakref.WeakKeyDictionary[LiveKernel, str] = weakref.WeakKeyDictionary()
+
+    def get(self, live: LiveKernel) -> str | None:
+        """The page rendered for `live`, if one was kept."""
+        return self._pages.get(live)
+
+    def keep(self, live: LiveKernel, html: str) -> None:
+        """Keep the page rendered for `live`, if it showed the app (an error page is not worth
+        keeping)."""
+        if WIDGET_VIEW in html:
+            self._pages[live] = html
+
+
 class RunPageHandler(TornadoVoilaHandler, IdentityBoundXsrf):  # type: ignore[misc]
     """`/run/<run_id>`: the app page of one run, rendered by Voila on the run's kernel.
 
     Its forms (start over, in the header) carry the person's bound XSRF token, as every other
     page's do."""
 
-    def initialize(self, **kwargs: Any) -> None:
-        self.freezer: FreezerApp = kwargs.pop("freezer")
+    def initialize(
+        self, runs: RunService, pages: Pages, page_cache: PageCache, **kwargs: Any
+    ) -> None:
+        self.runs = runs
+        self.pages = pages
+        self.page_cache = page_cache
         super().initialize(**kwargs)
 
     @web.authenticated
     async def get(self, run_id: str) -> None:
-        app = self.freezer
-        run = await app.store.get_run(run_id)
-        user_id = getattr(self.current_user, "user_id", None)
-        if run is None or run.user_id != user_id:
-            self.show_message(404, "There is no such run of yours.",
-                              "Go to your runs to continue one or start a new one.")
-            return
-        if run.status == "failed":
-            self.show_failed()
-            return
-        if run.status == "diverged":
-            recorded = (await app.store.divergences([run.id])).get(run.id, {})
-            self.show_message(409, "This run cannot be restored.",
-                              str(recorded.get("sentence") or WIDGETS_CHANGED))
-            return
         try:
-            live = await app.kernels.kernel_for_run(run)
-        except KernelsBusyError as exc:
-            self.log.warning("busy page for run %s: %s", run.id, exc)
-            self.set_header("Retry-After", str(exc.retry_after))
-            self.set_status(503)
-            self.finish(app.pages.render("busy.html", self, retry_after=exc.retry_after))
-            return
-        except RunDivergedError as exc:
-            self.log.error("%s (user %s)", exc, run.user_name)
-            await app.store.record_divergence(run.id, exc.divergence.to_json())
-            self.show_message(409, "This run cannot be restored.", exc.divergence.sentence)
-            return
-        except RunFailedError as exc:
-            self.log.error("%s", exc)
-            self.show_failed()
-            return
+            live = await self.runs.open_page(run_id, getattr(self.current_user, "user_id", None))
         except RuntimeAppError as exc:
-            self.log.error("run %s: no kernel: %s", run.id, exc)
-            self.show_message(500, "The app could not be started.",
-                              "The server log says why. Try again in a moment.")
+            outcome_page(self, self.pages, run_id, exc)
             return
         # Tornado's own token sets the _xsrf cookie that Voila's unload beacon sends back (an API
         # request, double-submit checked); the header's forms carry the bound one.
         tornado_token: Any = web.RequestHandler.xsrf_token
         tornado_token.fget(self)
-        header = self.page_header(run.id)
-        if live.page_html is not None:
-            # Re-attach: Voila would execute the bootstrap cell again only to display the same
-            # root widget; the page it rendered for this kernel is that page.
+        header = self.page_header(run_id)
+        cached = self.page_cache.get(live)
+        if cached is not None:
             self.set_header("Content-Type", "text/html")
             self.set_header("Cache-Control", "no-cache, no-store, must-revalidate")
-            self.finish(live.page_html.replace(HEADER_MARK, header, 1))
-            live.touch()
+            self.finish(cached.replace(HEADER_MARK, header, 1))
+            self.runs.touch(live)
             return
         token = page_kernel.set(live.kernel_id)
         parts: list[str] = []
@@ -296,32 +320,15 @@ class RunPageHandler(TornadoVoilaHandler, IdentityBoundXsrf):  # type: ignore[mi
                 parts.append(html)
                 self.write(html.replace(HEADER_MARK, header, 1))
                 self.flush()
-            page = "".join(parts)
-            if WIDGET_VIEW in page:  # the app showed; an error page is not worth keeping
-                live.page_html = page
+            self.page_cache.keep(live, "".join(parts))
         finally:
             page_kernel.reset(token)
-            live.touch()  # the idle clock starts when the page is complete, not before
-
-    def show_failed(self) -> None:
-        """The page of a run whose stage ended its kernel every time it ran."""
-        self.show_message(409, "This run had to be stopped.",
-                          "One of its steps stopped the app each time it ran, so it cannot "
-                          "continue. Your answers are kept and the app's administrator can see "
-                          "what happened; start over to try again.")
+            self.runs.touch(live)  # the idle clock starts when the page is complete, not before
 
     def page_header(self, run_id: str) -> str:
         """The header of this person's run page: app title, who is signed in, their links."""
         user = self.current_user
-        return self.freezer.pages.render(
+        return self.pages.render(
             "run_header.html", self, run_id=run_id,
             user_name=getattr(user, "name", ""), is_admin=getattr(user, "is_admin", False),
         )
-
-    def show_message(self, status: int, headline: str, detail: str) -> None:
-        """A plain page with one sentence for the person (details are in the server log)."""
-        self.set_status(status)
-        self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.finish(self.freezer.pages.render(
-            "message.html", self, headline=headline, detail=detail
-        ))

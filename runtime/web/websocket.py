@@ -34,19 +34,20 @@ from tornado import web
 from tornado.websocket import WebSocketClosedError
 
 from runtime.errors import JournalError, RuntimeAppError
-from runtime.runs.listener import RUNNER_TARGET, WIDGET_TARGET
+from runtime.protocol import COMM_TARGET, WIDGET_CONTROL_TARGET, WIDGET_TARGET
 from runtime.runs.ratelimit import TokenBucket
 from runtime.store.store import NewEvent, pack_buffers
 
 if TYPE_CHECKING:
-    from runtime.web.kernels import LiveKernel, RunKernels
+    from runtime.runs.live import LiveKernel
+    from runtime.runs.service import RunService
 
 V1_PROTOCOL = "v1.kernel.websocket.jupyter.org"
 BROWSER_MESSAGE_TYPES = frozenset(
     {"comm_open", "comm_msg", "comm_close", "comm_info_request", "kernel_info_request"}
 )
 """The only message types a page may send to a kernel."""
-BROWSER_COMM_TARGETS = frozenset({WIDGET_TARGET, "jupyter.widget.control"})
+BROWSER_COMM_TARGETS = frozenset({WIDGET_TARGET, WIDGET_CONTROL_TARGET})
 JOURNALED_METHODS = frozenset({"update", "custom"})
 """Widget message methods that change the kernel's state (others only ask for state)."""
 FRONTEND_OUTPUT_STATE = frozenset({"outputs", "msg_id"})
@@ -116,11 +117,12 @@ class RunWebsocketConnection(ZMQChannelsWebsocketConnection):
         return self._framing[0]
 
     @property
-    def runs(self) -> RunKernels:
-        """The server's live kernels (reached through the kernel manager that owns this one)."""
-        runs: RunKernels | None = getattr(self.multi_kernel_manager, "runs", None)
+    def runs(self) -> RunService:
+        """The run service, given to the websocket handler by its route
+        (:class:`runtime.web.voila.RunKernelWebsocketHandler`)."""
+        runs: RunService | None = getattr(self.websocket_handler, "runs", None)
         if runs is None:
-            raise RuntimeAppError("the kernel manager is not Freezer's RunKernelManager")
+            raise RuntimeAppError("the websocket handler is not Freezer's own")
         return runs
 
     async def prepare(self) -> None:
@@ -351,7 +353,7 @@ class RunWebsocketConnection(ZMQChannelsWebsocketConnection):
             return False
         content = self.session.unpack(parts[4])
         comm_id = str(content.get("comm_id"))
-        if content.get("target_name") == RUNNER_TARGET:
+        if content.get("target_name") == COMM_TARGET:
             self._runner_comms.add(comm_id)
             return True
         return self._is_runner_comm(comm_id)

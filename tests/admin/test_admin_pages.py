@@ -25,8 +25,9 @@ from jupyter_server.auth.identity import IdentityProvider
 from playwright.sync_api import Page
 from tornado.httpserver import HTTPServer
 
-from runtime.store.exporting import rows_to_json
-from runtime.web.admin import VALUE_LIMIT, admin_routes, fmt_value
+from runtime.store.export_format import rows_to_json
+from runtime.web.admin import admin_routes
+from runtime.web.admin_data import VALUE_LIMIT, fmt_value
 from runtime.web.auth import FreezerUser
 from tests.support.processes import free_port
 
@@ -65,7 +66,7 @@ def start_admin_server(db_url: str) -> tuple[AdminServer, Any, HTTPServer]:
         asyncio.set_event_loop(loop)
         store = loop.run_until_complete(Store.open(db_url))
         app = tornado.web.Application(
-            admin_routes("/base/", store=lambda: store, title="Face labels"),
+            admin_routes("/base/", store=store, title="Face labels"),
             identity_provider=HeaderIdentityProvider(),
             login_url="/base/login",
             base_url="/base/",

@@ -26,15 +26,14 @@ from admin_seed import (
 )
 
 from runtime.manifest import Parameter
-from runtime.store.exporting import (
+from runtime.store.export_format import (
     FORMULA_PREFIXES,
     csv_columns,
-    export_main,
     flatten_row,
     rows_to_csv,
-    runs_main,
     safe_cell,
 )
+from runtime.store.exporting import export_main, runs_main
 from runtime.store.models import new_run_id
 from runtime.store.store import Store
 

@@ -11,7 +11,7 @@ import ipywidgets as w
 from playwright.sync_api import Page, expect
 
 from runtime.kernel.values import is_media_reference, json_value, media_reference
-from runtime.web.admin import (
+from runtime.web.admin_data import (
     VALUE_LIMIT,
     build_page,
     fmt_inputs,

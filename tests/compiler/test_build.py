@@ -16,7 +16,6 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 from freezer import __version__
 from freezer import emit as emit_module
 from freezer.commands import build_main, plan_main
-from freezer.emit import BOOTSTRAP_SOURCE
 from freezer.notebook import read_notebook
 from freezer.plan import plan_notebook
 from runtime import manifest as mf
@@ -82,7 +81,7 @@ def test_build_writes_the_app_directory(
     nbformat.validate(app_nb)
     assert [c.cell_type for c in app_nb.cells] == ["markdown", "code"]
     assert app_nb.cells[0].source == "# Pick a person"
-    assert app_nb.cells[1].source == BOOTSTRAP_SOURCE
+    assert app_nb.cells[1].source == mf.BOOTSTRAP_SOURCE
     assert app_nb.metadata.kernelspec.name == "python3"
 
     printed = capsys.readouterr()

@@ -1,5 +1,6 @@
 """Build diagnostics that depend on the files beside the notebook and on the installed
-front-ends: `local-module`, `missing-include`, `widget-frontend-missing`."""
+front-ends: `local-module`, `missing-include`, `widget-frontend-missing`; and
+`custom-widget-no-disabled`, the warning about a custom widget Freezer cannot disable."""
 
 from __future__ import annotations
 
@@ -147,3 +148,32 @@ def test_build_warns_a_missing_frontend_naming_the_package(
     assert line.startswith(f"{notebook}: cell 1, line 1: warning widget-frontend-missing: "
                            "nofrontend.Sketch: its front-end, the npm package "
                            "'fake-sketch-widget', is not installed")
+
+
+def test_build_warns_a_custom_widget_it_cannot_disable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    notebook = write_nb(
+        tmp_path / "nb.ipynb",
+        "import anywidget\nimport traitlets",
+        "x = 1\n\nclass Pad(anywidget.AnyWidget):\n    _esm = 'export default {}'\n"
+        "    strokes = traitlets.List([]).tag(sync=True)",
+        "pad = Pad()\npad",
+        "print(pad.strokes)",
+    )
+    assert build_main([str(notebook), "-o", str(tmp_path / "app")]) == 0
+    [line] = warnings(capsys, "custom-widget-no-disabled")
+    assert line.startswith(f"{notebook}: cell 2, line 3: warning custom-widget-no-disabled: "
+                           "Pad is a custom widget (anywidget) with no `disabled` trait")
+    assert "disabled = traitlets.Bool(False).tag(sync=True)" in line
+    # with the trait the front-end honours, nothing to warn about
+    notebook = write_nb(
+        tmp_path / "ok.ipynb",
+        "import anywidget\nimport traitlets",
+        "class Pad(anywidget.AnyWidget):\n    _esm = 'export default {}'\n"
+        "    disabled = traitlets.Bool(False).tag(sync=True)",
+        "pad = Pad()\npad",
+        "print(pad.disabled)",
+    )
+    assert build_main([str(notebook), "-o", str(tmp_path / "ok")]) == 0
+    assert warnings(capsys, "custom-widget-no-disabled") == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import nbformat
@@ -9,6 +10,7 @@ import pytest
 
 from freezer.analysis import NotebookAnalyzer, Read, is_pip_install, parse_cell
 from freezer.plan import markdown_heading, plan_notebook
+from freezer.syntax import comment_out, drop_lines
 from runtime import manifest as mf
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -34,6 +36,32 @@ def test_cell_magic_body_keeps_its_line_numbers() -> None:
     facts = NotebookAnalyzer().analyze(0, "%%time\nimport ipywidgets as w\ns = w.IntSlider()\n"
                                           "print(s.value)")
     assert [(e.name, e.line) for e in facts.events if isinstance(e, Read)][-1] == ("s", 4)
+
+
+@pytest.mark.parametrize("source", [
+    "%pip install requests\nimport requests",
+    "import ipywidgets as w\ns = w.IntSlider()\ns\n%block s",
+    "if True:\n    %pip install x\nelse:\n    !pip install y\n    z = 1\n%blockrun go",
+    "%%time\n%pip install x\nfor i in range(2):\n    !pip install y",
+    "  %pip install x\n  y = 1",
+    "def f():\n    pass\ntry:\n    %pip install x\nfinally:\n    %pip install y",
+])
+def test_the_app_source_tree_is_the_cell_tree_without_its_commented_lines(source: str) -> None:
+    """The planner does not parse a cell again after commenting out its `%pip` and `%block`
+    lines: dropping those statements from the tree gives what parsing the new source gives."""
+    facts = NotebookAnalyzer().analyze(0, source)
+    lines = {ln for ln, _ in facts.pip_lines} | {m.line for m in facts.markers}
+    assert facts.source == comment_out(source, lines) != source
+    reparsed = parse_cell(facts.source)
+    assert facts.parsed is not None and facts.parsed.tree is not None
+    assert reparsed.tree is not None
+    assert ast.dump(facts.parsed.tree) == ast.dump(reparsed.tree)
+    own = parse_cell(source)
+    assert own.tree is not None
+    before = ast.dump(own.tree)
+    drop_lines(own, source, lines)
+    assert ast.dump(own.tree) == before  # the cell's own tree is left as it was
+    assert drop_lines(own, source, set()) is own
 
 
 @pytest.mark.parametrize(("kind", "text", "installs"), [

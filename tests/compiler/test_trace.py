@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import nbformat
@@ -113,3 +114,25 @@ def test_a_kernel_that_dies_ends_the_trace(tmp_path: Path) -> None:
     with pytest.raises(TraceError) as info:
         trace_notebook(nb, cwd=tmp_path, cell_timeout=0, progress=io.StringIO(), where="nb")
     assert info.value.message.startswith("nb: cell 1: the kernel died")
+
+
+def test_a_view_cleared_is_still_shown_and_a_cell_that_raises_is_reported(
+    tmp_path: Path
+) -> None:
+    nb = new_notebook(cells=[
+        new_code_cell("import ipywidgets as w\nfrom IPython.display import clear_output, display"
+                      "\nshown = w.IntSlider()\ndisplay(shown)\nclear_output()"),
+        new_code_cell("1 / 0"),
+        new_code_cell("%block shown"),
+        new_code_cell("print('after')"),
+    ])
+    progress = io.StringIO()
+    assert trace_notebook(nb, cwd=tmp_path, cell_timeout=0, progress=progress) == {0}
+    lines = [re.sub(r" \(\d+\.\d s\)$", "", line)  # the time each cell took
+             for line in progress.getvalue().splitlines()]
+    assert lines == [
+        "trace: cell 1 (1/3): shows widgets",
+        "trace: cell 2 (2/3): raised ZeroDivisionError: division by zero",
+        "trace: cell 4 (3/3): ok",
+    ]
+    assert all(cell.get("outputs", []) == [] for cell in nb.cells)  # the notebook is untouched

@@ -102,6 +102,19 @@ run_button.click()
 assert "Smith&#x27;s plan" in receipt.value, receipt.value
 """,
     },
+    "face_grid": {
+        # What the grid's front-end sends: trait updates, and a custom message for the button.
+        "face_grid-5": "grid.selected = [0, 2, 3, 4, 10]",
+        "face_grid-9": """
+assert [face["id"] for face in others.faces][:8] == [1, 5, 6, 7, 8, 9, 11, 12]
+others.selected = [1, 5]
+others._handle_custom_msg({"action": "ignore", "ids": [5, 6, 7, 8, 9, 11, 12, 99]}, [])
+assert others.ignored == [5, 6, 7, 8, 9, 11, 12] and others.selected == [1], others.selected
+others.disabled = True
+others._handle_custom_msg({"action": "ignore", "ids": [1]}, [])
+assert others.ignored == [5, 6, 7, 8, 9, 11, 12], "a disabled grid takes no messages"
+""",
+    },
 }
 
 
@@ -266,3 +279,14 @@ def test_forms_records_valid_submissions_only() -> None:
     assert outcomes["fast growth"]["years_to_90_percent"] is not None
     assert (outcomes["Smith's plan"]["years_to_90_percent"]
             < outcomes["fast growth"]["years_to_90_percent"])
+
+
+def test_face_grid_records_the_selection_and_the_ignored_faces() -> None:
+    nb, collected = person_run("face_grid")
+    printed = "".join(out.get("text", "") for _, out in outputs(nb))
+    assert "You picked 5 faces: 0, 2, 3, 4, 10" in printed
+    summary = collected["summary"]
+    assert summary["picked"] == [0, 2, 3, 4, 10] and summary["picked_later"] == [1]
+    assert summary["ignored"] == [5, 6, 7, 8, 9, 11, 12]
+    grids = [model["state"] for model in widget_models(nb, "AnyModel")]
+    assert sorted(len(state["faces"]) for state in grids) == [5, 19, 24]

@@ -60,6 +60,11 @@ EXPECTED: dict[str, list[ExpectedStage]] = {
         ExpectedStage("Describe a scenario", 0, (("scenarios", "callback", 4),)),
         ExpectedStage("Compare the scenarios", 5, collect=("submitted", "outcomes")),
     ],
+    "face_grid": [
+        ExpectedStage("Pick the smiling faces", 1, (("grid", "widget", 6),)),
+        ExpectedStage("Check the others", 7, (("others", "widget", 10),)),
+        ExpectedStage("Summary", 11, collect=("summary",)),
+    ],
 }
 
 EXPECTED_PARAMETERS: dict[str, list[tuple[str, object, str]]] = {

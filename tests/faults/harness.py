@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
-from runtime.web.kernels import process_ended
+from runtime.runs.kernel_start import process_ended
 from tests.server.conftest import write_app
 from tests.support.eventually import eventually
 from tests.support.pages import parse_page

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.web.kernels import process_ended
+from runtime.runs.kernel_start import process_ended
 from tests.faults.harness import (
     THREE_STAGES,
     TIMEOUT,

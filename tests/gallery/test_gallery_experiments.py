@@ -19,7 +19,7 @@ from gallery import (
 )
 from playwright.sync_api import Page, expect
 
-from runtime.web.admin import fmt_number
+from runtime.web.admin_data import fmt_number
 from tests.support.offline import OfflineGuard
 
 

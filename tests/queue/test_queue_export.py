@@ -97,7 +97,7 @@ async def test_the_report_counts_items_labelers_and_agreement(tmp_path: Path) ->
 
 
 async def test_the_admin_page_shows_each_queue(tmp_path: Path) -> None:
-    from runtime.web.admin import load_page, render_page
+    from runtime.web.admin_data import load_page, render_page
 
     app_dir = write_app(tmp_path / "app")
     store = await labelled(app_dir)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 
 from runner.conftest import BOOTSTRAP, code, configure, md, stage
@@ -230,3 +231,23 @@ async def test_show_twice_redisplays_without_running_again(
     text = fe.stage_text(0)
     assert text.count("warm 1") == 1 and "runs 1" in text
     assert text.index("<h1>Warm</h1>") < text.index("warm 1") < text.index("runs 1")
+
+
+async def test_prepare_runs_ahead_what_the_manifest_says_not_what_the_tags_say(
+    make_app: MakeApp, start_app: StartApp
+) -> None:
+    app = make_app([
+        replace(stage(0, "Start", [
+            code("ahead = globals().get('ahead', 0) + 1\nprint('ahead', ahead)"),
+            code("tagged = globals().get('tagged', 0) + 1", "freeze:warm"),
+            code("print('stage', ahead, tagged)"),
+        ]), warm_cells=1),
+    ])
+    fe = await start_app(app)
+    await fe.execute_idle("from runtime.kernel import runner\nrunner.prepare()")
+    assert await fe.execute_text("print(ahead, 'tagged' in globals())") == "1 False\n"
+    await fe.execute_idle(configure())
+    await fe.execute_idle(BOOTSTRAP)
+    await fe.wait_for(lambda: fe.has_event("finished"))
+    text = fe.stage_text(0)
+    assert text.count("ahead 1") == 1 and "stage 1 1" in text

@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 
-from runtime.web.kernels import process_ended
+from runtime.runs.kernel_start import process_ended
 
 
 def test_a_killed_process_has_ended_before_and_after_it_is_reaped() -> None:

@@ -602,7 +602,7 @@ async def test_next_seq_does_not_read_the_whole_journal(
 ) -> None:
     # A run's journal grows all day: finding its next seq must cost the same for 10 events as
     # for 2,000. Measured in SQLite virtual machine steps, which do not depend on the clock.
-    from runtime.store.store import _LAST_SEQS
+    from runtime.store.journal_store import _LAST_SEQS
 
     short, long = await new_run(), await new_run()
     await store.append_events([NewEvent(short.id, "comm_msg", 0, {})] * 10)

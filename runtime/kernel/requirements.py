@@ -2,7 +2,7 @@
 
 In a notebook cell::
 
-    from runtime.kernel.require import require
+    from runtime.kernel.requirements import require
     require(lambda: any(card.value for card in cards), "Label at least one photo first.")
 
 In a Freezer app (served by Freezer or by plain Voila) Next stays disabled, with `reason` in the
