@@ -2,9 +2,10 @@
 percentiles, tables, JSON and PNG output.
 
 Every benchmark measures plain Voila and Freezer's server in the same run, on the same notebook,
-through the same protocol-level client (:mod:`tests.support.testing`), and reports ratios against
+through the same protocol-level client (:mod:`tests.support.person`), and reports ratios against
 plain Voila's cold render. Freezer's columns say "n/a (...)" while `freezer serve` is not
-available or does not start.
+available or does not start. Benchmarks run as scripts; importing this module first puts the
+checkout's root on `sys.path`, where `tests.support` lives.
 """
 
 from __future__ import annotations
@@ -30,18 +31,22 @@ from typing import Any
 
 import nbformat
 
-from tests.support.testing import (
-    ClientError,
-    PageSession,
-    Person,
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+if str(ROOT) not in sys.path:  # run as a script (`python benchmarks/x.py`): the checkout's
+    sys.path.insert(0, str(ROOT))  # root holds `tests.support`, the client every benchmark uses
+
+from tests.support.errors import ClientError  # noqa: E402
+from tests.support.person import Person  # noqa: E402
+from tests.support.processes import (  # noqa: E402
     ServerProcess,
     child_pids,
     free_port,
     start_freezer,
     start_voila,
 )
+from tests.support.session import PageSession  # noqa: E402
 
-HERE = Path(__file__).resolve().parent
 RESULTS_DIR = HERE / "results"
 START_TIMEOUT = 120.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

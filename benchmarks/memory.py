@@ -37,26 +37,13 @@ from common import (
     write_json,
 )
 
-from tests.support.testing import PageSession, Person, child_pids
+from tests.support.person import Person
+from tests.support.processes import kernel_pids
+from tests.support.session import PageSession
 
 MB = 1024.0 * 1024.0
 BUDGET_POOL_KERNEL_MB = 90.0
 STAGE_TIMEOUT = 120.0
-
-
-def kernel_pids(server_pid: int) -> dict[str, int]:
-    """Kernel id -> pid of the server's kernels (from the `kernel-<id>.json` argument)."""
-    found: dict[str, int] = {}
-    for pid in child_pids(server_pid):
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        for arg in argv:
-            name = Path(arg.decode(errors="replace")).name
-            if name.startswith("kernel-") and name.endswith(".json"):
-                found[name[len("kernel-") : -len(".json")]] = pid
-    return found
 
 
 def _label_shows(value: int) -> Callable[[PageSession], bool]:

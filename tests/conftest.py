@@ -12,8 +12,15 @@ Subfolders add their own fixtures in their own `conftest.py`; keep this one smal
   Voila's `lab` template links Font Awesome from cdn.jsdelivr.net.
 - `voila_server` — a module-scoped factory: `voila_server(notebook, *extra_args)` starts plain
   `voila NOTEBOOK` on a free port, waits until it answers and returns the
-  :class:`tests.support.testing.ServerProcess` (`.base_url`); the same arguments in one module share
-  one server; all are stopped at the end of the module.
+  :class:`~tests.support.processes.ServerProcess` (`.base_url`); the same arguments in one
+  module share one server; all are stopped at the end of the module.
+- `serve` — a module-scoped factory: `serve(app_dir, *args, port=None)` starts
+  `freezer serve APP ARGS` (the real entry point, real kernels, the app's SQLite file) and
+  returns it once `/health` answers; every server it started is stopped at the end of the
+  module unless a test stopped it itself.
+
+What tests share beyond fixtures (processes, the protocol client, a simulated person, the one
+`eventually` wait) is in `tests/support/`.
 """
 
 from __future__ import annotations
@@ -22,15 +29,14 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, Page, Route, sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.support.testing import ServerProcess, start_voila
-from tests.support.testing import free_port as _free_port
+from tests.support.offline import OfflineGuard
+from tests.support.processes import ServerProcess, start_server, start_voila
+from tests.support.processes import free_port as _free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -41,7 +47,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 VOILA_START_TIMEOUT = 60.0
 
 
@@ -119,32 +124,6 @@ def browser(playwright_loop: PlaywrightLoop) -> Iterator[Browser]:
             chromium.close()
 
 
-def is_local_url(url: str) -> bool:
-    """Whether a request stays on this machine (loopback host, or a data:/blob:/about: URL)."""
-    parts = urlsplit(url)
-    if parts.scheme in ("data", "blob", "about"):
-        return True
-    return parts.hostname in LOCAL_HOSTS
-
-
-class OfflineGuard:
-    """A route handler that lets loopback requests through and aborts the others, noting
-    those to hosts not `tolerated` in :attr:`foreign`."""
-
-    def __init__(self, tolerated: set[str] | None = None) -> None:
-        self.tolerated = tolerated or set()
-        self.foreign: list[str] = []
-
-    def __call__(self, route: Route) -> None:
-        url = route.request.url
-        if is_local_url(url):
-            route.continue_()
-            return
-        if urlsplit(url).hostname not in self.tolerated:
-            self.foreign.append(url)
-        route.abort()
-
-
 @pytest.fixture
 def page(
     browser: Browser, playwright_loop: PlaywrightLoop, request: pytest.FixtureRequest
@@ -181,13 +160,28 @@ def voila_server() -> Iterator[Callable[..., ServerProcess]]:
         if key not in servers:
             server = start_voila(notebook, extra_args=extra_args)
             servers[key] = server
-            # In a thread of its own, so the factory also works inside an async test.
-            with ThreadPoolExecutor(1) as pool:
-                pool.submit(asyncio.run, server.wait_ready(VOILA_START_TIMEOUT)).result()
+            server.wait_ready_sync(VOILA_START_TIMEOUT)  # also works inside an async test
         return servers[key]
 
     try:
         yield start
     finally:
         for server in servers.values():
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def serve() -> Iterator[Callable[..., ServerProcess]]:
+    """Factory: `serve(app_dir, *args)` -> a running Freezer server (stopped after the module)."""
+    servers: list[ServerProcess] = []
+
+    def start(app_dir: Path, *args: str, port: int | None = None) -> ServerProcess:
+        server = start_server(app_dir, *args, port=port)
+        servers.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in servers:
             server.stop()

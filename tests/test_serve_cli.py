@@ -14,7 +14,7 @@ from runtime.manifest import Parameter
 from runtime.web.handlers import ParameterError, parse_value
 from runtime.web.serve_cli import option_error, with_article
 from tests.server.conftest import write_app
-from tests.support.testing import LOOPBACK
+from tests.support.processes import LOOPBACK
 
 TIMEOUT = 120
 

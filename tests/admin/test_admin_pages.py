@@ -29,7 +29,7 @@ from runtime.store.export_format import rows_to_json
 from runtime.web.admin import admin_routes
 from runtime.web.admin_data import VALUE_LIMIT, fmt_value
 from runtime.web.auth import FreezerUser
-from tests.support.testing import free_port
+from tests.support.processes import free_port
 
 USER_HEADER = "X-Test-User"
 ADMIN_HEADER = "X-Test-Admin"

@@ -8,7 +8,6 @@ import importlib.util
 import json
 import re
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -17,7 +16,8 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient
 
 from freezer.preview import preview_main
-from tests.support.testing import ServerProcess, free_port
+from tests.support.eventually import eventually
+from tests.support.processes import ServerProcess, free_port
 
 needs_server = pytest.mark.skipif(
     importlib.util.find_spec("runtime.web.app") is None,
@@ -75,16 +75,19 @@ async def fetch_health(server: ServerProcess) -> str:
 async def wait_for_log(
     server: ServerProcess, pattern: str, timeout: float = WAIT
 ) -> re.Match[str]:
-    """Wait until the preview's output matches `pattern`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        text = server.log_path.read_text(errors="replace")
-        found = re.search(pattern, text)
-        if found:
-            return found
-        if server.process.poll() is not None or time.monotonic() > deadline:
+    """Wait until the preview's output matches `pattern` (fails at once if the preview ended)."""
+
+    def search() -> re.Match[str] | None:
+        found = re.search(pattern, server.log_path.read_text(errors="replace"))
+        if found is None and server.process.poll() is not None:
             raise AssertionError(f"no {pattern!r} in the preview's output:\n{server.log_tail()}")
-        await asyncio.sleep(0.1)
+        return found
+
+    match: re.Match[str] = await eventually(
+        search, lambda: f"{pattern!r} in the preview's output:\n{server.log_tail()}", timeout,
+        interval=0.1,
+    )
+    return match
 
 
 @needs_server

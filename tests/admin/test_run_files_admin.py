@@ -14,8 +14,7 @@ import sys
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -23,7 +22,7 @@ from urllib.parse import quote
 import pytest
 from admin_seed import SeededApp, Store
 
-from tests.support.testing import ServerProcess, free_port
+from tests.support.processes import ServerProcess
 
 ADMIN_TOKEN = "admin-token-for-run-files"
 LABELER_TOKEN = "labeler-token-for-run-files"
@@ -57,21 +56,13 @@ def run_dirs(seeded_app: SeededApp) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def server(seeded_app: SeededApp, run_dirs: dict[str, Path]) -> Iterator[ServerProcess]:
+def server(
+    seeded_app: SeededApp, run_dirs: dict[str, Path], serve: Callable[..., ServerProcess]
+) -> ServerProcess:
     asyncio.run(invite_labeler(seeded_app.db_url))
-    port = free_port()
-    argv = [
-        sys.executable, "-m", "freezer", "serve", str(seeded_app.app_dir),
-        f"--port={port}", "--ip=127.0.0.1", "--no-browser", "--pool-size=0",
-        "--auth", "token", "--admin-token", ADMIN_TOKEN,
-    ]
-    process = ServerProcess(argv, port, ready_path="health", name="freezer-serve")
-    try:
-        with ThreadPoolExecutor(1) as pool:
-            pool.submit(asyncio.run, process.wait_ready(120)).result()
-        yield process
-    finally:
-        process.stop()
+    return serve(
+        seeded_app.app_dir, "--pool-size=0", "--auth", "token", "--admin-token", ADMIN_TOKEN
+    )
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):

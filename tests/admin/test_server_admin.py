@@ -6,17 +6,15 @@ import asyncio
 import http.cookiejar
 import importlib.util
 import json
-import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from admin_seed import HOSTILE_INPUT, SeededApp, Store
 
-from tests.support.testing import ServerProcess, free_port
+from tests.support.processes import ServerProcess
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("runtime.web.app") is None,
@@ -35,22 +33,12 @@ async def invite_labeler(db_url: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(seeded_app: SeededApp) -> Iterator[ServerProcess]:
+def server(seeded_app: SeededApp, serve: Callable[..., ServerProcess]) -> ServerProcess:
     """`freezer serve` on the seeded app with token sign-in and no kernel pool."""
     asyncio.run(invite_labeler(seeded_app.db_url))
-    port = free_port()
-    argv = [
-        sys.executable, "-m", "freezer", "serve", str(seeded_app.app_dir),
-        f"--port={port}", "--ip=127.0.0.1", "--no-browser", "--pool-size=0",
-        "--auth", "token", "--admin-token", ADMIN_TOKEN,
-    ]
-    process = ServerProcess(argv, port, ready_path="health", name="freezer-serve")
-    try:
-        with ThreadPoolExecutor(1) as pool:
-            pool.submit(asyncio.run, process.wait_ready(120)).result()
-        yield process
-    finally:
-        process.stop()
+    return serve(
+        seeded_app.app_dir, "--pool-size=0", "--auth", "token", "--admin-token", ADMIN_TOKEN
+    )
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):

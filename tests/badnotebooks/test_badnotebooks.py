@@ -23,9 +23,12 @@ import pytest
 from jupyter_client.manager import AsyncKernelManager
 
 from tests.badnotebooks.make_corpus import CASES, CORPUS, code, notebook, write_corpus
-from tests.faults.harness import TIMEOUT, eventually, start_server
-from tests.runner.conftest import BOOTSTRAP, Frontend, configure
-from tests.support.testing import Person, ServerProcess
+from tests.faults.harness import TIMEOUT
+from tests.runner.conftest import BOOTSTRAP, configure
+from tests.support.eventually import eventually
+from tests.support.frontend import Frontend
+from tests.support.person import Person
+from tests.support.processes import ServerProcess, start_server
 
 BUILD_TIMEOUT = 120.0
 

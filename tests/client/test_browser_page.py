@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.conftest import OfflineGuard
-from tests.support.testing import ServerProcess
+from tests.support.offline import OfflineGuard
+from tests.support.processes import ServerProcess
 
 NOTEBOOK = Path(__file__).with_name("widgets.ipynb")
 

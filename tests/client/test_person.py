@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.testing import ClientError, PageSession, Person, ServerProcess
+from tests.support.errors import ClientError
+from tests.support.person import Person
+from tests.support.processes import ServerProcess
+from tests.support.session import PageSession
 
 NOTEBOOK = Path(__file__).with_name("widgets.ipynb")
 

@@ -4,17 +4,18 @@ click Next, reload and find the run where it was.
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 import nbformat
 import pytest
 
-from tests.support.testing import ClientError, PageSession, Person, ServerProcess, start_freezer
+from tests.support.errors import ClientError
+from tests.support.person import Person
+from tests.support.processes import ServerProcess, start_freezer
+from tests.support.session import PageSession
 
 pytest.importorskip("runtime.web.app", reason="freezer serve is not available")
 
@@ -46,9 +47,7 @@ def freezer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]
     assert build.returncode == 0, build.stderr
     server = start_freezer(root / "app", extra_args=["--auth", "name", "--pool-size=0"])
     try:
-        with ThreadPoolExecutor(1) as pool:
-            pool.submit(asyncio.run, server.wait_ready(120)).result()
-        yield server
+        yield server.wait_ready_sync(120)
     finally:
         server.stop()
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 from tornado.httpclient import HTTPRequest, HTTPResponse
 from tornado.httputil import HTTPHeaders
 
-from tests.support.testing import (
-    CookieJar,
+from tests.support.pages import CookieJar, parse_page
+from tests.support.protocol import (
     KernelMessage,
     decode_legacy,
     decode_v1,
     encode_v1,
-    parse_page,
     put_buffers,
     widget_refs,
 )

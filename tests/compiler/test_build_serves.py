@@ -11,7 +11,9 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from freezer.commands import build_main
-from tests.support.testing import Person, ServerProcess, parse_page
+from tests.support.pages import parse_page
+from tests.support.person import Person
+from tests.support.processes import ServerProcess
 
 PAGE_TIMEOUT = 60.0
 

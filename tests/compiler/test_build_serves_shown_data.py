@@ -11,7 +11,8 @@ import pytest
 
 from freezer.commands import build_main
 from runtime import manifest as mf
-from tests.support.testing import Person, ServerProcess
+from tests.support.person import Person
+from tests.support.processes import ServerProcess
 
 PAGE_TIMEOUT = 60.0
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "showing_callback_data_is_reading.ipynb"

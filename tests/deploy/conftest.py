@@ -19,15 +19,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
 
 import pytest
 
-from tests.support.testing import LOOPBACK, ServerProcess, free_port
+from tests.support.eventually import eventually, run_async
+from tests.support.processes import LOOPBACK, ServerProcess, free_port, start_freezer
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "labeling.ipynb"
@@ -38,27 +37,6 @@ SERVER_START_TIMEOUT = 90.0
 VENV_TIMEOUT = 900.0  # seconds for pip to build the environment (downloads when not cached)
 VENV_FLAG = "FREEZER_TEST_VENV"
 
-T = TypeVar("T")
-
-
-def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion from sync code (also while Playwright holds the loop)."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
-
-
-def eventually(check: Callable[[], Any], what: str, timeout: float = 60.0) -> None:
-    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
-
-    async def poll() -> None:
-        try:
-            async with asyncio.timeout(timeout):
-                while not check():
-                    await asyncio.sleep(0.05)
-        except TimeoutError:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}") from None
-
-    run_async(poll())
 
 
 @pytest.fixture(scope="session")
@@ -100,20 +78,9 @@ def start_server(
     python: Path, app_dir: Path, *args: str, port: int | None = None
 ) -> ServerProcess:
     """`freezer serve APP --base-url /labeling/ ...` on a loopback port, once it answers."""
-    port = port or free_port()
-    argv = [
-        str(python), "-c", "import sys; from freezer.cli import main; sys.exit(main())",
-        "serve", str(app_dir), "--port", str(port), "--ip", LOOPBACK, "--no-browser",
-        "--base-url", PREFIX, *args,
-    ]
-    server = ServerProcess(argv, port, cwd=app_dir, base_path=PREFIX, ready_path="health",
-                           name="freezer")
-    try:
-        run_async(server.wait_ready(SERVER_START_TIMEOUT))
-    except BaseException:
-        server.stop()
-        raise
-    return server
+    server = start_freezer(app_dir, port=port, extra_args=args, base_url=PREFIX, python=python,
+                           cwd=app_dir)
+    return server.wait_ready_sync(SERVER_START_TIMEOUT)
 
 
 @dataclass
@@ -185,18 +152,19 @@ def self_signed_certificate(directory: Path) -> None:
 
 async def wait_listening(nginx: Nginx, timeout: float = 30.0) -> None:
     """Return once nginx accepts connections on its port."""
-    async with asyncio.timeout(timeout):
-        while True:
-            if nginx.process.poll() is not None:
-                raise AssertionError(f"nginx exited ({nginx.process.returncode}):\n"
-                                     f"{nginx.error_log()}")
-            try:
-                _, writer = await asyncio.open_connection(LOOPBACK, nginx.port)
-            except OSError:
-                await asyncio.sleep(0.05)
-                continue
-            writer.close()
-            return
+
+    async def accepts() -> bool:
+        if nginx.process.poll() is not None:
+            raise AssertionError(f"nginx exited ({nginx.process.returncode}):\n"
+                                 f"{nginx.error_log()}")
+        try:
+            _, writer = await asyncio.open_connection(LOOPBACK, nginx.port)
+        except OSError:
+            return False
+        writer.close()
+        return True
+
+    await eventually(accepts, f"nginx to accept connections on port {nginx.port}", timeout)
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,8 @@ from urllib.request import urlopen
 
 import pytest
 
-from tests.deploy.conftest import run_async
 from tests.server.conftest import write_app
-from tests.support.testing import LOOPBACK, ServerProcess, free_port
+from tests.support.processes import LOOPBACK, ServerProcess, free_port
 
 # For each command line in argv[1] (JSON): the options `freezer serve` ends up with, or, when
 # it stops before serving, its exit status and what it printed on stderr. One interpreter for
@@ -133,8 +132,7 @@ def configured_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serv
     server = ServerProcess(argv, port, cwd=app_dir, base_path="/labeling/",
                            ready_path="health", name="freezer")
     try:
-        run_async(server.wait_ready(90))
-        yield server
+        yield server.wait_ready_sync(90)
     finally:
         server.stop()
 

@@ -13,7 +13,7 @@ from tornado import httputil, web
 from tornado.httpclient import AsyncHTTPClient
 
 from runtime.web.config import listen, secure_cookies
-from tests.support.testing import LOOPBACK, free_port
+from tests.support.processes import LOOPBACK, free_port
 
 FORWARDED = {
     "X-Forwarded-For": "203.0.113.9, 198.51.100.7",

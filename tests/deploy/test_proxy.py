@@ -18,11 +18,13 @@ from typing import Any
 from urllib.request import urlopen
 
 import pytest
-from playwright.sync_api import Browser, Page, Route, expect
+from playwright.sync_api import Browser, Page, expect
 
-from tests.conftest import PlaywrightLoop, is_local_url
-from tests.deploy.conftest import Nginx, eventually, start_server
-from tests.support.testing import ServerProcess, child_pids
+from tests.conftest import PlaywrightLoop
+from tests.deploy.conftest import Nginx, start_server
+from tests.support.eventually import eventually_sync
+from tests.support.offline import OfflineGuard
+from tests.support.processes import ServerProcess, child_pids
 
 TIMEOUT_MS = 90_000
 SHUTDOWN_TIMEOUT = 20.0  # --shutdown-timeout given to the server
@@ -34,15 +36,7 @@ def tls_page(browser: Browser, playwright_loop: PlaywrightLoop) -> Iterator[Page
     """A page that accepts the test's self-signed certificate and never leaves the machine."""
     playwright_loop.claim()
     context = browser.new_context(ignore_https_errors=True)
-    foreign: list[str] = []
-
-    def guard(route: Route) -> None:
-        if is_local_url(route.request.url):
-            route.continue_()
-        else:
-            foreign.append(route.request.url)
-            route.abort()
-
+    guard = OfflineGuard()
     context.route("**/*", guard)
     try:
         page = context.new_page()
@@ -53,7 +47,7 @@ def tls_page(browser: Browser, playwright_loop: PlaywrightLoop) -> Iterator[Page
             context.close()
         finally:
             playwright_loop.release()
-    assert not foreign, f"the page requested hosts other than loopback: {foreign[:5]}"
+    assert not guard.foreign, f"the page requested hosts other than loopback: {guard.foreign[:5]}"
 
 
 def journal_rows(app_dir: Path, run_id: str) -> list[tuple[int, str, str]]:
@@ -167,8 +161,8 @@ def test_a_labeler_works_through_nginx_and_the_run_survives_sigterm(
         # stage 3: two labels, journaled, then the server is told to stop
         answer_buttons(page, "same").nth(0).click()
         answer_buttons(page, "same").nth(1).click()
-        eventually(lambda: len(label_events(labeling_app, run_id)) == 3,
-                   "the person and two labels in the journal")
+        eventually_sync(lambda: len(label_events(labeling_app, run_id)) == 3,
+                        "the person and two labels in the journal")
         assert sockets and all(url.startswith(f"wss://127.0.0.1:{proxy.port}/labeling/")
                                for url in sockets), sockets
 
@@ -189,8 +183,8 @@ def test_a_labeler_works_through_nginx_and_the_run_survives_sigterm(
         enabled_next(page).click()
         expect(page.get_by_text("3 of 12 photos labeled")).to_be_visible()
 
-        eventually(lambda: run_row(labeling_app, run_id)[0] == "finished",
-                   "the run to be recorded as finished")
+        eventually_sync(lambda: run_row(labeling_app, run_id)[0] == "finished",
+                        "the run to be recorded as finished")
         summary = results(labeling_app, run_id)["summary"]
         assert (summary["person"], summary["labeled"], summary["same"]) == ("Alan", 3, 3)
         health = health_through(proxy)

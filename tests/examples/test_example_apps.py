@@ -1,17 +1,14 @@
 """Examples frozen and served: a person steps through them over the real protocol.
 
 `freezer build` compiles the notebook, `freezer serve` serves it (real kernels, a real SQLite
-file), and `tests.support.testing.Person` acts as the browser: it sets widget values, clicks
+file), and `tests.support.person.Person` acts as the browser: it sets widget values, clicks
 buttons and presses Next between stages. The results the runner collected are then read from
 the store. One server per example, started when its test runs and stopped right after.
 """
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -20,7 +17,10 @@ from example_runs import EXAMPLES
 
 from freezer.commands import build_main
 from runtime.store.store import Store
-from tests.support.testing import PageSession, Person, ServerProcess, free_port
+from tests.support.eventually import eventually
+from tests.support.person import Person
+from tests.support.processes import ServerProcess, start_freezer
+from tests.support.session import PageSession
 
 TIMEOUT = 60.0
 SERVER_START_TIMEOUT = 90.0
@@ -31,16 +31,9 @@ def serve_example(name: str, tmp_path: Path) -> Iterator[tuple[ServerProcess, Pa
     """Build `examples/<name>.ipynb` and serve it with `freezer serve` (auth none, pool 1)."""
     app = tmp_path / name
     assert build_main([str(EXAMPLES / f"{name}.ipynb"), "-o", str(app)]) == 0
-    port = free_port()
-    argv = [
-        sys.executable, "-c", "import sys; from freezer.cli import main; sys.exit(main())",
-        "serve", str(app), "--port", str(port), "--no-browser", "--pool-size", "1",
-    ]
-    server = ServerProcess(argv, port, cwd=app, ready_path="health", name=name)
+    server = start_freezer(app, cwd=app, name=name, extra_args=("--pool-size", "1"))
     try:
-        with ThreadPoolExecutor(1) as pool:
-            pool.submit(asyncio.run, server.wait_ready(SERVER_START_TIMEOUT)).result()
-        yield server, app
+        yield server.wait_ready_sync(SERVER_START_TIMEOUT), app
     finally:
         server.stop()
 
@@ -49,10 +42,12 @@ async def finished_results(app: Path, run_id: str) -> dict[str, Any]:
     """The collected results of a run, once the server has recorded that it finished."""
     store = await Store.open(f"sqlite:///{app / 'freezer.db'}")
     try:
-        async with asyncio.timeout(TIMEOUT):
-            # The runner's events reach the store a moment after the page shows the last stage.
-            while (run := await store.get_run(run_id)) is None or run.status != "finished":
-                await asyncio.sleep(0.05)
+        async def finished() -> bool:
+            run = await store.get_run(run_id)
+            return run is not None and run.status == "finished"
+
+        # The runner's events reach the store a moment after the page shows the last stage.
+        await eventually(finished, f"run {run_id} to be recorded as finished", TIMEOUT)
         return {result.name: result.value for result in await store.results(run_id)}
     finally:
         await store.close()
@@ -168,7 +163,8 @@ async def test_a_person_fills_in_the_form_app(tmp_path: Path) -> None:
 
 
 async def test_200_review_clicks_survive_a_server_kill(tmp_path: Path) -> None:
-    from tests.faults.harness import kill_hard, restart
+    from tests.faults.harness import restart
+    from tests.support.processes import kill_hard
 
     clicked = [("Yes", "No", "Skip", "Yes")[i % 4] for i in range(200)]
     with serve_example("review", tmp_path) as (server, app):

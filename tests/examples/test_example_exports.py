@@ -19,7 +19,8 @@ from test_example_apps import (
 )
 
 from runtime.store.exporting import export_main
-from tests.support.testing import PageSession, Person
+from tests.support.person import Person
+from tests.support.session import PageSession
 
 CSV_LIMIT_PER_RUN = 20_000  # bytes
 

@@ -13,13 +13,8 @@ refused before any request is made.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
 import re
-import signal
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -40,7 +35,9 @@ from tests.gallery.gallery import (
     start_example,
     wait_stage,
 )
-from tests.support.testing import child_pids, start_freezer
+from tests.support import processes
+from tests.support.eventually import run_async
+from tests.support.processes import start_freezer
 
 if TYPE_CHECKING:
     from tests.conftest import PlaywrightLoop
@@ -153,11 +150,7 @@ def expect_run_state(page: Page) -> None:
 
 def kill_hard(example: ServedExample) -> None:
     """SIGKILL the server and its kernels, as a crash of the machine would."""
-    server = example.server
-    for pid in [server.pid, *child_pids(server.pid)]:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    server.process.wait(60)
+    processes.kill_hard(example.server)
 
 
 def restart(example: ServedExample) -> None:
@@ -166,9 +159,7 @@ def restart(example: ServedExample) -> None:
         example.app, port=example.server.port, db_url=example.db_url,
         extra_args=("--auth", "name", "--admin-token", ADMIN_TOKEN, "--pool-size", "1"),
     )
-    example.server = server
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, server.wait_ready(SERVER_START_TIMEOUT)).result()
+    example.server = server.wait_ready_sync(SERVER_START_TIMEOUT)
 
 
 def journal(db_url: str, run_id: str) -> list[dict[str, Any]]:
@@ -181,8 +172,7 @@ def journal(db_url: str, run_id: str) -> list[dict[str, Any]]:
         finally:
             await store.close()
 
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, read()).result()
+    return run_async(read())
 
 
 def test_selection_and_custom_message_survive_next_reload_and_a_server_crash(

@@ -1,8 +1,9 @@
 """Shared pieces of the fault and hostile-client tests (`tests/faults/`, `tests/hostile/`).
 
-Everything here drives REAL processes: `freezer serve` subprocesses (started through the
-server tests' `start_server`), their kernels, their SQLite files. Faults are injected with
-signals and file permissions; waits are on conditions with timeouts, never on sleeps.
+Everything here drives REAL processes: `freezer serve` subprocesses (started through
+`tests.support.processes.start_server`), their kernels, their SQLite files. Faults are injected
+with signals and file permissions; waits are on conditions with timeouts
+(`tests.support.eventually`), never on sleeps.
 """
 
 from __future__ import annotations
@@ -12,21 +13,22 @@ import contextlib
 import os
 import signal
 import sqlite3
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
 from runtime.runs.kernel_start import process_ended
-from tests.server.conftest import start_server, write_app
-from tests.support.testing import PageSession, Person, ServerProcess, child_pids, parse_page
+from tests.server.conftest import write_app
+from tests.support.eventually import eventually
+from tests.support.pages import parse_page
+from tests.support.person import Person
+from tests.support.processes import ServerProcess, kernel_pid, start_server
+from tests.support.session import PageSession
 
 __all__ = [
-    "TIMEOUT", "THREE_STAGES", "start_run_unloaded", "start_server", "write_app", "slider",
-    "has_slider", "text",
-    "shows", "act", "click_next", "kill_hard", "kernel_pid", "journal", "eventually",
-    "stage_started_counts", "restart", "kill_kernel",
+    "TIMEOUT", "THREE_STAGES", "start_run_unloaded", "write_app", "slider", "has_slider", "text",
+    "shows", "act", "click_next", "journal", "stage_started_counts", "restart", "kill_kernel",
 ]
 
 TIMEOUT = 60.0
@@ -92,24 +94,6 @@ async def click_next(page: PageSession) -> None:
     await act(page, await page.click(button))
 
 
-def kill_hard(server: ServerProcess) -> None:
-    """SIGKILL the server and its kernels at once, as a crash of the machine would."""
-    processes = [server.pid, *child_pids(server.pid)]
-    for pid in processes:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    server.process.wait(TIMEOUT)
-
-
-def kernel_pid(server: ServerProcess, kernel_id: str) -> int:
-    """The process id of the server's kernel `kernel_id` (its connection file names it)."""
-    for pid in child_pids(server.pid):
-        with contextlib.suppress(OSError):
-            if kernel_id in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
-                return pid
-    raise AssertionError(f"no process of kernel {kernel_id} under server {server.pid}")
-
-
 def is_dead(pid: int) -> bool:
     """Whether a process has ended (gone, or a zombie its parent has not reaped yet)."""
     return process_ended(pid)
@@ -119,7 +103,7 @@ async def kill_kernel(server: ServerProcess, kernel_id: str) -> None:
     """SIGKILL one kernel of the server and wait until its process has ended."""
     pid = kernel_pid(server, kernel_id)
     os.kill(pid, signal.SIGKILL)
-    await eventually(lambda: is_dead(pid), f"kernel process {pid} to end")
+    await eventually(lambda: is_dead(pid), f"kernel process {pid} to end", TIMEOUT)
 
 
 async def restart(server: ServerProcess, app_dir: Path, *args: str) -> ServerProcess:
@@ -151,18 +135,3 @@ def stage_started_counts(app_dir: Path, run_id: str) -> dict[int, int]:
         stage = int(event["payload"]["stage"])
         counts[stage] = counts.get(stage, 0) + 1
     return counts
-
-
-async def eventually(
-    check: Callable[[], Any | Awaitable[Any]], what: str, timeout: float = TIMEOUT
-) -> Any:
-    """Poll `check` until it returns something truthy (then return it); fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"timed out after {timeout:g} s waiting for {what}"
-        await asyncio.sleep(0.05)

@@ -26,10 +26,11 @@ from tests.faults.harness import (
     journal,
     shows,
     slider,
-    start_server,
     write_app,
 )
-from tests.support.testing import PageSession, Person, ServerProcess
+from tests.support.person import Person
+from tests.support.processes import ServerProcess, start_server
+from tests.support.session import PageSession
 
 SAVE_FAILED = "could not save your last change"
 

@@ -22,15 +22,16 @@ from tests.faults.harness import (
     TIMEOUT,
     act,
     click_next,
-    eventually,
     has_slider,
     kill_kernel,
     slider,
     start_run_unloaded,
-    start_server,
     write_app,
 )
-from tests.support.testing import Person, ServerProcess, child_pids, parse_page
+from tests.support.eventually import eventually
+from tests.support.pages import parse_page
+from tests.support.person import Person
+from tests.support.processes import ServerProcess, child_pids, start_server
 
 ADMIN_TOKEN = "deaths-admin"
 EXITING_STAGES = (

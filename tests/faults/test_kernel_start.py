@@ -23,17 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.harness import (
-    TIMEOUT,
-    act,
-    eventually,
-    has_slider,
-    slider,
-    start_server,
-    write_app,
-)
+from tests.faults.harness import TIMEOUT, act, has_slider, slider, write_app
 from tests.faults.test_kernel_deaths import kernel_pids
-from tests.support.testing import Person, ServerProcess
+from tests.support.eventually import eventually
+from tests.support.person import Person
+from tests.support.processes import ServerProcess, start_server
 
 COLLIDING_LAUNCHER = """\
 import json, os, socket, sys

@@ -15,10 +15,11 @@ from tests.faults.harness import (
     kill_kernel,
     slider,
     start_run_unloaded,
-    start_server,
     write_app,
 )
-from tests.support.testing import PageSession, Person, ServerProcess
+from tests.support.person import Person
+from tests.support.processes import ServerProcess, start_server
+from tests.support.session import PageSession
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,9 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from runtime.web.kernel_watch import REBUILDING
-from tests.faults.harness import kernel_pid, start_server, write_app
+from tests.faults.harness import write_app
 from tests.faults.test_kernel_deaths import EXITING_STAGES
-from tests.support.testing import ServerProcess
+from tests.support.processes import ServerProcess, kernel_pid, start_server
 
 if TYPE_CHECKING:
     from tests.conftest import PlaywrightLoop

@@ -15,18 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.harness import (
-    TIMEOUT,
-    act,
-    eventually,
-    has_slider,
-    shows,
-    slider,
-    start_server,
-    write_app,
-)
+from tests.faults.harness import TIMEOUT, act, has_slider, shows, slider, write_app
 from tests.faults.test_database_refuses import writes_refused
-from tests.support.testing import Person, ServerProcess
+from tests.support.eventually import eventually
+from tests.support.person import Person
+from tests.support.processes import ServerProcess, start_server
 
 
 def gated_result(gates: Path) -> tuple[tuple[str, str, tuple[str, ...]], ...]:

@@ -23,18 +23,19 @@ from tests.faults.harness import (
     TIMEOUT,
     act,
     click_next,
-    eventually,
     has_slider,
     journal,
-    kill_hard,
     restart,
     shows,
     slider,
     stage_started_counts,
-    start_server,
     write_app,
 )
-from tests.support.testing import ClientError, PageSession, Person
+from tests.support.errors import ClientError
+from tests.support.eventually import eventually
+from tests.support.person import Person
+from tests.support.processes import kill_hard, start_server
+from tests.support.session import PageSession
 
 PEOPLE = 5
 ACKED_BEFORE_KILL = 30  # acknowledged actions, all people together, before the kill

@@ -17,17 +17,19 @@ from tests.faults.harness import (
     TIMEOUT,
     act,
     click_next,
-    eventually,
     has_slider,
     journal,
     kill_kernel,
     shows,
     slider,
     stage_started_counts,
-    start_server,
     write_app,
 )
-from tests.support.testing import ClientError, PageSession, Person, ServerProcess
+from tests.support.errors import ClientError
+from tests.support.eventually import eventually
+from tests.support.person import Person
+from tests.support.processes import ServerProcess, start_server
+from tests.support.session import PageSession
 
 
 def gated_stages(gates: Path) -> tuple[tuple[str, str, tuple[str, ...]], ...]:

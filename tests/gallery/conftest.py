@@ -14,8 +14,10 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
-from gallery import TIMEOUT_MS, VIEWPORT, OfflineGuard, ServedExample, start_example
+from gallery import TIMEOUT_MS, VIEWPORT, ServedExample, start_example
 from playwright.sync_api import Browser, BrowserContext, Page
+
+from tests.support.offline import OfflineGuard
 
 if TYPE_CHECKING:
     from tests.conftest import PlaywrightLoop

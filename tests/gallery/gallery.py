@@ -8,22 +8,19 @@ JSON export; :func:`shot` writes `examples/screenshots/NAME.png` when `FREEZER_S
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
-import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Locator, Page, Route, ViewportSize, expect
+from playwright.sync_api import Locator, Page, ViewportSize, expect
 
 from freezer.commands import build_main
-from tests.support.testing import ServerProcess, start_freezer
+from tests.support.eventually import eventually_sync
+from tests.support.processes import ServerProcess, start_freezer
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SCREENSHOTS = EXAMPLES / "screenshots"
@@ -31,7 +28,6 @@ ADMIN_TOKEN = "gallery-admin-token"
 TIMEOUT_MS = 60_000
 SERVER_START_TIMEOUT = 90.0
 EXPORT_POLL_MS = 50
-LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 VIEWPORT: ViewportSize = {"width": 1100, "height": 800}
 
 
@@ -58,42 +54,9 @@ def start_example(name: str, directory: Path) -> ServedExample:
         db_url=db_url,
         extra_args=("--auth", "name", "--admin-token", ADMIN_TOKEN, "--pool-size", "1"),
     )
-    try:
-        # In a thread of its own: Playwright's sync driver may own this thread's event loop.
-        with ThreadPoolExecutor(1) as pool:
-            pool.submit(asyncio.run, server.wait_ready(SERVER_START_TIMEOUT)).result()
-    except BaseException:
-        server.stop()
-        raise
+    # In a thread of its own: Playwright's sync driver may own this thread's event loop.
+    server.wait_ready_sync(SERVER_START_TIMEOUT)
     return ServedExample(name, app, db_url, server)
-
-
-def is_local_url(url: str) -> bool:
-    """Whether a request stays on this machine (loopback host, or a data:/blob:/about: URL)."""
-    parts = urlsplit(url)
-    return parts.scheme in ("data", "blob", "about") or parts.hostname in LOCAL_HOSTS
-
-
-class OfflineGuard:
-    """A route handler for browser contexts: loopback requests go through, the others are
-    aborted and noted; :meth:`check` fails the test if there were any."""
-
-    def __init__(self) -> None:
-        self.foreign: list[str] = []
-        self.checked = False
-
-    def __call__(self, route: Route) -> None:
-        if is_local_url(route.request.url):
-            route.continue_()
-        else:
-            self.foreign.append(route.request.url)
-            route.abort()
-
-    def check(self) -> None:
-        """Fail unless every request of the pages stayed on this machine (call it last in the
-        test, so that a page that goes online fails the test itself, not its teardown)."""
-        self.checked = True
-        assert not self.foreign, f"the pages requested hosts other than loopback: {self.foreign}"
 
 
 # --- what a person does and sees --------------------------------------------------------------
@@ -195,12 +158,14 @@ def exported_runs(admin: Page, example: ServedExample, finished: int) -> dict[st
     """
     admin.goto(example.url(f"login?token={ADMIN_TOKEN}&next=/admin"))
     expect(admin.get_by_role("heading", name="Runs")).to_be_visible(timeout=TIMEOUT_MS)
-    deadline = time.monotonic() + TIMEOUT_MS / 1000
-    while True:
+    rows: list[dict[str, Any]] = []
+
+    def enough_finished() -> bool:
         response = admin.request.get(example.url("admin/export.json"))
         assert response.ok, f"export.json: HTTP {response.status}"
-        rows: list[dict[str, Any]] = json.loads(response.text())
-        if sum(row["status"] == "finished" for row in rows) >= finished:
-            return {row["run_id"]: row for row in rows}
-        assert time.monotonic() < deadline, f"fewer than {finished} finished runs: {rows}"
-        admin.wait_for_timeout(EXPORT_POLL_MS)
+        rows[:] = json.loads(response.text())
+        return sum(row["status"] == "finished" for row in rows) >= finished
+
+    eventually_sync(enough_finished, lambda: f"{finished} finished runs: {rows}",
+                    TIMEOUT_MS / 1000, interval=EXPORT_POLL_MS / 1000)
+    return {row["run_id"]: row for row in rows}

@@ -8,7 +8,6 @@ from collections.abc import Callable
 
 import pytest
 from gallery import (
-    OfflineGuard,
     ServedExample,
     exported_runs,
     press_next,
@@ -21,6 +20,7 @@ from gallery import (
 from playwright.sync_api import Page, expect
 
 from runtime.web.admin_data import fmt_number
+from tests.support.offline import OfflineGuard
 
 
 @pytest.fixture(scope="module")

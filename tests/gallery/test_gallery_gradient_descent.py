@@ -6,7 +6,6 @@ from collections.abc import Callable
 
 import pytest
 from gallery import (
-    OfflineGuard,
     ServedExample,
     exported_runs,
     press_next,
@@ -19,6 +18,8 @@ from gallery import (
     wait_stage,
 )
 from playwright.sync_api import Page
+
+from tests.support.offline import OfflineGuard
 
 
 @pytest.fixture(scope="module")

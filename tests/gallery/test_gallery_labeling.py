@@ -7,7 +7,6 @@ from collections.abc import Callable
 
 import pytest
 from gallery import (
-    OfflineGuard,
     ServedExample,
     exported_runs,
     image_sources,
@@ -21,6 +20,8 @@ from gallery import (
     wait_stage,
 )
 from playwright.sync_api import Page, expect
+
+from tests.support.offline import OfflineGuard
 
 
 @pytest.fixture(scope="module")

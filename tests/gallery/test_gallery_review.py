@@ -7,7 +7,6 @@ from collections.abc import Callable
 
 import pytest
 from gallery import (
-    OfflineGuard,
     ServedExample,
     exported_runs,
     press_next,
@@ -18,6 +17,8 @@ from gallery import (
     wait_stage,
 )
 from playwright.sync_api import Page, expect
+
+from tests.support.offline import OfflineGuard
 
 ANSWERS = ["Yes", "No", "Yes", "Skip"] * 5
 

@@ -7,7 +7,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,6 @@ from typing import Any
 import pytest
 from gallery import (
     TIMEOUT_MS,
-    OfflineGuard,
     ServedExample,
     press_next,
     see,
@@ -26,6 +24,9 @@ from gallery import (
     wait_stage,
 )
 from playwright.sync_api import Page, expect
+
+from tests.support.eventually import eventually_sync
+from tests.support.offline import OfflineGuard
 
 
 @pytest.fixture(scope="module")
@@ -52,16 +53,19 @@ def label(page: Page, answers: list[str]) -> None:
 def exported(example: ServedExample, out: Path) -> dict[str, dict[str, Any]]:
     """`freezer export APP --db URL --format json` until two runs are finished (the runner
     reports `finished` a moment after the page shows the last stage)."""
-    deadline = time.monotonic() + TIMEOUT_MS / 1000
-    while True:
+    rows: dict[str, dict[str, Any]] = {}
+
+    def two_finished() -> bool:
         command = [sys.executable, "-m", "freezer", "export", str(example.app),
                    "--db", example.db_url, "--format", "json", "-o", str(out)]
         proc = subprocess.run(command, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stderr
-        rows = {row["run_id"]: row for row in json.loads(out.read_text())}
-        if sum(row["status"] == "finished" for row in rows.values()) >= 2:
-            return rows
-        assert time.monotonic() < deadline, f"runs not finished: {rows}"
+        rows.clear()
+        rows.update({row["run_id"]: row for row in json.loads(out.read_text())})
+        return sum(row["status"] == "finished" for row in rows.values()) >= 2
+
+    eventually_sync(two_finished, lambda: f"two finished runs: {rows}", TIMEOUT_MS / 1000)
+    return rows
 
 
 def test_two_labelers_get_their_own_runs_and_results(

@@ -22,17 +22,11 @@ from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
 from runtime.store.store import Store
-from tests.faults.harness import (
-    TIMEOUT,
-    act,
-    click_next,
-    eventually,
-    journal,
-    shows,
-    start_server,
-    write_app,
-)
-from tests.support.testing import ClientError, Person, ServerProcess
+from tests.faults.harness import TIMEOUT, act, click_next, journal, shows, write_app
+from tests.support.errors import ClientError
+from tests.support.eventually import eventually
+from tests.support.person import Person
+from tests.support.processes import ServerProcess, start_server
 
 ADMIN_TOKEN = "admin-" + uuid.uuid4().hex
 MARKUP = '<script>alert("x")</script><img src=x onerror=alert(1)>'

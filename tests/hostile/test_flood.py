@@ -10,19 +10,12 @@ from typing import Any
 import pytest
 
 from runtime.runs.attachment import FLOOD_BURST_SECONDS, FLOOD_RATE
-from tests.faults.harness import (
-    TIMEOUT,
-    act,
-    click_next,
-    eventually,
-    has_slider,
-    journal,
-    slider,
-    start_server,
-    write_app,
-)
+from tests.faults.harness import TIMEOUT, act, click_next, has_slider, journal, slider, write_app
 from tests.hostile.test_websocket_fuzz import V1, connect, message, send_all
-from tests.support.testing import Person, ServerProcess, encode_v1
+from tests.support.eventually import eventually
+from tests.support.person import Person
+from tests.support.processes import ServerProcess, start_server
+from tests.support.protocol import encode_v1
 
 FLOOD = 3000
 

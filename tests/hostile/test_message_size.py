@@ -10,17 +10,11 @@ from pathlib import Path
 import pytest
 
 from runtime.web.app import FreezerApp
-from tests.faults.harness import (
-    TIMEOUT,
-    act,
-    click_next,
-    eventually,
-    journal,
-    shows,
-    start_server,
-    write_app,
-)
-from tests.support.testing import PageSession, Person, ServerProcess
+from tests.faults.harness import TIMEOUT, act, click_next, journal, shows, write_app
+from tests.support.eventually import eventually
+from tests.support.person import Person
+from tests.support.processes import ServerProcess, start_server
+from tests.support.session import PageSession
 
 LIMIT = 100_000
 NOTE_STAGES = (

@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import re
 import sqlite3
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,8 +18,10 @@ import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, Route
 
-from tests.faults.harness import TIMEOUT, start_server, write_app
-from tests.support.testing import Person, ServerProcess, free_port, parse_page
+from tests.faults.harness import TIMEOUT, write_app
+from tests.support.pages import parse_page
+from tests.support.person import Person
+from tests.support.processes import ServerProcess, start_freezer, start_server
 
 ADMIN_TOKEN = "admin-" + uuid.uuid4().hex
 EVIL = "evil.example"
@@ -55,16 +56,12 @@ def app_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def server(app_dir: Path) -> Iterator[ServerProcess]:
     """`--auth name` under the base URL `/app/` (`server.base_url` ends in `/app/`)."""
-    port = free_port()
-    process = ServerProcess(
-        [sys.executable, "-c", "import sys; from freezer.cli import main; sys.exit(main())",
-         "serve", str(app_dir), "--port", str(port), "--no-browser", "--pool-size", "0",
-         "--auth", "name", "--base-url", "/app/", "--admin-token", ADMIN_TOKEN],
-        port, cwd=app_dir, base_path="/app/", ready_path="health", name="freezer",
+    process = start_freezer(
+        app_dir, base_url="/app/", cwd=app_dir,
+        extra_args=("--pool-size", "0", "--auth", "name", "--admin-token", ADMIN_TOKEN),
     )
     try:
-        asyncio.run(process.wait_ready(TIMEOUT))
-        yield process
+        yield process.wait_ready_sync(TIMEOUT)
     finally:
         process.stop()
 

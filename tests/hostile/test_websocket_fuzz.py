@@ -28,16 +28,18 @@ from tests.faults.harness import (
     TIMEOUT,
     act,
     click_next,
-    eventually,
     has_slider,
     journal,
     kill_kernel,
     shows,
     slider,
-    start_server,
     write_app,
 )
-from tests.support.testing import KernelMessage, PageSession, Person, ServerProcess, encode_v1
+from tests.support.eventually import eventually
+from tests.support.person import Person
+from tests.support.processes import ServerProcess, start_server
+from tests.support.protocol import KernelMessage, encode_v1
+from tests.support.session import PageSession
 
 V1 = "v1.kernel.websocket.jupyter.org"
 KERNEL_MESSAGE_TYPES = (

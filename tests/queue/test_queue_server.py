@@ -21,17 +21,17 @@ from tests.faults.harness import (
     TIMEOUT,
     act,
     click_next,
-    eventually,
     has_slider,
     journal,
-    kill_hard,
     restart,
     shows,
     slider,
-    start_server,
     write_app,
 )
-from tests.support.testing import PageSession, Person
+from tests.support.eventually import eventually
+from tests.support.person import Person
+from tests.support.processes import kill_hard, start_server
+from tests.support.session import PageSession
 
 pytestmark = pytest.mark.timeout(300)
 

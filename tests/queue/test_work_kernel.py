@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.runner.conftest import BOOTSTRAP, Frontend, code, stage
+from tests.runner.conftest import BOOTSTRAP, code, stage
+from tests.support.frontend import Frontend
 
 pytestmark = pytest.mark.timeout(120)
 

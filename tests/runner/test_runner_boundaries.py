@@ -7,8 +7,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
-from runner.conftest import BOOTSTRAP, Frontend, code, configure, stage
+from runner.conftest import BOOTSTRAP, code, configure, stage
 from runtime.manifest import Stage
+from tests.support.frontend import Frontend
 
 StartApp = Callable[[Path], Awaitable[Frontend]]
 MakeApp = Callable[..., Path]

@@ -7,8 +7,9 @@ import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from runner.conftest import BOOTSTRAP, Frontend, code, configure, md, stage
+from runner.conftest import BOOTSTRAP, code, configure, md, stage
 from runtime.manifest import Parameter
+from tests.support.frontend import Frontend
 
 StartApp = Callable[[Path], Awaitable[Frontend]]
 MakeApp = Callable[..., Path]

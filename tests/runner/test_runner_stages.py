@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
-from runner.conftest import BOOTSTRAP, Frontend, code, configure, md, stage
+from runner.conftest import BOOTSTRAP, code, configure, md, stage
+from tests.support.frontend import Frontend
 
 StartApp = Callable[[Path], Awaitable[Frontend]]
 MakeApp = Callable[..., Path]

@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from runner.conftest import code, md, stage, write_app
-from tests.support.testing import ServerProcess
+from tests.support.processes import ServerProcess
 
 TIMEOUT_MS = 60_000
 

@@ -2,21 +2,17 @@
 
 - `write_app(directory, stages, parameters)` writes `app.json` (through `runtime.manifest`) and
   the one-cell `app.ipynb`, as `freezer build` would.
-- `serve(app_dir, *args)` starts `freezer serve APP --port N ...` as a child process (the real
-  entry point, real kernels, a real SQLite file) and waits until `/health` answers. Servers are
-  stopped at the end of the module unless a test stops one itself.
+- `serve(app_dir, *args)` (from `tests/conftest.py`) starts `freezer serve APP ...` as a child
+  process and waits until `/health` answers; `tests.support.processes.start_server` does the
+  same outside a fixture.
 - `open_store(app_dir)` opens the server's SQLite database from the test (WAL lets both read).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +21,7 @@ import pytest
 
 from runtime.manifest import Cell, Manifest, Parameter, Stage, WaitsOn, dump
 from runtime.store.store import Store
-from tests.support.testing import ServerProcess, free_port
+from tests.support.processes import ServerProcess
 
 SERVER_START_TIMEOUT = 90.0
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -88,37 +84,6 @@ def write_app(
     return directory
 
 
-def start_server(app_dir: Path, *args: str, port: int | None = None) -> ServerProcess:
-    """Start `freezer serve` on `app_dir` and wait for `/health`."""
-    port = port or free_port()
-    argv = [
-        sys.executable, "-c",
-        "import sys; from freezer.cli import main; sys.exit(main())",
-        "serve", str(app_dir), "--port", str(port), "--no-browser", *args,
-    ]
-    server = ServerProcess(argv, port, cwd=app_dir, ready_path="health", name="freezer")
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, server.wait_ready(SERVER_START_TIMEOUT)).result()
-    return server
-
-
-@pytest.fixture(scope="module")
-def serve() -> Iterator[Callable[..., ServerProcess]]:
-    """Factory: `serve(app_dir, *args)` -> a running Freezer server (stopped after the module)."""
-    servers: list[ServerProcess] = []
-
-    def start(app_dir: Path, *args: str, port: int | None = None) -> ServerProcess:
-        server = start_server(app_dir, *args, port=port)
-        servers.append(server)
-        return server
-
-    try:
-        yield start
-    finally:
-        for server in servers:
-            server.stop()
-
-
 @pytest.fixture
 async def open_store() -> AsyncIterator[Callable[[Path], Any]]:
     """Factory: `await open_store(app_dir)` -> a Store on the app's SQLite file (closed after)."""
@@ -134,15 +99,6 @@ async def open_store() -> AsyncIterator[Callable[[Path], Any]]:
     finally:
         for store in stores:
             await store.close()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
-    """Wait until `check()` is true: what the server stores as a kernel reports it lands a
-    moment after the page shows it."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, f"still not true after {timeout:g} s: {check}"
-        await asyncio.sleep(0.05)
 
 
 def health(server: ServerProcess) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from runtime.manifest import Parameter
 from tests.server.conftest import screenshot, write_app
-from tests.support.testing import ServerProcess
+from tests.support.processes import ServerProcess
 
 TIMEOUT_MS = 60_000
 TOKEN = "s3cret"

@@ -16,10 +16,11 @@ from typing import Any
 
 from playwright.sync_api import Locator, Page, expect
 
-from tests.faults.harness import act, click_next, journal, kill_hard
+from tests.faults.harness import act, click_next, journal
 from tests.runner.conftest import code, stage, write_app
-from tests.server.conftest import eventually, start_server
-from tests.support.testing import Person, ServerProcess
+from tests.support.eventually import eventually
+from tests.support.person import Person
+from tests.support.processes import ServerProcess, kill_hard, start_server
 
 TIMEOUT = 60.0
 TIMEOUT_MS = 60_000

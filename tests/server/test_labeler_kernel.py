@@ -3,12 +3,10 @@ waits for Finish; the run is finished when the person presses it, and a replay a
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import re
 import sqlite3
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,9 +15,10 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from runtime.store.exporting import export_main
-from tests.faults.harness import kill_hard, restart
+from tests.faults.harness import restart
 from tests.server.conftest import screenshot, write_app
-from tests.support.testing import ServerProcess
+from tests.support.eventually import eventually_sync, run_async
+from tests.support.processes import ServerProcess, kill_hard
 
 TIMEOUT_MS = 60_000
 COMMENT_STAGES = (
@@ -55,10 +54,11 @@ def db_value(app_dir: Path, sql: str, *args: object) -> object:
 def wait_db(app_dir: Path, expected: object, sql: str, *args: object) -> None:
     """Wait until the query's value is `expected`: the server stores a kernel's report a
     moment after the page shows it."""
-    deadline = time.monotonic() + TIMEOUT_MS / 1000
-    while (value := db_value(app_dir, sql, *args)) != expected:
-        assert time.monotonic() < deadline, f"{sql} {args}: {value!r}, not {expected!r}"
-        time.sleep(0.05)
+    eventually_sync(
+        lambda: db_value(app_dir, sql, *args) == expected,
+        lambda: f"{sql} {args}: {db_value(app_dir, sql, *args)!r}, not {expected!r}",
+        TIMEOUT_MS / 1000,
+    )
 
 
 def in_thread(func: Callable[[], object]) -> object:
@@ -111,7 +111,7 @@ def test_the_run_is_finished_when_the_person_presses_finish(
 
     # The Finish click is in the journal: a fresh kernel replays the run to its end.
     kill_hard(server)
-    again = in_thread(lambda: asyncio.run(restart(server, app_dir, "--pool-size", "1")))
+    again = run_async(restart(server, app_dir, "--pool-size", "1"))
     assert isinstance(again, ServerProcess)
     try:
         page.goto(f"{again.base_url}run/{run_id}")

@@ -19,19 +19,18 @@ from typing import Any
 from tests.faults.harness import (
     act,
     click_next,
-    eventually,
     has_slider,
     journal,
-    kill_hard,
     restart,
     shows,
     slider,
     stage_started_counts,
-    start_server,
     text,
 )
 from tests.server.conftest import SLIDER_STAGES, write_app
-from tests.support.testing import Person, ServerProcess
+from tests.support.eventually import eventually
+from tests.support.person import Person
+from tests.support.processes import ServerProcess, kill_hard, start_server
 
 TIMEOUT = 60.0
 ADMIN_TOKEN = "replay-admin-token"

@@ -18,9 +18,12 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from tests.faults.harness import act, click_next, eventually, kill_hard, restart, start_server
+from tests.faults.harness import act, click_next, restart
 from tests.server.conftest import write_app
-from tests.support.testing import PageSession, Person, ServerProcess
+from tests.support.eventually import eventually
+from tests.support.person import Person
+from tests.support.processes import ServerProcess, kill_hard, start_server
+from tests.support.session import PageSession
 
 TIMEOUT = 120.0
 ACTIONS = 1000

@@ -1,6 +1,6 @@
 """Each run's own working directory: seeded from the app's files, kept, reset for replay, served.
 
-Real servers and kernels driven at the protocol level (`tests.support.testing.Person`). The app's
+Real servers and kernels driven at the protocol level (`tests.support.person.Person`). The app's
 notebook appends the person's number to `rows.csv` (seeded with a header row) and rewrites
 `seed.txt`, so runs that shared a directory would see each other's rows and the seed would change.
 """
@@ -19,8 +19,10 @@ import pytest
 from runtime.manifest import Cell, Manifest, Stage, WaitsOn, dump
 from runtime.runs.runfiles import KERNELS_DIR, RunFiles, RunFilesError, expired
 from tests.faults.harness import act, click_next, has_slider, shows, slider, text
-from tests.server.conftest import eventually, start_server
-from tests.support.testing import PageSession, Person, ServerProcess
+from tests.support.eventually import eventually
+from tests.support.person import Person
+from tests.support.processes import ServerProcess, start_server
+from tests.support.session import PageSession
 
 TIMEOUT = 60.0
 SEED_ROWS = "number\n"
@@ -198,7 +200,7 @@ async def test_pool_kernels_wait_in_a_seeded_directory_of_their_own(
         async def pool_dir_seeded() -> bool:
             return any((entry / "seed.txt").is_file() for entry in kernels.iterdir())
 
-        await eventually(pool_dir_seeded, TIMEOUT)
+        await eventually(pool_dir_seeded, "a pool kernel directory seeded", TIMEOUT)
         waiting = [entry for entry in kernels.iterdir() if (entry / "seed.txt").is_file()]
         assert (waiting[0] / "seed.txt").read_text() == "pristine"
     finally:
@@ -245,7 +247,7 @@ async def test_abandoned_runs_files_go_with_prune_and_past_retention(tmp_path: P
         async def first_gone() -> bool:
             return not (runs / abandoned[0]).exists()
 
-        await eventually(first_gone, TIMEOUT)
+        await eventually(first_gone, "the abandoned run's files deleted", TIMEOUT)
     finally:
         server.stop()
     assert not (runs / abandoned[1]).exists()

@@ -18,7 +18,7 @@ import nbformat
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.support.testing import ServerProcess
+from tests.support.processes import ServerProcess
 
 TIMEOUT_MS = 60_000
 PNG = base64.b64decode(  # 2x2 pixels

@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.server.conftest import screenshot, write_app
-from tests.support.testing import ServerProcess
+from tests.support.processes import ServerProcess
 
 TIMEOUT_MS = 60_000
 DESKTOP = {"width": 1280, "height": 800}

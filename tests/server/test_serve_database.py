@@ -14,7 +14,7 @@ import pytest
 from runtime import manifest
 from runtime.store.store import Store
 from tests.server.conftest import write_app
-from tests.support.testing import free_port
+from tests.support.processes import free_port
 
 START_TIMEOUT = 60.0
 """Seconds to wait for the command (a server that does start runs until this)."""

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.faults.harness import journal, kill_hard
-from tests.server.conftest import start_server, write_app
-from tests.support.testing import ServerProcess
+from tests.faults.harness import journal
+from tests.server.conftest import write_app
+from tests.support.processes import ServerProcess, kill_hard, start_server
 
 TIMEOUT_MS = 60_000
 CULLED = """() => {

@@ -3,10 +3,8 @@ naming the run and the user; jupyter_server's per-page "not trusted" warning is 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,9 @@ import pytest
 from runtime.store.store import NewEvent
 from tests.faults.harness import act, click_next, has_slider, shows, slider
 from tests.server.conftest import write_app
-from tests.support.testing import Person, ServerProcess
+from tests.support.eventually import eventually
+from tests.support.person import Person
+from tests.support.processes import ServerProcess
 
 TIMEOUT = 60.0
 
@@ -37,24 +37,21 @@ def log_text(server: ServerProcess) -> str:
 
 async def logged(server: ServerProcess, pattern: str) -> list[str]:
     """Wait until the server has logged a line matching `pattern`; return every such line."""
-    deadline = time.monotonic() + TIMEOUT
     regex = re.compile(pattern)
-    while True:
-        lines = [line for line in log_text(server).splitlines() if regex.search(line)]
-        if lines:
-            return lines
-        assert time.monotonic() < deadline, f"no log line matches {pattern!r}:\n{server.log_tail()}"
-        await asyncio.sleep(0.05)
+    lines: list[str] = await eventually(
+        lambda: [line for line in log_text(server).splitlines() if regex.search(line)],
+        lambda: f"a log line matching {pattern!r}:\n{server.log_tail()}",
+        TIMEOUT,
+    )
+    return lines
 
 
 async def culled(person: Person, count: int) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while True:
+    async def enough() -> bool:
         response = await person.fetch("health")
-        if json.loads(response.body)["culled"] >= count:
-            return
-        assert time.monotonic() < deadline, "the idle kernel was never culled"
-        await asyncio.sleep(0.1)
+        return bool(json.loads(response.body)["culled"] >= count)
+
+    await eventually(enough, "the idle kernel to be culled", TIMEOUT)
 
 
 async def test_one_line_per_sign_in_start_finish_cull_replay_and_divergence(

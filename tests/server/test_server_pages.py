@@ -14,7 +14,9 @@ import pytest
 
 from runtime.manifest import Parameter
 from tests.server.conftest import write_app
-from tests.support.testing import PageSession, Person, ServerProcess
+from tests.support.person import Person
+from tests.support.processes import ServerProcess
+from tests.support.session import PageSession
 
 TIMEOUT = 60.0
 ADMIN_TOKEN = "admin-secret-token"

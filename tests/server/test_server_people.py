@@ -1,7 +1,7 @@
 """Two people, two runs, two kernels; reload re-attaches; the protocol's guards hold.
 
 One server for the module (auth none, pool 1), driven at the protocol level with
-`tests.support.testing.Person` (HTTP + kernel websocket + widget states, like Voila's front-end).
+`tests.support.person.Person` (HTTP + kernel websocket + widget states, like Voila's front-end).
 """
 
 from __future__ import annotations
@@ -18,15 +18,13 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.websocket import websocket_connect
 
-from tests.server.conftest import eventually, write_app
-from tests.support.testing import (
-    ClientError,
-    KernelMessage,
-    PageSession,
-    Person,
-    ServerProcess,
-    encode_legacy,
-)
+from tests.server.conftest import write_app
+from tests.support.errors import ClientError
+from tests.support.eventually import eventually
+from tests.support.person import Person
+from tests.support.processes import ServerProcess
+from tests.support.protocol import KernelMessage, encode_legacy
+from tests.support.session import PageSession
 
 TIMEOUT = 60.0
 

@@ -7,11 +7,7 @@ is a fresh one, rebuilt by replaying the run's journal before the page renders.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,8 +16,10 @@ import pytest
 
 from runtime.store.store import NewEvent
 from tests.faults.harness import act, click_next, has_slider, shows, slider, text
-from tests.server.conftest import eventually, start_server, write_app
-from tests.support.testing import Person, ServerProcess, child_pids
+from tests.server.conftest import write_app
+from tests.support.eventually import eventually
+from tests.support.person import Person
+from tests.support.processes import ServerProcess, kill_hard, start_server
 
 TIMEOUT = 60.0
 
@@ -53,19 +51,13 @@ async def health(person: Person) -> dict[str, Any]:
 
 async def wait_health(person: Person, predicate: Callable[[dict[str, Any]], bool]) -> None:
     """Poll /health until `predicate` holds (the culler works on its own clock)."""
-    deadline = time.monotonic() + TIMEOUT
-    while not predicate(await health(person)):
-        assert time.monotonic() < deadline, f"health never matched: {await health(person)}"
-        await asyncio.sleep(0.1)
+    last: dict[str, Any] = {}
 
+    async def matches() -> bool:
+        last.update(await health(person))
+        return predicate(last)
 
-def kill_hard(server: ServerProcess) -> None:
-    """SIGKILL the server and its kernels, as a crash of the machine would."""
-    processes = [server.pid, *child_pids(server.pid)]
-    for pid in processes:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    server.process.wait(TIMEOUT)
+    await eventually(matches, lambda: f"health to match; it is {last}", TIMEOUT)
 
 
 @pytest.fixture(scope="module")

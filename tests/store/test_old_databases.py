@@ -38,10 +38,11 @@ from runtime.store import schema
 from runtime.store.database import database_url
 from runtime.store.models import Event, EventRecord, to_event
 from runtime.store.store import Store
-from tests.faults.harness import act, click_next, eventually, has_slider, shows, slider, text
-from tests.server.conftest import start_server
+from tests.faults.harness import act, click_next, has_slider, shows, slider, text
 from tests.store.test_schema import create_pre_alembic, describe_url, models_diff, version_rows
-from tests.support.testing import Person, free_port
+from tests.support.eventually import eventually
+from tests.support.person import Person
+from tests.support.processes import free_port, start_server
 
 pytestmark = pytest.mark.timeout(300)
 FIXTURES = Path(__file__).parent / "fixtures"

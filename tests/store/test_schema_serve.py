@@ -26,14 +26,15 @@ from runtime.store import schema
 from runtime.store.database import database_url
 from runtime.store.models import Base
 from tests.faults.harness import act, click_next, has_slider, shows, slider, text
-from tests.server.conftest import start_server, write_app
+from tests.server.conftest import write_app
 from tests.store.test_schema import (
     create_pre_alembic,
     models_diff,
     set_version,
     version_rows,
 )
-from tests.support.testing import Person, ServerProcess, free_port
+from tests.support.person import Person
+from tests.support.processes import ServerProcess, free_port, start_server
 
 pytestmark = pytest.mark.timeout(300)
 TIMEOUT = 60.0
