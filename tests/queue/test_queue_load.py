@@ -103,6 +103,7 @@ async def label(labeler: Labeler, first: list[Any], watcher: ClaimWatcher) -> No
     deadline = time.monotonic() + DEADLINE
     while not watcher.all_done.is_set():
         assert time.monotonic() < deadline, f"person {labeler.index} still labelling"
+        assert watcher.error is None, watcher.error
         if not mine:  # the rest is held by others' leases, or done: ask again
             await asyncio.sleep(0.2)
             mine = await label_batch(page, 0, [])
