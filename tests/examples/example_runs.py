@@ -16,7 +16,8 @@ from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-NAMES = ("labeling", "regression", "gradient_descent", "review", "experiments", "forms")
+NAMES = ("labeling", "regression", "gradient_descent", "review", "experiments", "forms",
+         "sentiment")
 CELL_TIMEOUT = 60  # seconds; every stage of an example takes well under one
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
