@@ -101,7 +101,7 @@ def test_three_labelers_get_disjoint_photo_sets(
 
     # cy leaves at the first stage (her page becomes the admin's): her set stays claimed
     text = admin_queue(admin, example, "photo sets")
-    assert "20 items: 2 done · 1 claimed · 17 waiting (batch 1, overlap 1)" in text
+    assert "100 items: 2 done · 1 claimed · 97 waiting (batch 1, overlap 1)" in text
     assert "One answer per item: no agreement to measure." in text
     rows = [line.split("\t") for line in text.splitlines() if line.count("\t") == 3]
     assert rows[1:] == [["ann", "1", "0", "0"], ["ben", "1", "0", "0"], ["cy", "0", "0", "1"]]
