@@ -7,9 +7,9 @@ claims/s and submits/s (each: how many there were / the wall time of the whole l
 operations per second together, their latencies (p50, p99) and the CPU time of this process.
 Checks at the end that every item has exactly `overlap` answers from different people.
 
-    .venv/bin/python benchmarks/queue.py                   # 100 runs, 5,000 items, overlap 2
-    .venv/bin/python benchmarks/queue.py --quick           # a tiny smoke run
-    .venv/bin/python benchmarks/queue.py --runs 100 --items 5000 --batch 10 --overlap 2
+    .venv/bin/python benchmarks/work_queue.py                   # 100 runs, 5,000 items, overlap 2
+    .venv/bin/python benchmarks/work_queue.py --quick           # a tiny smoke run
+    .venv/bin/python benchmarks/work_queue.py --runs 100 --items 5000 --batch 10 --overlap 2
 
 PostgreSQL (the local test server, in a throw-away schema) is measured too when it answers;
 `--no-postgres` skips it.
@@ -17,22 +17,19 @@ PostgreSQL (the local test server, in a throw-away schema) is measured too when 
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import sys
+import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
-# Run as a script, this file's directory comes first on sys.path, where this module's name
-# would hide the standard library's `queue` (which concurrent.futures imports): take it out.
-HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-ROOT = HERE.parent
+# Not `benchmarks/queue.py`: run as scripts, the benchmarks have this directory first on
+# sys.path, where that name would hide the standard library's `queue`.
+ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
 
 from benchmarks.journal_append import manifest, postgres_schema  # noqa: E402
 from runtime.store.store import Store  # noqa: E402
