@@ -17,7 +17,7 @@ from nbclient import NotebookClient
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 NAMES = ("labeling", "regression", "gradient_descent", "review", "experiments", "forms",
-         "face_grid")
+         "face_grid", "sentiment")
 CELL_TIMEOUT = 60  # seconds; every stage of an example takes well under one
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"

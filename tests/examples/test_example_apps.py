@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from example_runs import EXAMPLES
 
 from freezer.commands import build_main
@@ -194,3 +195,65 @@ async def test_200_review_clicks_survive_a_server_kill(tmp_path: Path) -> None:
 
     assert [entry["answer"] for entry in results["labels"]] == [n.lower() for n in clicked]
     assert results["summary"]["reviewed"] == 200
+
+
+SENTIMENTS = ["positive", "negative", "neutral"]
+
+
+async def sentiment_batch(page: PageSession) -> dict[str, str]:
+    """Item id -> the model id of its answer buttons, for each card the page shows."""
+    def cards(p: PageSession) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for box in p.find_all(model_name="VBoxModel"):
+            children = [c.removeprefix("IPY_MODEL_") for c in p.widgets[box]["children"]]
+            html = [c for c in children if p.widgets[c]["_model_name"] == "HTMLModel"]
+            buttons = [c for c in children
+                       if p.widgets[c]["_model_name"] == "ToggleButtonsModel"]
+            if len(html) == 1 and len(buttons) == 1:
+                item = str(p.widgets[html[0]]["value"]).split("<b>", 1)[1].split("</b>", 1)[0]
+                found[item] = buttons[0]
+        return found
+
+    await page.wait_for(lambda p: len(cards(p)) == 6, TIMEOUT, "a batch of six sentences")
+    return cards(page)
+
+
+async def test_three_labelers_share_each_sentence_and_agree_as_counted(tmp_path: Path) -> None:
+    from runtime.store.queue_export import queue_report
+
+    # overlap 3: the first three labelers get the same six sentences, the fourth the next six
+    given = {
+        "s00": "ppp", "s01": "ppp", "s02": "ppn", "s03": "nnn", "s04": "nnn", "s05": "upu",
+    }
+    letters = {"p": 0, "n": 1, "u": 2}
+    with serve_example("sentiment", tmp_path) as (server, app):
+        people = [Person(server.base_url) for _ in range(4)]
+        try:
+            pages = [await person.open("") for person in people]
+            batches = [await sentiment_batch(page) for page in pages]
+            assert [sorted(b) for b in batches[:3]] == [sorted(given)] * 3
+            assert sorted(batches[3]) == [f"s{i:02d}" for i in range(6, 12)]
+            for who, (page, batch) in enumerate(zip(pages[:3], batches[:3], strict=True)):
+                for item, buttons in batch.items():
+                    await act(page, await page.set_state(buttons,
+                                                         {"index": letters[given[item][who]]}))
+                await next_stage(page)
+                await page.wait_for(lambda p: "6 answers submitted" in page_text(p), TIMEOUT,
+                                    "the submitted batch")
+        finally:
+            for person in people:
+                await person.close()
+        store = await Store.open(f"sqlite:///{app / 'freezer.db'}")
+        try:
+            report = await queue_report(store, "sentiment")
+        finally:
+            await store.close()
+    assert (report["items"], report["done"], report["overlap"]) == (60, 6, 3)
+    assert report["claimed"] == 6  # the fourth labeler's batch, still leased
+    # Fleiss' kappa by hand: P_i = 1, 1, 1/3, 1, 1, 1/3 -> mean 7/9; category shares
+    # positive 9/18, negative 7/18, neutral 2/18 -> P_e = 134/324; kappa = 59/95
+    agreement = report["agreement"]
+    assert agreement["method"] == "fleiss" and agreement["items"] == 6
+    assert agreement["kappa"] == pytest.approx(59 / 95)
+    assert agreement["observed"] == pytest.approx(7 / 9)
+    assert [d["item"] for d in agreement["disagreements"]] == ["s02", "s05"]

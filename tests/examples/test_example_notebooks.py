@@ -79,6 +79,13 @@ assert "All items reviewed" in item_view.value
         "experiments-2": 'model = "perceptron"\nepochs = 30',
         "experiments-9": 'verdict.value = "discard"\nnotes.value = "  too few epochs  "',
     },
+    "sentiment": {
+        "sentiment-4": """
+assert [card.item for card in cards] == ["s00", "s01", "s02", "s03", "s04", "s05"]
+for card, answer in zip(cards, ["positive", "negative", "neutral"] * 2):
+    card.answer.value = answer
+""",
+    },
     "forms": {
         "forms-4": """
 assert run_button.disabled, "the form starts without a name"
@@ -206,6 +213,17 @@ def test_labeling_records_what_the_person_chose() -> None:
     summary = collected["summary"]
     assert summary["person"] == "Alan" and summary["threshold"] == 0.2
     assert (summary["labeled"], summary["same"], summary["different"]) == (5, 4, 1)
+
+
+def test_sentiment_submits_the_batch_to_the_in_memory_queue() -> None:
+    nb, collected = plain_run("sentiment")
+    toggles = [model["state"] for model in widget_models(nb, "ToggleButtonsModel")]
+    assert len(toggles) == 6 and all(t["index"] is None for t in toggles)
+    assert collected["answers"] == {f"s0{i}": None for i in range(6)}
+    _, collected = person_run("sentiment")
+    assert collected["answers"] == dict(zip(
+        [f"s0{i}" for i in range(6)], ["positive", "negative", "neutral"] * 2, strict=True
+    ))
 
 
 def test_regression_report_uses_the_chosen_settings() -> None:

@@ -65,10 +65,14 @@ EXPECTED: dict[str, list[ExpectedStage]] = {
         ExpectedStage("Check the others", 7, (("others", "widget", 10),)),
         ExpectedStage("Summary", 11, collect=("summary",)),
     ],
+    "sentiment": [
+        ExpectedStage("Label your batch", 1, (("cards", "widget", 5),)),
+        ExpectedStage("Submitted", 6, collect=("answers",)),
+    ],
 }
 
 EXPECTED_PARAMETERS: dict[str, list[tuple[str, object, str]]] = {
-    "labeling": [("batch", 0, "int"), ("borderline_count", 12, "int")],
+    "labeling": [("borderline_count", 12, "int")],
     "experiments": [
         ("model", "logistic", "str"), ("learning_rate", 0.5, "float"), ("epochs", 100, "int"),
         ("l2", 0.001, "float"), ("n_samples", 400, "int"), ("seed", 0, "int"),

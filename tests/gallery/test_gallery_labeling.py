@@ -32,11 +32,11 @@ def example(serve_example: Callable[[str], ServedExample]) -> ServedExample:
 def test_a_labeler_picks_a_person_a_threshold_and_labels_photos(
     example: ServedExample, person: Page, admin: Page, offline: OfflineGuard
 ) -> None:
-    # A per-labeler start link: batch 2 of the photos.
-    run_id = sign_in(person, example, "maya", "new?batch=2")
+    # The first labeler of this server: the work queue gives them photo set 0.
+    run_id = sign_in(person, example, "maya", "new")
     wait_stage(person, 0)
     pick = stage_output(person, 0)
-    see(pick.get_by_text("batch 2: 240 photos of 6 people"))
+    see(pick.get_by_text("photo set 0: 240 photos of 6 people"))
     expect(pick.locator("img.widget-image")).to_have_count(6)  # one portrait per person
     pick.get_by_role("button", name="Alan", exact=True).click()
     expect(pick.get_by_role("button", name="Alan", exact=True)).to_have_class(
@@ -88,7 +88,7 @@ def test_a_labeler_picks_a_person_a_threshold_and_labels_photos(
     see(person.get_by_text("Done: every step has run."))
 
     row = exported_runs(admin, example, finished=1)[run_id]
-    assert (row["user"], row["status"], row["params"]) == ("maya", "finished", {"batch": 2})
+    assert (row["user"], row["status"], row["params"]) == ("maya", "finished", {})
     assert row["snapshots"]["0"] == {"picker": "Alan"}
     assert row["snapshots"]["1"] == {"threshold": 0.2}
     summary = row["results"]["summary"]

@@ -77,6 +77,9 @@ def test_two_labelers_get_their_own_runs_and_results(
     assert alice_run != bob_run
     wait_stage(alice, 0)
     wait_stage(bob, 0)
+    # the work queue gives each labeler a photo set of their own
+    see(stage_output(alice, 0).get_by_text("photo set 0: 240 photos of 6 people"))
+    see(stage_output(bob, 0).get_by_text("photo set 1: 240 photos of 6 people"))
 
     pick(alice, "Alan")
     pick(bob, "Grace")
