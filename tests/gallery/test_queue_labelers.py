@@ -21,7 +21,6 @@ from gallery import (
     ADMIN_TOKEN,
     TIMEOUT_MS,
     VIEWPORT,
-    OfflineGuard,
     ServedExample,
     press_next,
     see,
@@ -32,6 +31,8 @@ from gallery import (
     wait_stage,
 )
 from playwright.sync_api import Browser, Page, expect
+
+from tests.support.offline import OfflineGuard
 
 
 @pytest.fixture

@@ -24,18 +24,13 @@ from typing import Any
 
 import pytest
 
-from tests.faults.harness import (
-    eventually,
-    journal,
-    kill_hard,
-    restart,
-    start_server,
-    write_app,
-)
+from tests.faults.harness import journal, restart, start_server, write_app
 from tests.queue.labelers import label_batch, queue_stages, ready, run_id_of
 from tests.queue.watch import ClaimWatcher, QueueTables
 from tests.support.errors import ClientError
+from tests.support.eventually import eventually
 from tests.support.person import Person
+from tests.support.processes import kill_hard
 from tests.support.session import PageSession
 
 pytestmark = pytest.mark.timeout(400)
