@@ -27,9 +27,10 @@ from typing import Any
 
 from runtime.protocol import DIGESTED
 
-DIGEST_VERSION = 1
+DIGEST_VERSION = 2
 """Bump on any change of what a digest covers: digests of another version are not compared, so
-journals recorded before the change never false-alarm after it."""
+journals recorded before the change never false-alarm after it. 2: a custom widget without a
+`value` is digested with its synced traits (:func:`runtime.kernel.values.synced_traits`)."""
 DIGEST_EVENTS = DIGESTED
 """The runner reports that carry a digest: :data:`runtime.protocol.DIGESTED`, under the name
 `runtime.runs.replay` still imports (the runner itself uses the protocol's)."""
@@ -38,7 +39,9 @@ WIDGET_TRAITS = (
     "description", "value", "label", "_options_labels", "index", "min", "max", "step",
     "placeholder", "tooltip", "tooltips", "icon", "icons",
 )
-"""The widget traits that say what a widget shows and holds (not its look or its ids)."""
+"""The widget traits that say what a widget shows and holds (not its look or its ids). A custom
+widget without a `value` (an anywidget) also gives its synced traits, under `traits`: what its
+front-end and the person share, except binary data (images are not compared)."""
 
 EXCERPT_CHARS = 240
 SUMMARY_CHARS = 160
@@ -72,7 +75,7 @@ def stage_digest(
 ) -> dict[str, Any]:
     """The digest of a stage: the widgets bound to `names` in `namespace`, and `outputs`.
 
-    `{"v": 1, "widgets": {name: hash}, "text": hash, "seen": {name: summary},
+    `{"v": DIGEST_VERSION, "widgets": {name: hash}, "text": hash, "seen": {name: summary},
     "excerpt": start of the text}`; the hashes are compared, the rest is for people. Never
     raises: a digest that cannot be made is `{"v": 0, "error": ...}`, which is not compared.
     """
@@ -103,6 +106,8 @@ def widget_state(value: Any, depth: int = 0) -> Any:
     anything else is None (callbacks may write times or ids into it)."""
     import ipywidgets
 
+    from runtime.kernel.values import is_custom
+
     if depth > _DEPTH:
         return None
     if isinstance(value, ipywidgets.Widget):
@@ -112,12 +117,30 @@ def widget_state(value: Any, depth: int = 0) -> Any:
                 state[trait] = _plain(getattr(value, trait), depth + 1)
         if isinstance(value, ipywidgets.Box):
             state["children"] = [widget_state(child, depth + 1) for child in value.children]
+        elif is_custom(value):
+            state["traits"] = _custom_traits(value, depth)
         return state
     if isinstance(value, (list, tuple)):
         return [widget_state(item, depth + 1) for item in value]
     if isinstance(value, dict):
         return {str(key): widget_state(item, depth + 1) for key, item in value.items()}
     return None
+
+
+def _custom_traits(widget: Any, depth: int) -> dict[str, Any]:
+    """A custom widget's synced traits as JSON: widgets by their state, JSON data masked, not
+    binary data nor values that are not JSON (see :func:`runtime.kernel.values.is_json`)."""
+    import ipywidgets
+
+    from runtime.kernel.values import BINARY, is_json, synced_traits
+
+    traits: dict[str, Any] = {}
+    for name, value in synced_traits(widget).items():
+        if isinstance(value, ipywidgets.Widget):
+            traits[name] = widget_state(value, depth + 1)
+        elif not isinstance(value, BINARY) and is_json(value):
+            traits[name] = _plain(value, depth + 1)
+    return traits
 
 
 def output_text(outputs: Iterable[Mapping[str, Any]]) -> str:
@@ -161,6 +184,11 @@ def summary(state: Any) -> str:
         text += f" = {state['value']!r}"
     if "_options_labels" in state:
         text += f" of {list(state['_options_labels'])!r}"
+    if state.get("traits"):
+        text += " " + ", ".join(
+            f"{k}={summary(v) if isinstance(v, dict) and 'type' in v else _cut(repr(v), 40)}"
+            for k, v in state["traits"].items()
+        )
     if state.get("children"):
         text += " " + summary(state["children"])
     return text

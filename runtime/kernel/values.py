@@ -6,6 +6,11 @@ children's values; an `interactive` gives its keyword values. Media are not choi
 `Image`, `Video` or `Audio` widget, a widget whose value is bytes, and bytes, bytearray or
 memoryview values are recorded as a short reference, :func:`media_reference`, not their bytes
 (a labeling stage's photos would otherwise be hundreds of kilobytes per run, twice over).
+
+A custom widget without a value (an anywidget whose choice is, say, a `selected` trait) gives
+its synced traits, :func:`synced_traits`: what its front-end and the person share, without its
+front-end code, its look and the widget protocol's own keys. ipywidgets' own widgets without a
+value (a Button, an Output) keep their `repr`.
 """
 
 from __future__ import annotations
@@ -26,6 +31,13 @@ _SIGNATURES = (
     (b"RIFF", "audio/wav"),
 )
 OCTETS = "application/octet-stream"
+INTERNAL_TRAITS = frozenset(
+    {"_esm", "_css", "layout", "style", "_dom_classes", "tabbable", "tooltip", "disabled"}
+)
+"""Synced traits that are not what a custom widget holds: its front-end code, its look, its
+focus and tooltip, and `disabled`, which the app sets after Next (docs/custom-widgets.md). Any
+other trait whose name starts with `_` (`_model_name`, `_view_count`, `_anywidget_id`, ...) is
+the widget protocol's or the library's, and is left out too."""
 
 
 def media_reference(data: bytes | bytearray | memoryview, media: str = "") -> dict[str, Any]:
@@ -93,6 +105,46 @@ def json_value(value: Any, depth: int = 0) -> Any:
     return repr(value)
 
 
+def is_custom(widget: widgets.Widget) -> bool:
+    """Whether `widget` is of a class from outside ipywidgets (an anywidget, a notebook's own)
+    and has no `value` (neither a trait nor a property); an `Output` never is (its outputs are
+    not a choice)."""
+    if widget.has_trait("value") or isinstance(getattr(type(widget), "value", None), property):
+        return False
+    if isinstance(widget, widgets.Output):
+        return False
+    return type(widget).__module__.split(".")[0] != "ipywidgets"
+
+
+def synced_traits(widget: widgets.Widget) -> dict[str, Any]:
+    """The widget's synced traits (its `keys`) that say what it holds, by name, in order: not
+    :data:`INTERNAL_TRAITS`, not the `_`-prefixed ones. Values as the traits hold them."""
+    names = dict.fromkeys(str(key) for key in widget.keys)
+    return {
+        name: getattr(widget, name)
+        for name in names
+        if not name.startswith("_") and name not in INTERNAL_TRAITS and widget.has_trait(name)
+    }
+
+
+def is_json(value: Any, depth: int = 0) -> bool:
+    """Whether `value` is JSON data (None, bool, int, finite float, str, lists and dicts of
+    them), binary data (a media reference) or a widget (its value)."""
+    if depth > MAX_DEPTH:
+        return False
+    if value is None or isinstance(value, (bool, int, str, widgets.Widget, *BINARY)):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return all(is_json(item, depth + 1) for item in value)
+    if isinstance(value, dict):
+        return all(
+            isinstance(key, str) and is_json(item, depth + 1) for key, item in value.items()
+        )
+    return False
+
+
 def _widget_value(widget: widgets.Widget, depth: int) -> Any:
     if isinstance(widget, _Media):
         value = widget.value
@@ -105,4 +157,10 @@ def _widget_value(widget: widgets.Widget, depth: int) -> Any:
         return json_value(value, depth + 1)
     if isinstance(widget, widgets.Box):
         return [json_value(child, depth + 1) for child in widget.children]
+    if is_custom(widget):
+        return {
+            name: json_value(value, depth + 1)
+            for name, value in synced_traits(widget).items()
+            if is_json(value)
+        }
     return repr(widget)

@@ -58,3 +58,24 @@ def test_replay_benchmark_quick_replays_a_culled_run(tmp_path: Path) -> None:
     replayed = data["targets"]["freezer pool"]["replay"]["10"]
     assert replayed["n"] == 1 and replayed["p50"] > 0
     assert "freezer pool, replayed" in proc.stdout
+
+
+def test_roundtrip_benchmark_quick_measures_a_custom_message_on_both_servers(
+    tmp_path: Path,
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/roundtrip.py", "--quick", "--custom", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads((tmp_path / "roundtrip_custom.json").read_text())
+    assert data["measured"] == "custom message"
+    for name in ("voila", "freezer pool"):
+        target = data["targets"][name]
+        assert target["errors"] == [], target["errors"]  # every message had its answer
+        assert target["round_trip"]["n"] == len(target["samples"]) >= 20
+        assert 0 < target["round_trip"]["p50"] <= target["round_trip"]["max"]
+    assert (tmp_path / "roundtrip_custom.png").stat().st_size > 0

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from runner.conftest import BOOTSTRAP, code, configure, md, stage
+from runtime.kernel.digest import DIGEST_VERSION
 from tests.support.frontend import Frontend
 
 StartApp = Callable[[Path], Awaitable[Frontend]]
@@ -98,7 +99,7 @@ async def test_next_runs_the_next_stage_on_the_new_values(
     await fe.wait_for(lambda: fe.has_event("stage_ready", stage=1))
     assert "picked C 1" in fe.stage_text(1)
     finished = fe.has_event("stage_finished", stage=0)
-    assert finished is not None and finished.pop("digest")["v"] == 1
+    assert finished is not None and finished.pop("digest")["v"] == DIGEST_VERSION
     assert finished == {
         "event": "stage_finished", "stage": 0,
         "snapshot": {
@@ -119,7 +120,7 @@ async def test_next_runs_the_next_stage_on_the_new_values(
         "stage_ready", "stage_finished", "stage_started", "stage_ready", "finished",
     ]
     finished = fe.has_event("stage_finished", stage=1)
-    assert finished is not None and finished.pop("digest")["v"] == 1
+    assert finished is not None and finished.pop("digest")["v"] == DIGEST_VERSION
     assert finished == {
         "event": "stage_finished", "stage": 1, "snapshot": {"labels": ["x"]},
     }
