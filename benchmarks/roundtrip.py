@@ -52,8 +52,6 @@ from common import (
     write_json,
 )
 
-from tests.support.protocol import Json, KernelMessage
-
 BATCH = 10
 WARM_UP = 20
 UPDATE_TIMEOUT = 30.0
@@ -104,34 +102,7 @@ def custom_widget_ready(page: PageSession) -> bool:
     return bool(page.find_all(model_name="AnyModel"))
 
 
-class Answers:
-    """The custom messages a page received from its widgets' kernel side, as (comm id, content).
-
-    :class:`PageSession` keeps widget states, not custom messages (a browser hands those to the
-    widget's `msg:custom` listeners): this records them as its comm_msg handler sees them, before
-    the page's waiters are woken.
-    """
-
-    def __init__(self, page: PageSession) -> None:
-        self.received: set[tuple[str, Any]] = set()
-        handle = page._handle_comm_msg
-
-        async def record(msg: KernelMessage) -> None:
-            data: Json = msg.content.get("data") or {}
-            content = data.get("content")
-            if data.get("method") == "custom" and isinstance(content, dict):
-                self.received.add((str(msg.content.get("comm_id")), content.get("n")))
-            await handle(msg)
-
-        page._handle_comm_msg = record  # type: ignore[method-assign]
-
-    def has(self, model_id: str, n: int) -> bool:
-        return (model_id, n) in self.received
-
-
-async def custom_round_trip(
-    page: PageSession, answers: Answers, widget: str, n: int, pause: float
-) -> float:
+async def custom_round_trip(page: PageSession, widget: str, n: int, pause: float) -> float:
     """Seconds from sending the custom message `{"n": n}` to receiving the widget's answer."""
     sent: list[str] = []
 
@@ -139,7 +110,7 @@ async def custom_round_trip(
         sent.append(await page.send_custom(widget, {"n": n}))
 
     seconds = await page.round_trip(
-        send, until=lambda p: answers.has(widget, n), timeout=UPDATE_TIMEOUT
+        send, until=lambda p: (widget, {"n": n}) in p.custom, timeout=UPDATE_TIMEOUT
     )
     await page.wait_idle(sent[0], UPDATE_TIMEOUT)
     await asyncio.sleep(pause)
@@ -191,13 +162,11 @@ async def main() -> int:
                 await target.start(notebook, app_dir, workdir)
             live = [t for t in compared if not t.unavailable]
             pages: dict[str, tuple[Person, PageSession, str]] = {}
-            answers: dict[str, Answers] = {}
             for index, target in enumerate(live):
                 assert target.server is not None
                 person = Person(target.server.base_url)
                 page = await target.open_page(person, index)
                 if custom:
-                    answers[target.name] = Answers(page)
                     await page.wait_for(custom_widget_ready, 120, "the custom widget")
                     pages[target.name] = (person, page, page.find(model_name="AnyModel"))
                     continue
@@ -211,9 +180,7 @@ async def main() -> int:
                         value = value % 1000 + 1
                         try:
                             if custom:
-                                seconds = await custom_round_trip(
-                                    page, answers[name], slider, value, pause
-                                )
+                                seconds = await custom_round_trip(page, slider, value, pause)
                             else:
                                 seconds = await slider_round_trip(page, slider, value, pause)
                         except ClientError as error:

@@ -35,6 +35,8 @@ class WidgetManager:
         self._clear_next: set[str] = set()  # Output models with a pending clear_output(wait)
         # (model id, state key) -> msg_id of this page's latest update of it, until its echo
         self._unechoed: dict[tuple[str, str], str] = {}
+        self.custom: list[tuple[str, Json]] = []  # (model id, content) of custom messages the
+        # kernel side of widgets sent (a browser hands them to the widget's `msg:custom` listeners)
 
     # -- reading state
 
@@ -155,6 +157,8 @@ class WidgetManager:
     def _apply_comm_msg(self, msg: KernelMessage) -> None:
         comm_id = str(msg.content.get("comm_id"))
         data = msg.content.get("data") or {}
+        if data.get("method") == "custom" and isinstance(data.get("content"), dict):
+            self.custom.append((comm_id, data["content"]))
         if data.get("method") in ("update", "echo_update") and comm_id in self.widgets:
             state = dict(data.get("state") or {})
             put_buffers(state, data.get("buffer_paths") or [], msg.buffers)
