@@ -75,6 +75,11 @@ class StageReport(TypedDict, total=False):
     stages: int  # hello
 
 
+APP_DIR_ENV = "FREEZER_APP_DIR"
+"""The environment variable naming the app directory a kernel serves (set by the server)."""
+RUN_DIR_ENV = "FREEZER_RUN_DIR"
+"""The environment variable naming the kernel's own working directory (runtime.runs.runfiles)."""
+
 RUNNER_MODULE = "runtime.kernel.runner"
 
 SHOW_CODE = BOOTSTRAP_SOURCE + "\n"

@@ -35,7 +35,7 @@ from runtime.kernel.parameters import RunConfig, seed, set_parameters
 from runtime.kernel.reports import Reports
 from runtime.kernel.requirements import Requirements, after_each_message
 from runtime.kernel.stepper import AppView, disable_widgets, markdown_output
-from runtime.protocol import RunnerEvent
+from runtime.protocol import APP_DIR_ENV, RUN_DIR_ENV, RunnerEvent
 
 log = logging.getLogger("freezer.runner")
 
@@ -321,13 +321,13 @@ def _shell() -> Any:
 def _get_runner(app_dir: str | os.PathLike[str] | None = None) -> Runner:
     global _runner
     if _runner is None:
-        where = Path(app_dir or os.environ.get("FREEZER_APP_DIR") or os.getcwd()).resolve()
+        where = Path(app_dir or os.environ.get(APP_DIR_ENV) or os.getcwd()).resolve()
         app = mf.load(where)
         app_root = where.parent if where.is_file() else where
         _runner = Runner(_shell(), app, app_root)
         # The server gives each kernel a copy of files/ of its own (runtime.runs.runfiles); plain
         # Voila and JupyterLab run in files/ itself.
-        files = Path(os.environ.get("FREEZER_RUN_DIR") or app_root / mf.FILES_DIR)
+        files = Path(os.environ.get(RUN_DIR_ENV) or app_root / mf.FILES_DIR)
         if files.is_dir():
             os.chdir(files)
     return _runner

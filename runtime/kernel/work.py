@@ -28,8 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from runtime.errors import RuntimeAppError
-from runtime.protocol import QUEUE_REQUEST
-from runtime.runs.runfiles import RUN_DIR_ENV
+from runtime.protocol import QUEUE_REQUEST, RUN_DIR_ENV
 
 DEFAULT_TIMEOUT = 30.0
 

@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from jupyter_client.connect import KernelConnectionInfo
 
 from runtime.manifest import FILES_DIR
-from runtime.protocol import PREPARE_CODE, lifeline_code
+from runtime.protocol import APP_DIR_ENV, PREPARE_CODE, RUN_DIR_ENV, lifeline_code
 from runtime.protocol import configure_code as protocol_configure_code
 from runtime.runs.kernel_start import retry_start, while_alive
 from runtime.runs.listener import KernelListener
-from runtime.runs.runfiles import RUN_DIR_ENV, RunFiles, chdir_code
+from runtime.runs.runfiles import RunFiles, chdir_code
 
 if TYPE_CHECKING:
     from runtime.store.store import Run
@@ -207,7 +207,7 @@ class LiveKernels:
     async def _start_once(self, app_dir: Path) -> LiveKernel:
         # One string hash seed for every kernel: a set of strings iterates in the same order
         # in a replay as in the person's kernel (see "What replay can and cannot reproduce").
-        env = {"PYTHONHASHSEED": "0", **os.environ, "FREEZER_APP_DIR": str(app_dir)}
+        env = {"PYTHONHASHSEED": "0", **os.environ, APP_DIR_ENV: str(app_dir)}
         self.starting += 1
         workdir = None
         try:

@@ -49,7 +49,6 @@ if TYPE_CHECKING:
 
 KERNELS_DIR = ".kernels"
 TRASH_DIR = ".trash"
-RUN_DIR_ENV = "FREEZER_RUN_DIR"
 """Environment variable naming a kernel's own working directory (`runner.prepare` chdirs)."""
 RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 DAY = 86400.0
