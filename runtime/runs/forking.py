@@ -218,6 +218,16 @@ class ForkParents:
         parent.let_go()
         self.let_go.append(parent)
 
+    def stop(self) -> None:
+        """End every parent now (their kernels end with them)."""
+        for parent in [*self.by_dir.values(), *self.let_go]:
+            parent.let_go()
+            if parent.alive:
+                parent.process.kill()
+            parent.process.wait()
+        self.by_dir.clear()
+        self.let_go.clear()
+
     async def _start(
         self, app_dir: Path, app_id: str, executable: str, env: dict[str, str], cwd: str
     ) -> ForkParent:
