@@ -60,6 +60,10 @@ class ForkUnavailableError(RuntimeAppError):
     """No parent can fork this kernel; the message says why (the kernel is spawned instead)."""
 
 
+class ParentRefusedError(ForkUnavailableError):
+    """The parent of an app version cannot warm (its imports fail): not tried again for it."""
+
+
 def default_kernel_start() -> str:
     """`fork` or `spawn`, from :data:`KERNEL_START_ENV`; `spawn` when unset or unknown."""
     value = os.environ.get(KERNEL_START_ENV, "")
@@ -202,7 +206,7 @@ class ForkParents:
         if parent is None:
             try:
                 parent = await self._start(app_dir, app_id, executable, env, cwd)
-            except ForkUnavailableError as exc:
+            except ParentRefusedError as exc:
                 self.refused[(app_dir, app_id)] = str(exc)
                 raise
             self.by_dir[app_dir] = parent
@@ -258,12 +262,17 @@ class ForkParents:
         if "error" in answer:
             parent.let_go()
             self.let_go.append(parent)
-            raise ForkUnavailableError(str(answer["error"]))
+            raise ParentRefusedError(str(answer["error"]))
         return parent
 
 
 PARENTS = ForkParents()
 """The parents of this server's kernels (a provisioner lives as long as one kernel)."""
+
+
+def stop_parents() -> None:
+    """End every fork parent of this process (the server stops; kernels are shut down)."""
+    PARENTS.stop()
 
 
 def ipykernel_arguments(cmd: list[str]) -> list[str]:

@@ -28,7 +28,7 @@ from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelMana
 from jupyter_server.utils import ApiPath
 from tornado import web
 
-from runtime.runs.forking import use_forking
+from runtime.runs.forking import stop_parents, use_forking
 from runtime.runs.kernel_start import kernel_process_id, process_ended
 
 page_kernel: ContextVar[str | None] = ContextVar("freezer_page_kernel", default=None)
@@ -111,6 +111,7 @@ class RunKernelManager(AsyncMappingKernelManager):
 
     async def shut_down_all(self) -> None:
         await self.shutdown_all(now=True)
+        stop_parents()
 
     # --- reports -----------------------------------------------------------------------------
 
