@@ -27,6 +27,7 @@ from common import (
     Target,
     build_for,
     environment,
+    freezer_available,
     label_text,
     options,
     parser,
@@ -173,9 +174,11 @@ async def main() -> int:
     runs = 20 if opts.quick else opts.extra["runs"]
     updates = 2 if opts.quick else opts.extra["updates"]
     all_targets = [t for t in targets(opts) if t.name in ("voila", "freezer pool")]
-    spawned = all_targets[-1]
-    all_targets.append(Target(FORK_TARGET, "freezer", [*spawned.extra_args, "--kernel-start",
-                                                       "fork"], unavailable=spawned.unavailable))
+    forked = freezer_available() if opts.freezer else "not requested"
+    if opts.only and FORK_TARGET not in opts.only:
+        forked = "not requested"
+    all_targets.append(Target(FORK_TARGET, "freezer", [*opts.pool_args, "--kernel-start", "fork"],
+                              unavailable=forked))
     results: dict[str, Any] = {}
     with workspace(stages=2) as (notebook, app_dir, workdir):
         try:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import ast
 import atexit
 import ctypes
+import gc
 import json
 import os
 import signal
@@ -186,6 +187,8 @@ def main(argv: list[str]) -> int:
     channel.sendall(json.dumps({"error": error} if error else {"ready": True}).encode() + b"\n")
     if error:
         return 1
+    # what the imports made is never collected: the kernels' collections leave those pages shared
+    gc.freeze()
     serve_forks(channel)
     return 0
 

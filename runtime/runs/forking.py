@@ -24,6 +24,7 @@ finds it by its name, :data:`PROVISIONER_NAME`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import select
@@ -107,13 +108,15 @@ class ForkedKernel:
         return self.returncode
 
     def send_signal(self, signum: int) -> None:
-        """Signal the kernel (never another process that reused its pid)."""
+        """Signal the kernel (never another process that reused its pid); nothing once it has
+        ended, as `Popen.send_signal` (jupyter_client interrupts a dead kernel to shut it down)."""
         if self.poll() is not None:
-            raise ProcessLookupError(self.pid, "the kernel has ended")
-        if self.pidfd is not None:
-            signal.pidfd_send_signal(self.pidfd, signum)
-        else:
-            os.kill(self.pid, signum)
+            return
+        with contextlib.suppress(ProcessLookupError):
+            if self.pidfd is not None:
+                signal.pidfd_send_signal(self.pidfd, signum)
+            else:
+                os.kill(self.pid, signum)
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)

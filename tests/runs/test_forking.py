@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,13 @@ import pytest
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning.factory import KernelProvisionerFactory
 
-from runtime.runs.forking import PARENTS, running_parents, use_forking
+from runtime.runs.forking import (
+    PARENTS,
+    UNKNOWN_EXIT,
+    ForkedKernel,
+    running_parents,
+    use_forking,
+)
 from runtime.runs.kernel_start import process_ended
 from tests.faults.harness import (
     TIMEOUT,
@@ -236,3 +243,19 @@ async def test_a_failing_warm_import_spawns_kernels_and_says_why(
     said = [r.getMessage() for r in caplog.records if "spawned, not forked" in r.getMessage()]
     assert said and "import needs_a_kernel" in said[0] and "needs a running kernel" in said[0]
     assert not running_parents()
+
+
+def test_a_kernel_handle_over_a_pidfd_ends_and_ignores_signals_after() -> None:
+    child = subprocess.Popen(["sleep", "600"])
+    try:
+        kernel = ForkedKernel(child.pid)
+        assert kernel.poll() is None
+        kernel.kill()
+        child.wait(TIMEOUT)
+        assert kernel.wait(TIMEOUT) == UNKNOWN_EXIT
+        assert kernel.poll() == UNKNOWN_EXIT
+        kernel.send_signal(signal.SIGINT)  # jupyter_client interrupts a dead kernel at shutdown
+        kernel.terminate()
+    finally:
+        child.kill()
+        child.wait()
