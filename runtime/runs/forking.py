@@ -167,9 +167,12 @@ class ForkParent:
             request = {"argv": argv, "env": env, "cwd": cwd}
             try:
                 await loop.sock_sendall(self.channel, json.dumps(request).encode() + b"\n")
-            except OSError as exc:
-                raise ForkUnavailableError(f"the parent is gone ({exc})") from None
-            answer = await self.read_line(FORK_TIMEOUT)
+                answer = await self.read_line(FORK_TIMEOUT)
+            except (OSError, ForkUnavailableError) as exc:
+                # a late answer would be taken for the next request's: this parent is done
+                self.let_go()
+                self.process.kill()
+                raise ForkUnavailableError(f"the parent failed to fork ({exc})") from None
         return int(answer["pid"])
 
     def let_go(self) -> None:
@@ -188,12 +191,22 @@ class ForkParents:
         self.by_dir: dict[Path, ForkParent] = {}
         self.refused: dict[tuple[Path, str], str] = {}  # (dir, app_id): why no parent
         self.let_go: list[ForkParent] = []
+        self.lock = asyncio.Lock()
 
     async def parent_for(
         self, app_dir: Path, executable: str, env: dict[str, str], cwd: str
     ) -> tuple[ForkParent, str | None]:
         """A running parent for the app now in `app_dir`, and what happened to an earlier one
-        (None, or a sentence for the log). ForkUnavailableError when there cannot be one."""
+        (None, or a sentence for the log). ForkUnavailableError when there cannot be one.
+
+        One caller at a time: the pool starts kernels side by side, and they share one parent.
+        """
+        async with self.lock:
+            return await self._parent_for(app_dir, executable, env, cwd)
+
+    async def _parent_for(
+        self, app_dir: Path, executable: str, env: dict[str, str], cwd: str
+    ) -> tuple[ForkParent, str | None]:
         app_id = mf.load(app_dir).app_id
         self.let_go = [p for p in self.let_go if not p.reap()]
         refused = self.refused.get((app_dir, app_id))
@@ -234,6 +247,7 @@ class ForkParents:
             parent.process.wait()
         self.by_dir.clear()
         self.let_go.clear()
+        self.lock = asyncio.Lock()  # the next event loop's
 
     async def _start(
         self, app_dir: Path, app_id: str, executable: str, env: dict[str, str], cwd: str

@@ -259,3 +259,16 @@ def test_a_kernel_handle_over_a_pidfd_ends_and_ignores_signals_after() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+async def test_kernels_started_together_share_one_parent(tmp_path: Path, forking: None) -> None:
+    app = warm_app(tmp_path / "app", "import json")
+    started = await asyncio.gather(start_kernel(app), start_kernel(app))
+    try:
+        (parent,) = running_parents()
+        for manager, _ in started:
+            assert getattr(manager.provisioner, "forked", False)
+            assert parent_of(manager.provisioner.pid) == parent  # type: ignore[union-attr]
+    finally:
+        for manager, client in started:
+            await stop_kernel(manager, client)
