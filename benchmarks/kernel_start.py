@@ -1,12 +1,13 @@
 """Kernel start, forked (`--kernel-start fork`) against spawned (`spawn`): p50 and p95.
 
 Each start is timed from `AsyncKernelManager.start_kernel()` to the kernel's first
-`kernel_info_reply` and iopub status (the kernel answers on its sockets, as the
-server's client waits for it), and the process launch alone (until
+`kernel_info_reply` (one request, sent at once: the kernel answers on its shell socket), and
+the process launch alone (until
 `start_kernel()` returns). The kernels run the bundled pipeline app's environment
-(`FREEZER_APP_DIR`), one at a time, each shut down before the next; the forked ones come from
-one parent, started (and warmed) before the first timed start. No pool, no server: this is the
-kernel start the run service waits on when no pool kernel is left.
+(`FREEZER_APP_DIR`), one at a time, each shut down before the next, a spawned and a forked one
+in turn; the forked ones come from one parent, started (and warmed) before the first timed
+start. No pool, no server: the kernel start the run service waits on when no pool kernel is
+left.
 
     .venv/bin/python benchmarks/kernel_start.py [--starts 20] [--out DIR]
 """
@@ -36,13 +37,10 @@ from jupyter_client.provisioning.factory import KernelProvisionerFactory
 
 from runtime.runs.forking import use_forking
 
-READY_CLIENT = "runtime.web.jupyter.ReadyKernelClient"
-"""The server's kernel client: ready at its first kernel_info reply and iopub idle status."""
-
 
 async def one_start(app_dir: Path) -> tuple[float, float, bool]:
     """(seconds to launch, seconds to the first kernel_info reply, forked?) of one kernel."""
-    manager = AsyncKernelManager(kernel_name="python3", client_class=READY_CLIENT)
+    manager = AsyncKernelManager(kernel_name="python3")
     env = {**os.environ, "FREEZER_APP_DIR": str(app_dir), "PYTHONHASHSEED": "0"}
     started = time.perf_counter()
     await manager.start_kernel(env=env, cwd=str(app_dir))
@@ -50,7 +48,10 @@ async def one_start(app_dir: Path) -> tuple[float, float, bool]:
     client = manager.client()
     client.start_channels()
     try:
-        await client.wait_for_ready(timeout=120)
+        # one request: zmq holds it until the kernel has bound its shell socket
+        msg_id = client.kernel_info()
+        while (await client.get_shell_msg(timeout=120))["parent_header"].get("msg_id") != msg_id:
+            pass
         answered = time.perf_counter() - started
     finally:
         client.stop_channels()
@@ -60,32 +61,36 @@ async def one_start(app_dir: Path) -> tuple[float, float, bool]:
 
 
 async def measure(app_dir: Path, starts: int) -> dict[str, Any]:
-    results: dict[str, Any] = {}
+    """`starts` starts of each kind, alternating (a loaded machine slows both alike)."""
     factory = KernelProvisionerFactory.instance()
     spawn_default = factory.default_provisioner_name
-    for mode in ("spawn", "fork"):
-        if mode == "fork":
-            use_forking(factory)
-            await one_start(app_dir)  # starts and warms the parent: not a kernel start
-        else:
-            factory.default_provisioner_name = spawn_default
-        launched, answered, forked = [], [], []
-        for _ in range(starts):
+    use_forking(factory)
+    await one_start(app_dir)  # starts and warms the parent: not a kernel start
+    samples: dict[str, dict[str, list[float]]] = {
+        mode: {"launch": [], "answer": [], "forked": []} for mode in ("spawn", "fork")
+    }
+    for _ in range(starts):
+        for mode in ("spawn", "fork"):
+            if mode == "fork":
+                use_forking(factory)
+            else:
+                factory.default_provisioner_name = spawn_default
             launch, answer, was_forked = await one_start(app_dir)
-            launched.append(launch)
-            answered.append(answer)
-            forked.append(was_forked)
-        results[mode] = {
-            "launch_s": launched,
-            "answer_s": answered,
-            "forked": sum(forked),
-            "launch_p50": percentile(launched, 50),
-            "answer_p50": percentile(answered, 50),
-            "answer_p95": percentile(answered, 95),
-        }
-        print(f"{mode}: {starts} starts done", flush=True)
+            samples[mode]["launch"].append(launch)
+            samples[mode]["answer"].append(answer)
+            samples[mode]["forked"].append(float(was_forked))
     factory.default_provisioner_name = spawn_default
-    return results
+    return {
+        mode: {
+            "launch_s": got["launch"],
+            "answer_s": got["answer"],
+            "forked": int(sum(got["forked"])),
+            "launch_p50": percentile(got["launch"], 50),
+            "answer_p50": percentile(got["answer"], 50),
+            "answer_p95": percentile(got["answer"], 95),
+        }
+        for mode, got in samples.items()
+    }
 
 
 def main() -> int:
