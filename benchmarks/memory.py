@@ -1,7 +1,10 @@
 """Memory: an idle pooled kernel, a live run's kernel, the server, and the database per run.
 
-Plain Voila and Freezer (`--pool-size=2`) serve the same pipeline notebook. After the server
-settles, the RSS of the server process alone and of each kernel is read from `/proc`; then one
+Plain Voila and Freezer (`--pool-size=2`, its kernels spawned, then forked: `--kernel-start
+fork`) serve the same pipeline notebook. After the server settles, the RSS and the PSS of the
+server process alone and of each kernel are read from `/proc` (PSS from `smaps_rollup`: a page
+shared by n processes counts 1/n in each, so forked kernels' shared imports are not counted n
+times; the fork parent's own PSS is reported beside them); then one
 person opens a page, moves the slider `--updates` times, and the RSS of that page's kernel is
 read (plain Voila: its only kind of kernel). Finally `--runs` runs of `--events` slider updates
 each are stored through the store API in a fresh SQLite file (what culled runs cost: their rows
@@ -24,6 +27,7 @@ from common import (
     Target,
     build_for,
     environment,
+    freezer_available,
     label_text,
     options,
     parser,
@@ -38,12 +42,35 @@ from common import (
 )
 
 from tests.support.person import Person
-from tests.support.processes import kernel_pids
+from tests.support.processes import child_pids, kernel_pids
 from tests.support.session import PageSession
 
 MB = 1024.0 * 1024.0
+FORK_TARGET = "freezer fork pool"
 BUDGET_POOL_KERNEL_MB = 90.0
 STAGE_TIMEOUT = 120.0
+
+
+def pss_bytes(pid: int) -> int:
+    """Proportional set size of a process (`/proc/PID/smaps_rollup`); 0 when unreadable."""
+    try:
+        lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+    except OSError:
+        return 0
+    for line in lines:
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def fork_parent_pids(server_pid: int) -> list[int]:
+    """The server's fork parents (`--kernel-start fork`)."""
+    found = []
+    for pid in child_pids(server_pid):
+        with contextlib.suppress(OSError):
+            if b"runtime.runs.fork_parent" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+    return found
 
 
 def _label_shows(value: int) -> Callable[[PageSession], bool]:
@@ -60,7 +87,11 @@ async def measure_server(target: Target, updates: int) -> dict[str, Any]:
     idle = kernel_pids(pid)
     result: dict[str, Any] = {
         "server_mb": rss_bytes(pid) / MB,
+        "server_pss_mb": pss_bytes(pid) / MB,
         "idle_kernels_mb": [rss_bytes(p) / MB for p in idle.values()],
+        "idle_kernels_pss_mb": [pss_bytes(p) / MB for p in idle.values()],
+        "fork_parents_mb": [rss_bytes(p) / MB for p in fork_parent_pids(pid)],
+        "fork_parents_pss_mb": [pss_bytes(p) / MB for p in fork_parent_pids(pid)],
     }
     async with Person(target.server.base_url) as person:
         session = await target.open_page(person, 0)
@@ -73,6 +104,7 @@ async def measure_server(target: Target, updates: int) -> dict[str, Any]:
         kernels = kernel_pids(pid)
         run_pid = kernels.get(session.kernel_id)
         result["run_kernel_mb"] = rss_bytes(run_pid) / MB if run_pid else math.nan
+        result["run_kernel_pss_mb"] = pss_bytes(run_pid) / MB if run_pid else math.nan
         result["server_mb_after_run"] = rss_bytes(pid) / MB
         await session.close(unload=True)
     return result
@@ -129,6 +161,11 @@ async def main() -> int:
     runs = 20 if opts.quick else opts.extra["runs"]
     updates = 2 if opts.quick else opts.extra["updates"]
     all_targets = [t for t in targets(opts) if t.name in ("voila", "freezer pool")]
+    forked = freezer_available() if opts.freezer else "not requested"
+    if opts.only and FORK_TARGET not in opts.only:
+        forked = "not requested"
+    all_targets.append(Target(FORK_TARGET, "freezer", [*opts.pool_args, "--kernel-start", "fork"],
+                              unavailable=forked))
     results: dict[str, Any] = {}
     with workspace(stages=2) as (notebook, app_dir, workdir):
         try:
@@ -157,21 +194,27 @@ def report(results: dict[str, Any], database: dict[str, Any], out: Path) -> None
     rows = []
     for name, r in results.items():
         if "unavailable" in r:
-            rows.append([name, f"n/a ({r['unavailable']})", "", "", ""])
+            rows.append([name, f"n/a ({r['unavailable']})", *[""] * 6])
             continue
         idle = r["idle_kernels_mb"]
+        idle_pss = r["idle_kernels_pss_mb"]
+        parents = r["fork_parents_mb"]
         rows.append(
             [
                 name,
                 _mb(max(idle)) if idle else "none (no pool)",
+                _mb(max(idle_pss)) if idle_pss else "",
                 _mb(r["run_kernel_mb"]),
+                _mb(r["run_kernel_pss_mb"]),
                 _mb(r["server_mb"]),
                 _mb(r["server_mb_after_run"]),
+                f"{_mb(sum(parents))} / {_mb(sum(r['fork_parents_pss_mb']))}" if parents else "",
             ]
         )
     print()
     print_table(
-        ["server", "idle kernel (max)", "live run kernel", "server idle", "server after run"],
+        ["server", "idle kernel RSS (max)", "PSS", "live run kernel RSS", "PSS", "server idle",
+         "server after run", "fork parent RSS / PSS"],
         rows,
     )
     pooled = results.get("freezer pool", {}).get("idle_kernels_mb", [])

@@ -263,6 +263,8 @@ class FreezerApp(ServeOptions, DeploymentOptions, Voila):  # type: ignore[misc]
         """The run service over the kernel manager: pool, run mapping, cull and cap; the
         manager reports websockets and kernel deaths to it."""
         manager: RunKernelManager = self.kernel_manager
+        if self.kernel_start == "fork":
+            manager.fork_kernels()
         policy = KernelPolicy(
             max_kernels=self.max_kernels, cull_idle_timeout=self.cull_idle_timeout
         )

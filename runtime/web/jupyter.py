@@ -21,12 +21,14 @@ from typing import Any, Protocol
 
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.connect import KernelConnectionInfo
+from jupyter_client.provisioning.factory import KernelProvisionerFactory
 from jupyter_client.session import new_id
 from jupyter_core.utils import ensure_async
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 from jupyter_server.utils import ApiPath
 from tornado import web
 
+from runtime.runs.forking import stop_parents, use_forking
 from runtime.runs.kernel_start import kernel_process_id, process_ended
 
 page_kernel: ContextVar[str | None] = ContextVar("freezer_page_kernel", default=None)
@@ -68,6 +70,10 @@ class RunKernelManager(AsyncMappingKernelManager):
             raise web.HTTPError(403, "kernels are started only for a run")
         return bound
 
+    def fork_kernels(self) -> None:
+        """Fork kernels from a warmed parent per app version (`--kernel-start fork`)."""
+        use_forking(KernelProvisionerFactory.instance(parent=self.parent))
+
     # --- runtime.runs.live.KernelProcesses ---------------------------------------------------
 
     async def start_process(self, kernel_name: str, env: dict[str, str]) -> str:
@@ -105,6 +111,7 @@ class RunKernelManager(AsyncMappingKernelManager):
 
     async def shut_down_all(self) -> None:
         await self.shutdown_all(now=True)
+        stop_parents()
 
     # --- reports -----------------------------------------------------------------------------
 

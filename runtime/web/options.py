@@ -13,6 +13,7 @@ import logging
 from traitlets import Bool, Enum, Float, Integer, Unicode
 from traitlets.config import Configurable
 
+from runtime.runs.forking import KERNEL_START_ENV, KERNEL_STARTS, default_kernel_start
 from runtime.web.auth import AUTH_MODES
 from runtime.web.config import DEPLOY_ALIASES, DEPLOY_FLAGS
 
@@ -30,6 +31,7 @@ SERVE_ALIASES = {
     "run-files-dir": "FreezerApp.run_files_dir",
     "run-files-retention": "FreezerApp.run_files_retention",
     "kernel-deaths-per-stage": "FreezerApp.kernel_deaths_per_stage",
+    "kernel-start": "FreezerApp.kernel_start",
     "base-url": "FreezerApp.base_url",
     **DEPLOY_ALIASES,
 }
@@ -130,6 +132,15 @@ class ServeOptions(Configurable):
         help="Times in a row a run's kernel may die while the same stage runs (the stage ends "
         "its process: os._exit, a crash, too little memory) before the run is marked failed "
         "and the person told so. Default 3; 0: never fail a run for it.",
+    )
+    kernel_start = Enum(
+        list(KERNEL_STARTS),
+        default_value=default_kernel_start(),
+        config=True,
+        help="How a kernel process starts. fork: forked from a parent process per app version "
+        "that has imported ipykernel, ipywidgets and what the app's freeze:warm cells import "
+        "(Linux; a kernel that cannot be forked is spawned and the log says why); spawn: a new "
+        f"Python for each kernel. Default spawn, or the value of ${KERNEL_START_ENV}.",
     )
     show_tracebacks = Bool(
         False,

@@ -1,0 +1,197 @@
+"""The parent process of forked kernels: warm once, then fork one kernel per request.
+
+`python -m runtime.runs.fork_parent FD APP_DIR SERVER_PID PADDING` is started by
+:class:`runtime.runs.forking.ForkingProvisioner`, once per app version. It
+
+1. arms the parent-death signal, so it ends with the server (:mod:`runtime.runs.lifeline`);
+2. imports what a kernel of the app needs before it knows its person: ipykernel, ipywidgets, the
+   runner, and the modules the app's `freeze:warm` cells import (:func:`warm_imports`);
+3. says `{"ready": true}` (or `{"error": "..."}` and ends) on the socket `FD`;
+4. reads one JSON request a line (`argv`, `env`, `cwd`) and answers each with the `pid` of a child
+   it forked for it; the child becomes the kernel (:func:`become_kernel`).
+
+**Imports only, not warm cells.** Running the warm cells here would share their values between
+every kernel of the app, but their outputs and widgets belong to each kernel's runner (which runs
+them in `runner.prepare()`, against modules already loaded), and a warm cell may open a file, a
+socket or a thread that does not survive a fork. Importing is where the time goes, and an import
+is shared safely as copy-on-write pages. So the parent has no zmq context, no event loop and no
+thread of Python's (a warm import that starts one makes the parent refuse, and kernels are then
+spawned); a native thread a library starts at import (OpenBLAS's pool) is not copied into a fork,
+and the libraries that start them re-create them in the child.
+
+Children are reaped by the kernel (SIGCHLD ignored), so the server learns of a kernel's end by
+its pidfd, not by an exit status. Each child dies with this parent (parent-death signal), and this
+parent with the server: a kernel never outlives the server. When the server stops using this
+parent (the app was rebuilt) it closes the socket; the parent then waits until its last kernel
+has ended, and ends.
+"""
+
+from __future__ import annotations
+
+import ast
+import atexit
+import ctypes
+import gc
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import traceback
+from pathlib import Path
+from typing import Any
+
+from runtime import manifest as mf
+from runtime.runs.lifeline import die_with_parent
+
+BASE_IMPORTS = (
+    "import ipykernel.kernelapp",
+    "import ipykernel.ipkernel",
+    "import ipywidgets",
+    "import runtime.kernel.runner",
+    # what IPKernelApp.initialize() imports (measured: about 170 modules, half its time)
+    "import ipykernel.debugger",
+    "import debugpy",
+    "import IPython.core.completerlib, IPython.core.debugger, IPython.core.oinspect",
+    "import IPython.extensions.storemagic, tornado.platform.asyncio",
+    "import sqlite3, pdb, pydoc, psutil, faulthandler, gzip, unicodedata",
+    "import xml.dom.minidom, xmlrpc.client, http.server",
+)
+"""What every Freezer kernel imports before its first cell, and while its kernel app starts."""
+COMMAND_LINE_ROOM = 2048
+"""Bytes of padding in the parent's command line, which a child overwrites with its own."""
+
+
+def warm_imports(app_dir: Path) -> list[str]:
+    """The top-level `import` statements of the app's `freeze:warm` code cells, as source.
+
+    A line of IPython syntax (`%magic`, `!command`) is left out before parsing; a cell that
+    still does not parse is skipped (the kernel reports it); relative imports are skipped.
+    """
+    statements: list[str] = []
+    for stage in mf.load(app_dir).stages:
+        for cell in stage.cells:
+            if cell.kind != "code" or mf.Tag.WARM not in cell.tags:
+                continue
+            lines = [ln for ln in cell.source.splitlines()
+                     if not ln.lstrip().startswith(("%", "!"))]
+            try:
+                tree = ast.parse("\n".join(lines))
+            except SyntaxError:
+                continue
+            for node in tree.body:
+                if isinstance(node, ast.Import) or (
+                    isinstance(node, ast.ImportFrom) and node.level == 0
+                ):
+                    statements.append(ast.unparse(node))
+    return statements
+
+
+def warm(app_dir: Path) -> str | None:
+    """Run the imports; None, or why this process cannot be a parent of kernels."""
+    for statement in (*BASE_IMPORTS, *warm_imports(app_dir)):
+        try:
+            exec(compile(statement, f"<warm import of {app_dir}>", "exec"), {})  # noqa: S102
+        except BaseException as exc:  # an import may raise anything, SystemExit included
+            return f"the warm import `{statement}` failed in the parent: " \
+                   f"{type(exc).__name__}: {exc}"
+        if threading.active_count() > 1:
+            return f"the warm import `{statement}` started a thread, which a fork cannot copy"
+    return None
+
+
+def show_command_line(argv: list[str]) -> None:
+    """Make `/proc/self/cmdline` (what `ps` shows) read `argv`, as far as there is room.
+
+    The child's command line is its parent's, which the provisioner pads with
+    :data:`COMMAND_LINE_ROOM` bytes; Python keeps its own copy of its arguments, so the original
+    area is free to overwrite (as `setproctitle` does). A forked kernel then shows the same
+    `... -f kernel-ID.json` as a spawned one, for whoever looks for a kernel's process.
+    """
+    fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    start, end = int(fields[45]), int(fields[46])  # arg_start, arg_end (fields 48 and 49)
+    text = b"\0".join(a.encode() for a in argv)[: end - start - 1]
+    ctypes.memmove(start, text + b"\0" * (end - start - len(text)), end - start)
+
+
+def become_kernel(request: dict[str, Any], parent_pid: int) -> None:
+    """In a freshly forked child: become the kernel `request` asks for; never returns."""
+    status = 1
+    try:
+        os.setsid()  # as jupyter_client's launcher does: signals reach the kernel's group only
+        for signum in (signal.SIGCHLD, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        die_with_parent(parent_pid)
+        os.environ.clear()
+        os.environ.update(request["env"])
+        os.environ["JPY_PARENT_PID"] = str(parent_pid)
+        os.chdir(request["cwd"])
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        argv: list[str] = request["argv"]
+        show_command_line([sys.executable, "-m", *argv])
+        sys.argv = argv
+        from ipykernel.kernelapp import IPKernelApp
+
+        # the trait's default read JPY_PARENT_PID when this parent imported ipykernel
+        handle = f"--IPKernelApp.parent_handle={parent_pid}"
+        IPKernelApp.launch_instance(argv=[*argv[1:], handle])
+        status = 0
+    except SystemExit as exc:
+        status = exc.code if isinstance(exc.code, int) else 0
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        # never return into the parent's loop; run the kernel's own exit handlers
+        atexit._run_exitfuncs()
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
+        os._exit(status)
+
+
+def serve_forks(channel: socket.socket) -> None:
+    """Fork a kernel for each request line on `channel`; at its end, wait for the kernels."""
+    parent_pid = os.getpid()
+    reader = channel.makefile("rb")
+    for line in reader:
+        request = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            reader.close()
+            channel.close()
+            become_kernel(request, parent_pid)
+        channel.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+    # the server let go of this parent (a rebuilt app): stay while a kernel still depends on us
+    # (with SIGCHLD ignored, wait() returns only once every child has ended)
+    try:
+        while True:
+            os.wait()
+    except ChildProcessError:
+        pass
+
+
+def main(argv: list[str]) -> int:
+    """`FD APP_DIR SERVER_PID`: warm, report, then fork kernels until the socket closes."""
+    fd, app_dir, server_pid = int(argv[0]), Path(argv[1]), int(argv[2])  # argv[3]: padding
+    channel = socket.socket(fileno=fd)
+    die_with_parent(server_pid)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    try:
+        error = warm(app_dir)
+    except mf.ManifestError as exc:
+        error = str(exc)
+    channel.sendall(json.dumps({"error": error} if error else {"ready": True}).encode() + b"\n")
+    if error:
+        return 1
+    # what the imports made is never collected: the kernels' collections leave those pages shared
+    gc.freeze()
+    serve_forks(channel)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
