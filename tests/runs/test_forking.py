@@ -31,21 +31,13 @@ from runtime.runs.forking import (
     use_forking,
 )
 from runtime.runs.kernel_start import process_ended
-from tests.faults.harness import (
-    TIMEOUT,
-    act,
-    click_next,
-    eventually,
-    has_slider,
-    kernel_pid,
-    shows,
-    slider,
-    text,
-)
+from tests.faults.harness import TIMEOUT, act, click_next, has_slider, shows, slider, text
 from tests.runner.conftest import code, stage
 from tests.runner.conftest import write_app as write_runner_app
-from tests.server.conftest import SLIDER_STAGES, start_server, write_app
-from tests.support.testing import Person, ServerProcess, child_pids
+from tests.server.conftest import SLIDER_STAGES, write_app
+from tests.support.eventually import eventually
+from tests.support.person import Person
+from tests.support.processes import ServerProcess, child_pids, kernel_pid, start_server
 
 
 def parent_of(pid: int) -> int:
