@@ -47,6 +47,9 @@ class QueueTables:
         self.sqlite_file = sqlite_file
         self.postgres, self.schema = postgres, schema
         self._connection: Any = None
+        # One connection, read from the watcher's thread and the test's: one snapshot at a
+        # time (two transactions at once on one psycopg connection break each other).
+        self._lock = threading.Lock()
 
     def _connect(self) -> Any:
         if self._connection is None:
@@ -67,6 +70,10 @@ class QueueTables:
     def snapshot(self) -> tuple[list[Claim], list[Answer], datetime, datetime]:
         """Every claim and answer of the queue as of one instant, and the UTC times taken just
         before and just after reading (the instant is between them)."""
+        with self._lock:
+            return self._snapshot()
+
+    def _snapshot(self) -> tuple[list[Claim], list[Answer], datetime, datetime]:
         db = self._connect()
         before = datetime.now(timezone.utc)
         claims_sql = ("SELECT key, user_id, run_id, expires_at FROM queue_claims "
@@ -97,6 +104,10 @@ class QueueTables:
         return self.snapshot()[1]
 
     def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         if self._connection is not None:
             with contextlib.suppress(Exception):
                 self._connection.close()
