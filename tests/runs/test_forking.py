@@ -178,11 +178,15 @@ async def test_a_forked_kernel_is_interrupted_polled_and_killed(
         assert getattr(manager.provisioner, "forked", False)
         pid = manager.provisioner.pid  # type: ignore[union-attr]
         assert parent_of(pid) in running_parents()
-        msg_id = client.execute("import time\ntime.sleep(600)")
+        msg_id = client.execute("import time\nprint('sleeping', flush=True)\ntime.sleep(600)")
+        # Interrupt once the cell itself runs (its own output says so): a SIGINT that lands
+        # while the kernel is still between `execute_input` and the cell is caught by
+        # ipykernel's dispatcher, which then sends no reply at all.
         started = time.monotonic()
-        while time.monotonic() - started < TIMEOUT:  # the sleep has begun once it is busy
+        while time.monotonic() - started < TIMEOUT:
             msg = await client.get_iopub_msg(timeout=TIMEOUT)
-            if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "execute_input":
+            if (msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream"
+                    and "sleeping" in msg["content"].get("text", "")):
                 break
         await manager.interrupt_kernel()
         reply = await client.get_shell_msg(timeout=TIMEOUT)
