@@ -28,7 +28,7 @@ import pytest
 from tests.faults.harness import act, slider, start_server, write_app
 from tests.queue.labelers import label_batch, queue_stages, ready, run_id_of
 from tests.queue.watch import ClaimWatcher, QueueTables
-from tests.store.conftest import PG_SERVER, PG_UNREACHABLE
+from tests.store.conftest import PG_SERVER, PG_UNREACHABLE, postgres_answers
 from tests.support.person import Person
 from tests.support.session import PageSession
 
@@ -63,24 +63,13 @@ class Database:
     tables: QueueTables
 
 
-def postgres_reachable() -> bool:
-    try:
-        import psycopg
-
-        with psycopg.connect(PG_SERVER, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-    except Exception:
-        return False
-    return True
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     """The server's database: the app's SQLite file, or a new PostgreSQL schema."""
     if request.param == "sqlite":
         yield Database((), QueueTables("load", sqlite_file=tmp_path / "app" / "freezer.db"))
         return
-    if not postgres_reachable():
+    if not postgres_answers():
         pytest.skip(PG_UNREACHABLE)
     import psycopg
 

@@ -23,9 +23,8 @@ PG_SERVER = os.environ.get("FREEZER_TEST_POSTGRES", "postgresql://postgres@127.0
 PG_UNREACHABLE = "PostgreSQL not reachable at 127.0.0.1:5432"
 
 
-@pytest.fixture(scope="session")
-def postgres_reachable() -> bool:
-    """Whether the test PostgreSQL server answers (checked once per session)."""
+def postgres_answers() -> bool:
+    """Whether the test PostgreSQL server answers now."""
     try:
         import psycopg
 
@@ -34,6 +33,12 @@ def postgres_reachable() -> bool:
     except Exception:
         return False
     return True
+
+
+@pytest.fixture(scope="session")
+def postgres_reachable() -> bool:
+    """Whether the test PostgreSQL server answers (checked once per session)."""
+    return postgres_answers()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
