@@ -25,15 +25,10 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from runtime.protocol import DIGESTED
-
 DIGEST_VERSION = 2
 """Bump on any change of what a digest covers: digests of another version are not compared, so
 journals recorded before the change never false-alarm after it. 2: a custom widget without a
 `value` is digested with its synced traits (:func:`runtime.kernel.values.synced_traits`)."""
-DIGEST_EVENTS = DIGESTED
-"""The runner reports that carry a digest: :data:`runtime.protocol.DIGESTED`, under the name
-`runtime.runs.replay` still imports (the runner itself uses the protocol's)."""
 
 WIDGET_TRAITS = (
     "description", "value", "label", "_options_labels", "index", "min", "max", "step",

@@ -32,15 +32,15 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from runtime.errors import RuntimeAppError
-from runtime.kernel.digest import DIGEST_EVENTS, differences
-from runtime.protocol import SHOW_CODE, RunnerEvent
+from runtime.kernel.digest import differences
+from runtime.protocol import DIGESTED, SHOW_CODE, RunnerEvent
 from runtime.store.store import unpack_buffers
 
 if TYPE_CHECKING:
     from runtime.runs.listener import KernelListener
     from runtime.store.store import Event
 
-REPLAYED_KINDS = ("comm_msg", *sorted(DIGEST_EVENTS))
+REPLAYED_KINDS = ("comm_msg", *sorted(DIGESTED))
 """The journal's event kinds replay reads: the person's actions and the digests to compare."""
 WINDOW = 64
 """At most this many replayed actions are sent and not yet handled by the kernel."""
@@ -121,7 +121,7 @@ class DigestCheck:
             return None
         if self.position >= len(self.expected):
             return data
-        if data.get("event") not in DIGEST_EVENTS:
+        if data.get("event") not in DIGESTED:
             return None  # a copy of a recorded report (stage_started, collected, ...)
         recorded = self.expected[self.position]
         self.position += 1
@@ -170,7 +170,7 @@ def has_digest(event: Event) -> bool:
     """Whether a journal event is a stage report with a digest."""
     payload = event.payload
     return (
-        event.kind in DIGEST_EVENTS and isinstance(payload, dict)
+        event.kind in DIGESTED and isinstance(payload, dict)
         and isinstance(payload.get("digest"), dict)
     )
 
@@ -241,7 +241,7 @@ async def send_actions(
     report_before = False
     sent = 0
     for event in events:
-        if event.kind in DIGEST_EVENTS:
+        if event.kind in DIGESTED:
             report_before = True
             continue
         if event.kind != "comm_msg":
