@@ -70,7 +70,6 @@ from runtime.web.voila import (
 )
 from runtime.web.websocket import RunWebsocketConnection
 
-COOKIE_SECRET_FILE = manifest_module.COOKIE_SECRET_FILE
 RUN_ID = r"(?P<run_id>[A-Za-z0-9_-]{1,64})"
 
 
@@ -233,7 +232,7 @@ class FreezerApp(ServeOptions, DeploymentOptions, Voila):  # type: ignore[misc]
 
     def init_cookie_secret(self) -> None:
         """The key that signs cookies, kept in the app directory so sign-ins survive restarts."""
-        path = self.app_dir / COOKIE_SECRET_FILE
+        path = self.app_dir / manifest_module.COOKIE_SECRET_FILE
         try:
             secret = path.read_bytes()
         except FileNotFoundError:

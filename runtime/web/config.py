@@ -33,9 +33,6 @@ from traitlets.config.loader import JSONFileConfigLoader, PyFileConfigLoader
 
 from runtime import manifest
 
-CONFIG_NAME = manifest.CONFIG_NAME
-"""`freezer_config.py` or `freezer_config.json` in the app directory is read at startup."""
-
 DEPLOY_ALIASES = {
     "config": "FreezerApp.config_file",
     "max-message-size": "FreezerApp.max_message_size",
@@ -107,7 +104,8 @@ def config_files_of(app_dir: Path, config_file: str) -> list[Path]:
         if not path.is_file():
             raise ConfigFileError(f"{config_file}: no such config file")
         return [path]
-    return [p for p in (app_dir / f"{CONFIG_NAME}.py", app_dir / f"{CONFIG_NAME}.json")
+    return [p for p in (app_dir / f"{manifest.CONFIG_NAME}.py",
+                          app_dir / f"{manifest.CONFIG_NAME}.json")
             if p.is_file()]
 
 

@@ -19,8 +19,7 @@ from freezer.commands import build_main, plan_main
 from freezer.notebook import read_notebook
 from freezer.plan import plan_notebook
 from runtime import manifest as mf
-from runtime.web.app import COOKIE_SECRET_FILE
-from runtime.web.config import CONFIG_NAME
+from runtime.manifest import CONFIG_NAME, COOKIE_SECRET_FILE
 
 
 def write_nb(path: Path, cells: list[Any], **metadata: Any) -> Path:
