@@ -1,0 +1,112 @@
+"""Going back: which part of a run's journal is still in force after the person went back.
+
+A person can go back to a stage they finished (`docs/go-back.md`). The journal keeps everything:
+a `rewound` event (:data:`runtime.protocol.REWOUND`, payload `stage`, `cut`, `from_stage`)
+marks the point, and everything journaled from seq `cut` up to the marker is an earlier pass,
+kept for the history but no longer in force. `cut` is the seq of the `stage_finished` report
+of the Next that ended the stage; the click itself comes before it in the journal (it was saved
+before the kernel saw it), so a replay sends that click too, and the kernel, configured with the
+run's *holds* (the stages of the markers in force, in order), ignores it: the stage stays where
+it waited for the person, and the actions after the marker are the next pass.
+
+Everything here is pure: journal events in, events or numbers out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from runtime.protocol import REWOUND, RunnerEvent
+from runtime.store.models import Event
+
+
+def in_force(events: Sequence[Event]) -> list[Event]:
+    """The events of the journal (by seq) still in force: each `rewound` marker drops what was
+    journaled from its `cut` on, and stays itself (a replay needs it for the holds)."""
+    kept: list[Event] = []
+    for event in events:
+        if event.kind == REWOUND:
+            cut = _cut_of(event)
+            kept = [e for e in kept if e.seq < cut]
+        kept.append(event)
+    return kept
+
+
+def holds(events: Sequence[Event]) -> list[int]:
+    """The stages where a replay of these events (in force, by seq) must ignore a Next: one per
+    `rewound` marker, in order."""
+    return [int(e.payload.get("stage", 0)) for e in events if e.kind == REWOUND]
+
+
+def cut_for(events: Sequence[Event], stage: int) -> int | None:
+    """The seq a go-back to `stage` cuts the journal at: the first `stage_finished` of `stage`
+    after the stage last became ready (or failed) in these events in force; None when the stage
+    has not been finished since (nothing to go back to)."""
+    cut: int | None = None  # a go-back to this very stage journals no new stage_ready: the
+    # kernel waits at it again, and the first stage_finished after the marker is its Next
+    for event in events:
+        if _stage_of(event) != stage:
+            continue
+        if event.kind in (RunnerEvent.STAGE_READY, RunnerEvent.STAGE_FAILED):
+            cut = None
+        elif event.kind == RunnerEvent.STAGE_FINISHED and cut is None:
+            cut = event.seq
+    return cut
+
+
+@dataclass
+class Pass:
+    """One pass through the run: from its start (or a go-back) to the next go-back (or now)."""
+
+    number: int  # 1-based
+    started_at: datetime | None
+    from_stage: int | None  # the stage this pass went back to (None: the first pass)
+    snapshots: dict[str, Any] = field(default_factory=dict)  # stage index (str) -> snapshot
+    results: dict[str, Any] = field(default_factory=dict)
+    reached: int = 0  # the furthest stage it started
+    went_back: dict[str, Any] | None = None  # where it ended by going back: stage, from, at
+
+    def to_json(self) -> dict[str, Any]:
+        """The pass in the JSON export and the admin's history."""
+        return {
+            "pass": self.number,
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "back_to": self.from_stage, "reached": self.reached,
+            "snapshots": self.snapshots, "results": self.results, "went_back": self.went_back,
+        }
+
+
+def passes(events: Sequence[Event]) -> list[Pass]:
+    """The run's passes from its whole journal (every kind, by seq): what each pass finished,
+    collected and reached, and where it went back. One pass for a run that never went back."""
+    found = [Pass(1, events[0].at if events else None, None)]
+    for event in events:
+        current = found[-1]
+        stage = _stage_of(event)
+        if event.kind == REWOUND:
+            payload = event.payload if isinstance(event.payload, dict) else {}
+            current.went_back = {"stage": payload.get("stage"),
+                                 "from_stage": payload.get("from_stage"),
+                                 "at": event.at.isoformat()}
+            found.append(Pass(len(found) + 1, event.at, payload.get("stage")))
+        elif event.kind == RunnerEvent.STAGE_STARTED and stage is not None:
+            current.reached = max(current.reached, stage)
+        elif event.kind == RunnerEvent.STAGE_FINISHED and stage is not None:
+            current.snapshots[str(stage)] = event.payload.get("snapshot") or {}
+        elif event.kind == RunnerEvent.COLLECTED and isinstance(event.payload, dict):
+            current.results[str(event.payload.get("name"))] = event.payload.get("value")
+    return found
+
+
+def _cut_of(event: Event) -> int:
+    cut = event.payload.get("cut") if isinstance(event.payload, dict) else None
+    return cut if isinstance(cut, int) else event.seq
+
+
+def _stage_of(event: Event) -> int | None:
+    payload = event.payload
+    stage = payload.get("stage") if isinstance(payload, dict) else None
+    return stage if isinstance(stage, int) and not isinstance(stage, bool) else None
