@@ -9,15 +9,13 @@ before the kernel saw it), so a replay sends that click too, and the kernel, con
 run's *holds* (the stages of the markers in force, in order), ignores it: the stage stays where
 it waited for the person, and the actions after the marker are the next pass.
 
-Everything here is pure: journal events in, events or numbers out.
+Everything here is pure: journal events in, events or numbers out. The passes of a run's
+history (admin page, JSON export) are :mod:`runtime.store.history`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
 
 from runtime.protocol import REWOUND, RunnerEvent
 from runtime.store.models import Event
@@ -55,50 +53,6 @@ def cut_for(events: Sequence[Event], stage: int) -> int | None:
         elif event.kind == RunnerEvent.STAGE_FINISHED and cut is None:
             cut = event.seq
     return cut
-
-
-@dataclass
-class Pass:
-    """One pass through the run: from its start (or a go-back) to the next go-back (or now)."""
-
-    number: int  # 1-based
-    started_at: datetime | None
-    from_stage: int | None  # the stage this pass went back to (None: the first pass)
-    snapshots: dict[str, Any] = field(default_factory=dict)  # stage index (str) -> snapshot
-    results: dict[str, Any] = field(default_factory=dict)
-    reached: int = 0  # the furthest stage it started
-    went_back: dict[str, Any] | None = None  # where it ended by going back: stage, from, at
-
-    def to_json(self) -> dict[str, Any]:
-        """The pass in the JSON export and the admin's history."""
-        return {
-            "pass": self.number,
-            "started_at": self.started_at.isoformat() if self.started_at else None,
-            "back_to": self.from_stage, "reached": self.reached,
-            "snapshots": self.snapshots, "results": self.results, "went_back": self.went_back,
-        }
-
-
-def passes(events: Sequence[Event]) -> list[Pass]:
-    """The run's passes from its whole journal (every kind, by seq): what each pass finished,
-    collected and reached, and where it went back. One pass for a run that never went back."""
-    found = [Pass(1, events[0].at if events else None, None)]
-    for event in events:
-        current = found[-1]
-        stage = _stage_of(event)
-        if event.kind == REWOUND:
-            payload = event.payload if isinstance(event.payload, dict) else {}
-            current.went_back = {"stage": payload.get("stage"),
-                                 "from_stage": payload.get("from_stage"),
-                                 "at": event.at.isoformat()}
-            found.append(Pass(len(found) + 1, event.at, payload.get("stage")))
-        elif event.kind == RunnerEvent.STAGE_STARTED and stage is not None:
-            current.reached = max(current.reached, stage)
-        elif event.kind == RunnerEvent.STAGE_FINISHED and stage is not None:
-            current.snapshots[str(stage)] = event.payload.get("snapshot") or {}
-        elif event.kind == RunnerEvent.COLLECTED and isinstance(event.payload, dict):
-            current.results[str(event.payload.get("name"))] = event.payload.get("value")
-    return found
 
 
 def _cut_of(event: Event) -> int:
