@@ -55,8 +55,10 @@ async def go_back(runs: RunService, run_id: str, user_id: int | None, stage: int
         if cut is None:
             raise GoBackRefusedError(run.id, NOT_FINISHED)
         if live is not None:
-            # No message of the old page may land after the marker: its kernel goes first,
-            # then whatever the page sent before is committed.
+            # Nothing the old page sends may land after the marker: its kernel is retired
+            # (its pages' messages are no longer journaled) and goes, then whatever the page
+            # sent before is committed.
+            live.retired = True
             await runs.kernels.shut_down(live)
         await runs.journal.flush()
         seq = await runs.store.record_rewind(

@@ -103,6 +103,7 @@ class LiveKernel:
     user_name: str = ""  # for the server log
     connections: int = 0
     workdir: Path | None = None  # its own directory until bound, then the run's (runfiles)
+    retired: bool = False  # its run went back: nothing its pages send is journaled any more
     last_used: float = field(default_factory=time.monotonic)
     detached_since: float | None = field(default_factory=time.monotonic)
     lost: bool = False  # its death was counted (see RunService.lost)
