@@ -97,18 +97,30 @@ def current_stage(page: PageSession) -> int:
 
 
 async def go_back(person: Person, page: PageSession, stage: int) -> HTTPResponse:
-    """What the Back dialog's form posts (its XSRF token is the run page's)."""
+    """What the Back dialog's form posts (its XSRF token is the run page's); a refusal is
+    checked by the caller, anything else must have led to the run page."""
     assert page.page.xsrf
-    return await person.fetch(f"back/{run_of(page)}", method="POST",
+    answer = await person.fetch(f"back/{run_of(page)}", method="POST",
                               form={"_xsrf": page.page.xsrf, "stage": str(stage)})
+    assert answer.code in (200, 409), answer.code
+    return answer
+
+
+async def went_back(person: Person, page: PageSession, stage: int) -> None:
+    answer = await go_back(person, page, stage)
+    assert answer.code == 200 and answer.effective_url.endswith(f"/run/{run_of(page)}"), (
+        answer.body)
 
 
 def run_of(page: PageSession) -> str:
     return page.page.url.rstrip("/").rsplit("/", 1)[-1]
 
 
-async def reach_result(person: Person, gates: Path, number: int, offset: int) -> PageSession:
-    """A new run through every stage: `number`, Next, `offset`, Next; the total shown."""
+async def reach_result(
+    person: Person, gates: Path, app_dir: Path, number: int, offset: int
+) -> PageSession:
+    """A new run through every stage: `number`, Next, `offset`, Next; the total shown, and the
+    server told (the page shows the last stage a moment before the server hears it is done)."""
     (gates / str(number)).touch()
     page = await person.open("new")
     await page.wait_for(has_slider("number"), TIMEOUT)
@@ -118,6 +130,7 @@ async def reach_result(person: Person, gates: Path, number: int, offset: int) ->
     await act(page, await page.set_value(slider(page, "offset"), offset))
     await click_next(page)
     await page.wait_for(shows(f"total={number + offset}"), TIMEOUT)
+    await eventually(lambda: journal(app_dir, run_of(page), ("finished",)), "the run's end")
     return page
 
 
@@ -142,14 +155,13 @@ async def test_going_back_twice_then_reloading_shows_the_earlier_stage(
     server: ServerProcess, app_dir: Path, gates: Path
 ) -> None:
     async with Person(server.base_url, request_timeout=TIMEOUT) as person:
-        page = await reach_result(person, gates, 7, 3)
+        page = await reach_result(person, gates, app_dir, 7, 3)
         run_id = run_of(page)
         assert 'aria-label="Back to: Pick a number"' in stepper(page)
         assert 'aria-label="Back to: Slow step"' in stepper(page)
         await eventually(lambda: rows(app_dir, run_id)["results"], "the collected total")
 
-        answer = await go_back(person, page, 1)
-        assert answer.code == 200 and answer.effective_url.endswith(f"/run/{run_id}")
+        await went_back(person, page, 1)
         page = await reopen(person, page)
         assert current_stage(page) == 1
         offset = slider(page, "offset")
@@ -158,7 +170,7 @@ async def test_going_back_twice_then_reloading_shows_the_earlier_stage(
         assert rows(app_dir, run_id) == {"stage": 1, "status": "active",
                                          "stages": {0: "finished", 1: "ready"}, "results": {}}
 
-        await go_back(person, page, 0)  # again, right away, further back
+        await went_back(person, page, 0)  # again, right away, further back
         page = await reopen(person, page)
         for _ in range(2):  # and once more after a reload
             assert current_stage(page) == 0
@@ -186,8 +198,8 @@ async def test_going_back_while_a_stage_runs_is_refused(
     server: ServerProcess, app_dir: Path, gates: Path
 ) -> None:
     async with Person(server.base_url, request_timeout=TIMEOUT) as person:
-        page = await reach_result(person, gates, 20, 1)
-        await go_back(person, page, 0)
+        page = await reach_result(person, gates, app_dir, 20, 1)
+        await went_back(person, page, 0)
         page = await reopen(person, page)
         await act(page, await page.set_value(slider(page, "number"), 21))
         await page.click(page.find(_model_name="ButtonModel", description="Next",
@@ -200,6 +212,9 @@ async def test_going_back_while_a_stage_runs_is_refused(
         (gates / "21").touch()
         await page.wait_for(shows("passed gate 21"), TIMEOUT, "the running stage to finish")
         assert current_stage(page) == 1
+        await eventually(lambda: len([e for e in journal(app_dir, run_of(page), ("stage_ready",))
+                                      if e["payload"]["stage"] == 1]) == 2,
+                         "the server to hear stage 1 is ready again")
         nothing = await go_back(person, page, 1)  # the current stage: not finished yet
         assert nothing.code == 409 and b"nothing to go back to" in nothing.body
 
@@ -208,9 +223,9 @@ async def test_a_server_killed_after_going_back_replays_the_final_pass(
     server: ServerProcess, app_dir: Path, gates: Path
 ) -> None:
     async with Person(server.base_url, request_timeout=TIMEOUT) as person:
-        page = await reach_result(person, gates, 30, 2)
+        page = await reach_result(person, gates, app_dir, 30, 2)
         run_id = run_of(page)
-        await go_back(person, page, 1)
+        await went_back(person, page, 1)
         page = await reopen(person, page)
         await act(page, await page.set_value(slider(page, "offset"), 9))
         await click_next(page)
