@@ -10,6 +10,7 @@ widgets editable again, the later stages not run. Nothing is deleted from the jo
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING
 
 from runtime.errors import RuntimeAppError
@@ -73,7 +74,11 @@ async def go_back(runs: RunService, run_id: str, user_id: int | None, stage: int
             runs.log.info("run %s: went back to stage %d from stage %d (journal cut at %d, "
                           "marker %d; user %s)", run.id, stage, run.stage, cut, seq,
                           run.user_name)
-        return await runs.kernel_for_run(run)
+        started = time.monotonic()
+        rebuilt = await runs.kernel_for_run(run)
+        runs.log.info("run %s: rebuilt at stage %d in %.0f ms", run.id, stage,
+                      (time.monotonic() - started) * 1000)
+        return rebuilt
     finally:
         if stopping is not None:
             await _stopped(runs, stopping)
