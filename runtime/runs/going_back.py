@@ -44,7 +44,7 @@ async def go_back(runs: RunService, run_id: str, user_id: int | None, stage: int
 
     Raises :class:`RunMissingError` for a run that is not theirs, :class:`GoBackRefusedError`
     while a stage runs, for a stage not finished, or a run that is not active or finished; and
-    whatever :meth:`RunService.kernel_for_run` raises for the rebuild."""
+    whatever :meth:`RunService.open_page` raises for the rebuild."""
     run = await runs.store.get_run(run_id)
     if run is None or run.user_id != user_id:
         raise RunMissingError(f"no run {run_id} of user {user_id}")
@@ -75,7 +75,7 @@ async def go_back(runs: RunService, run_id: str, user_id: int | None, stage: int
                           "marker %d; user %s)", run.id, stage, run.stage, cut, seq,
                           run.user_name)
         started = time.monotonic()
-        rebuilt = await runs.kernel_for_run(run)
+        rebuilt = await runs.open_page(run.id, user_id)  # a divergence is recorded there
         runs.log.info("run %s: rebuilt at stage %d in %.0f ms", run.id, stage,
                       (time.monotonic() - started) * 1000)
         return rebuilt

@@ -42,9 +42,12 @@ def holds(events: Sequence[Event]) -> list[int]:
 def cut_for(events: Sequence[Event], stage: int) -> int | None:
     """The seq a go-back to `stage` cuts the journal at: the first `stage_finished` of `stage`
     after the stage last became ready (or failed) in these events in force; None when the stage
-    has not been finished since (nothing to go back to)."""
-    cut: int | None = None  # a go-back to this very stage journals no new stage_ready: the
-    # kernel waits at it again, and the first stage_finished after the marker is its Next
+    has not been finished since (nothing to go back to).
+
+    After a go-back to this very stage no new stage_ready is journaled (the replayed one is not
+    stored again): the kernel waits at the stage again, and the first stage_finished after the
+    marker is the Next of the new pass."""
+    cut: int | None = None
     for event in events:
         if _stage_of(event) != stage:
             continue

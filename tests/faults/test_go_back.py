@@ -246,3 +246,65 @@ async def test_a_server_killed_after_going_back_replays_the_final_pass(
             assert rows(app_dir, run_id)["status"] == "finished"
         finally:
             again.stop()
+
+
+QUEUE_STAGES = (
+    (
+        "Claim",
+        "import ipywidgets as widgets\n"
+        "from runtime.kernel import WorkQueue\n"
+        "grades = WorkQueue('grades', items=list(range(10)), batch=2, overlap=1)\n"
+        "mine = grades.claim()\n"
+        "print(f'claimed {mine}')\n"
+        "grade = widgets.IntSlider(value=1, min=0, max=9, description='grade')\n"
+        "grade",
+        ("grade",),
+    ),
+    (
+        "Submit",
+        "grades.submit({item: grade.value for item in mine})\n"
+        "print(f'submitted {grade.value} for {mine}')",
+        (),
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+def queue_app(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_app(tmp_path_factory.mktemp("back-queue") / "app", QUEUE_STAGES)
+
+
+def queue_answers(app_dir: Path) -> list[tuple[str, Any]]:
+    with contextlib.closing(sqlite3.connect(f"file:{app_dir / 'freezer.db'}?mode=ro",
+                                            uri=True, timeout=30)) as db:
+        return db.execute("SELECT key, answer FROM queue_answers WHERE queue = 'grades' "
+                          "ORDER BY key").fetchall()
+
+
+async def test_a_run_that_goes_back_keeps_its_claim_and_replaces_its_answers(
+    queue_app: Path,
+) -> None:
+    server = start_server(queue_app, "--pool-size", "1")
+    try:
+        async with Person(server.base_url, request_timeout=TIMEOUT) as person:
+            page = await person.open("new")
+            await page.wait_for(shows("claimed [0, 1]"), TIMEOUT)
+            await act(page, await page.set_value(slider(page, "grade"), 3))
+            await click_next(page)
+            await page.wait_for(shows("submitted 3 for [0, 1]"), TIMEOUT)
+            await eventually(lambda: journal(queue_app, run_of(page), ("finished",)), "the end")
+            assert queue_answers(queue_app) == [("0", 3), ("1", 3)]
+
+            await went_back(person, page, 0)
+            page = await reopen(person, page)
+            assert "claimed [0, 1]" in text(page) and "submitted" not in text(page)
+            await act(page, await page.set_value(slider(page, "grade"), 7))
+            await click_next(page)
+            await page.wait_for(shows("submitted 7 for [0, 1]"), TIMEOUT)
+            await eventually(lambda: queue_answers(queue_app) == [("0", 7), ("1", 7)],
+                             lambda: f"the new pass's answers: {queue_answers(queue_app)}")
+            submits = journal(queue_app, run_of(page), ("queue_submit",))
+            assert [e["payload"]["answers"] for e in submits] == [[[0, 3], [1, 3]],
+                                                                  [[0, 7], [1, 7]]]
+    finally:
+        server.stop()
