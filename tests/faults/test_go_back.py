@@ -1,7 +1,9 @@
 """Going back to an earlier stage, at the protocol level: the Back request, a refusal while a
 stage runs, going back twice then reloading, and a server SIGKILLed after a go-back.
 
-Stage 1 of the app waits for a gate file named by the number the person picked, so a test can
+Stage 0 claims two items of a work queue and the last stage submits the total for them, so each
+test also shows what a go-back does to the run's claim (kept) and answers (replaced). Stage 1 of
+the app waits for a gate file named by the number the person picked, so a test can
 hold it "running" exactly as long as it needs (the gates of the other numbers are opened first).
 """
 
@@ -41,6 +43,10 @@ def gated_stages(gates: Path) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
         (
             "Pick a number",
             "import ipywidgets as widgets\n"
+            "from runtime.kernel import WorkQueue\n"
+            "totals = WorkQueue('totals', items=list(range(100)), batch=2, overlap=1)\n"
+            "mine = totals.claim()\n"
+            "print(f'claimed {mine}')\n"
             "number = widgets.IntSlider(value=5, min=0, max=1000, description='number')\n"
             "number",
             ("number",),
@@ -57,7 +63,8 @@ def gated_stages(gates: Path) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
             "offset",
             ("offset",),
         ),
-        ("Result", "total = number.value + offset.value\nprint(f'total={total}')", ()),
+        ("Result", "total = number.value + offset.value\nprint(f'total={total}')\n"
+                   "totals.submit({item: total for item in mine})", ()),
     )
 
 
@@ -151,12 +158,27 @@ def rows(app_dir: Path, run_id: str) -> dict[str, Any]:
     return {"stage": run[0], "status": run[1], "stages": stages, "results": results}
 
 
+def queue_answers(app_dir: Path, run_id: str) -> list[tuple[str, Any]]:
+    """The run's answers in the work queue `totals` (item key, answer)."""
+    with contextlib.closing(sqlite3.connect(f"file:{app_dir / 'freezer.db'}?mode=ro",
+                                            uri=True, timeout=30)) as db:
+        return db.execute("SELECT key, answer FROM queue_answers WHERE queue = 'totals' "
+                          "AND run_id = ? ORDER BY key", (run_id,)).fetchall()
+
+
+def claimed(page: PageSession) -> str:
+    found = re.search(r"claimed \[\d+, \d+\]", text(page))
+    assert found is not None, text(page)
+    return found.group(0)
+
+
 async def test_going_back_twice_then_reloading_shows_the_earlier_stage(
     server: ServerProcess, app_dir: Path, gates: Path
 ) -> None:
     async with Person(server.base_url, request_timeout=TIMEOUT) as person:
         page = await reach_result(person, gates, app_dir, 7, 3)
         run_id = run_of(page)
+        items = claimed(page)
         assert 'aria-label="Back to: Pick a number"' in stepper(page)
         assert 'aria-label="Back to: Slow step"' in stepper(page)
         await eventually(lambda: rows(app_dir, run_id)["results"], "the collected total")
@@ -174,6 +196,7 @@ async def test_going_back_twice_then_reloading_shows_the_earlier_stage(
         page = await reopen(person, page)
         for _ in range(2):  # and once more after a reload
             assert current_stage(page) == 0
+            assert claimed(page) == items  # the run keeps its work-queue claim
             assert not has_slider("offset")(page) and "passed gate" not in text(page)
             number = slider(page, "number")
             assert page.value(number) == 7 and page.widgets[number]["disabled"] is False
@@ -192,6 +215,13 @@ async def test_going_back_twice_then_reloading_shows_the_earlier_stage(
     rewound = journal(app_dir, run_id, ("rewound",))
     assert [(e["payload"]["stage"], e["payload"]["from_stage"]) for e in rewound] == [
         (1, 2), (0, 1)]
+    # the new pass's answers for the same items replaced the first pass's; the journal has both
+    keys = re.findall(r"\d+", items)
+    await eventually(lambda: queue_answers(app_dir, run_id) == [(k, 12) for k in sorted(keys)],
+                     lambda: f"the new answers: {queue_answers(app_dir, run_id)}", 5)
+    submits = journal(app_dir, run_id, ("queue_submit",))
+    assert [[answer for _, answer in e["payload"]["answers"]] for e in submits] == [
+        [10, 10], [12, 12]]
 
 
 async def test_going_back_while_a_stage_runs_is_refused(
@@ -243,68 +273,9 @@ async def test_a_server_killed_after_going_back_replays_the_final_pass(
             assert current_stage(replayed) == 2
             assert "total=32" not in text(replayed)
             assert rows(app_dir, run_id)["results"] == {"total": 39}
+            assert [answer for _, answer in queue_answers(app_dir, run_id)] == [39, 39]
+            assert len(journal(app_dir, run_id, ("queue_submit",))) == 2  # not stored again
             assert rows(app_dir, run_id)["status"] == "finished"
         finally:
             again.stop()
 
-
-QUEUE_STAGES = (
-    (
-        "Claim",
-        "import ipywidgets as widgets\n"
-        "from runtime.kernel import WorkQueue\n"
-        "grades = WorkQueue('grades', items=list(range(10)), batch=2, overlap=1)\n"
-        "mine = grades.claim()\n"
-        "print(f'claimed {mine}')\n"
-        "grade = widgets.IntSlider(value=1, min=0, max=9, description='grade')\n"
-        "grade",
-        ("grade",),
-    ),
-    (
-        "Submit",
-        "grades.submit({item: grade.value for item in mine})\n"
-        "print(f'submitted {grade.value} for {mine}')",
-        (),
-    ),
-)
-
-
-@pytest.fixture(scope="module")
-def queue_app(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_app(tmp_path_factory.mktemp("back-queue") / "app", QUEUE_STAGES)
-
-
-def queue_answers(app_dir: Path) -> list[tuple[str, Any]]:
-    with contextlib.closing(sqlite3.connect(f"file:{app_dir / 'freezer.db'}?mode=ro",
-                                            uri=True, timeout=30)) as db:
-        return db.execute("SELECT key, answer FROM queue_answers WHERE queue = 'grades' "
-                          "ORDER BY key").fetchall()
-
-
-async def test_a_run_that_goes_back_keeps_its_claim_and_replaces_its_answers(
-    queue_app: Path,
-) -> None:
-    server = start_server(queue_app, "--pool-size", "1")
-    try:
-        async with Person(server.base_url, request_timeout=TIMEOUT) as person:
-            page = await person.open("new")
-            await page.wait_for(shows("claimed [0, 1]"), TIMEOUT)
-            await act(page, await page.set_value(slider(page, "grade"), 3))
-            await click_next(page)
-            await page.wait_for(shows("submitted 3 for [0, 1]"), TIMEOUT)
-            await eventually(lambda: journal(queue_app, run_of(page), ("finished",)), "the end")
-            assert queue_answers(queue_app) == [("0", 3), ("1", 3)]
-
-            await went_back(person, page, 0)
-            page = await reopen(person, page)
-            assert "claimed [0, 1]" in text(page) and "submitted" not in text(page)
-            await act(page, await page.set_value(slider(page, "grade"), 7))
-            await click_next(page)
-            await page.wait_for(shows("submitted 7 for [0, 1]"), TIMEOUT)
-            await eventually(lambda: queue_answers(queue_app) == [("0", 7), ("1", 7)],
-                             lambda: f"the new pass's answers: {queue_answers(queue_app)}")
-            submits = journal(queue_app, run_of(page), ("queue_submit",))
-            assert [e["payload"]["answers"] for e in submits] == [[[0, 3], [1, 3]],
-                                                                  [[0, 7], [1, 7]]]
-    finally:
-        server.stop()
