@@ -260,9 +260,13 @@ class GoBackHandler(FreezerHandler):
             self.log.info("%s", exc)
             self.show_message(409, "You cannot go back right now.", exc.sentence)
             return
-        except RuntimeAppError as exc:
+        except RunMissingError as exc:
             outcome_page(self, self.pages, run_id, exc)
             return
+        except RuntimeAppError as exc:
+            # The run went back; its rebuild did not come through (every kernel busy, a
+            # divergence, ...): its page says so, and retries, as for any run.
+            self.log.warning("run %s went back but was not rebuilt yet: %s", run_id, exc)
         self.redirect(self.pages.base_url + "run/" + run_id, status=303)
 
 
