@@ -43,6 +43,11 @@ QUEUE_REQUEST = "queue_request"
 """A work queue's request on the runner's comm (:mod:`runtime.kernel.work`); the server's answer
 carries `reply`, the request's id."""
 
+REWOUND = "rewound"
+"""The journal event that marks a go-back (payload: `stage` gone back to, `cut`: the seq from
+which the earlier pass is out of force, `from_stage`); written by the server, not the runner
+(:mod:`runtime.runs.rewind`). The runner is told the stages to hold at through `configure`."""
+
 SETTLED = frozenset({RunnerEvent.STAGE_READY, RunnerEvent.STAGE_FAILED, RunnerEvent.FINISHED})
 """After one of these the kernel waits for the person."""
 

@@ -37,6 +37,7 @@ class RunConfig:
     user: str
     show_tracebacks: bool
     stage_timeout: float  # seconds a stage may run before it is interrupted; 0: no limit
+    holds: tuple[int, ...] = ()  # the stages whose next Next a replay ignores (went back)
 
 
 def declared_names(source: str) -> set[str]:

@@ -74,6 +74,7 @@ class Runner:
         self._parameters_ran = False
         self._busy = False
         self._tasks: set[asyncio.Task[None]] = set()  # the first stage, scheduled by show()
+        self._holds: list[int] = []  # see configure(): the go-backs a replay goes through
 
     # --- the three calls of the protocol ------------------------------------------------
 
@@ -106,6 +107,7 @@ class Runner:
                 "(a kernel serves one run; start a new kernel for another run)"
             )
         self.config = config
+        self._holds = list(config.holds)
         self.capture.show_tracebacks = config.show_tracebacks
         if self.view is not None:
             self.view.set_saved(True)
@@ -144,6 +146,10 @@ class Runner:
             return  # a stale button, or a click that arrived while a stage ran
         if self.state == "ready" and self.requirements.unmet() is not None:
             return  # a requirement of the stage does not hold (the status line says which)
+        if self._holds and self.state == "ready" and self._holds[0] == self.current:
+            # the replayed Next after which the person went back to this stage: it stays here
+            self._holds.pop(0)
+            return
         self._busy = True
         self.offer.withdraw_gate()
         view.disable_next()
@@ -346,10 +352,13 @@ def configure(
     user: str,
     show_tracebacks: bool,
     stage_timeout: float = 0,
+    holds: list[int] | None = None,
 ) -> None:
-    """Bind this kernel to a run: seed, parameters, tracebacks, stage timeout (s, 0 = none)."""
+    """Bind this kernel to a run: seed, parameters, tracebacks, stage timeout (s, 0 = none),
+    and `holds`: the stages the run went back to, in order (each ignores its next Next, the one
+    that ended it before the person went back; `runtime.runs.rewind`)."""
     config = RunConfig(run_id, int(seed), dict(params), user, bool(show_tracebacks),
-                       float(stage_timeout))
+                       float(stage_timeout), tuple(int(h) for h in holds or ()))
     _get_runner().configure(config)
 
 

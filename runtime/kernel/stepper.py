@@ -36,16 +36,35 @@ _COLOURS: dict[StageState, str] = {
 }
 
 
-def render_stepper(titles: Sequence[str], states: Sequence[StageState], current: int) -> str:
-    """HTML for the row of stage titles; the current stage is bold and `aria-current`."""
+BACK_LABEL = "Back to: {title}"
+"""The accessible name of a finished stage's Back control (the page asks to confirm it)."""
+
+
+def render_stepper(
+    titles: Sequence[str], states: Sequence[StageState], current: int, back: bool = False
+) -> str:
+    """HTML for the row of stage titles; the current stage is bold and `aria-current`.
+
+    With `back` (a Freezer server saves the run, so it can rebuild it as of an earlier stage),
+    each finished stage carries a Back button; the run page's script asks the person to
+    confirm and posts the go-back (`docs/go-back.md`). Under plain Voila there is no journal to
+    rebuild from, so there is no such button."""
     items = []
     for i, (title, state) in enumerate(zip(titles, states, strict=True)):
         attrs = ' aria-current="step"' if i == current else ""
         weight = "bold" if i == current else "normal"
+        label = html.escape(title)
+        control = ""
+        if back and state == "done":
+            name = html.escape(BACK_LABEL.format(title=title))
+            control = (
+                f' <button type="button" class="freezer-back" data-stage="{i}" '
+                f'data-title="{label}" aria-label="{name}" title="{name}">Back</button>'
+            )
         items.append(
             f'<li class="freezer-step freezer-step-{state}"{attrs} data-stage="{i}" '
             f'style="color:{_COLOURS[state]};font-weight:{weight}">'
-            f"{_MARKS[state]} {html.escape(title)}</li>"
+            f'{_MARKS[state]} <span class="freezer-step-title">{label}</span>{control}</li>'
         )
     return (
         '<ol class="freezer-stepper" style="display:flex;flex-wrap:wrap;gap:0.4em 1.5em;'
@@ -65,7 +84,7 @@ class AppView:
         self._on_next = on_next
         self.saved = saved
         self._message = "Starting…"
-        self.stepper = widgets.HTML(render_stepper(self.titles, self.states, self.current))
+        self.stepper = widgets.HTML(self._stepper_html())
         self.outputs = [
             widgets.Output(layout=widgets.Layout(display="none")) for _ in self.titles
         ]
@@ -85,14 +104,14 @@ class AppView:
         self.states[index] = state
         self.current = index
         self.outputs[index].layout.display = None
-        self.stepper.value = render_stepper(self.titles, self.states, self.current)
+        self.stepper.value = self._stepper_html()
         self._message = status
         self.status.value = self._status_text()
 
     def mark_done(self, index: int) -> None:
         """A stage the person moved on from."""
         self.states[index] = "done"
-        self.stepper.value = render_stepper(self.titles, self.states, self.current)
+        self.stepper.value = self._stepper_html()
 
     def say(self, status: str) -> None:
         """Say `status` in the status line (the stages stay as they are)."""
@@ -130,6 +149,13 @@ class AppView:
         """Whether a Freezer server saves the progress (else the status line says it does not)."""
         self.saved = saved
         self.status.value = self._status_text()
+        self.stepper.value = self._stepper_html()
+
+    def _stepper_html(self) -> str:
+        # Back only while no stage runs: the server refuses a go-back then anyway
+        running = "running" in self.states
+        return render_stepper(self.titles, self.states, self.current,
+                              back=self.saved and not running)
 
     def _status_text(self) -> str:
         return self._message if self.saved else f"{self._message}  {UNSAVED_NOTE}"

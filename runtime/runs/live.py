@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -74,9 +74,12 @@ def prepare_code() -> str:
     return lifeline_code(os.getpid()) + PREPARE_CODE
 
 
-def configure_code(run: Run, show_tracebacks: bool, stage_timeout: float = 0.0) -> str:
-    """The code that binds a kernel to `run` (values travel as JSON, never as code)."""
-    arguments = {
+def configure_code(
+    run: Run, show_tracebacks: bool, stage_timeout: float = 0.0, holds: Sequence[int] = ()
+) -> str:
+    """The code that binds a kernel to `run` (values travel as JSON, never as code); `holds`:
+    the stages its journal went back to (:mod:`runtime.runs.rewind`)."""
+    arguments: dict[str, Any] = {
         "run_id": run.id,
         "seed": run.seed,
         "params": run.params,
@@ -84,6 +87,8 @@ def configure_code(run: Run, show_tracebacks: bool, stage_timeout: float = 0.0) 
         "show_tracebacks": show_tracebacks,
         "stage_timeout": stage_timeout,
     }
+    if holds:
+        arguments["holds"] = list(holds)
     return protocol_configure_code(arguments)
 
 
@@ -98,6 +103,7 @@ class LiveKernel:
     user_name: str = ""  # for the server log
     connections: int = 0
     workdir: Path | None = None  # its own directory until bound, then the run's (runfiles)
+    retired: bool = False  # its run went back: nothing its pages send is journaled any more
     last_used: float = field(default_factory=time.monotonic)
     detached_since: float | None = field(default_factory=time.monotonic)
     lost: bool = False  # its death was counted (see RunService.lost)

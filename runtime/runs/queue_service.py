@@ -23,7 +23,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from runtime.errors import StoreError
+from runtime.protocol import REWOUND
 from runtime.runs.listener import KernelListener
+from runtime.runs.rewind import in_force
 from runtime.store.models import NewEvent
 from runtime.store.queue_store import DEFAULT_LEASE
 from runtime.store.store import Store
@@ -103,8 +105,15 @@ class QueueService:
     async def _recorded(
         self, run_id: str, kind: str, name: str, call: Any
     ) -> dict[str, Any] | None:
-        """The journaled payload of this call, when the run made it before (a replay)."""
-        for event in await self.store.events(run_id, kinds=[kind]):
+        """The journaled payload of this call, when the run made it before (a replay).
+
+        A claim is looked up in the whole journal: a run that went back keeps its claims and
+        labels the same items again. A submit or skip only among the events still in force
+        (:mod:`runtime.runs.rewind`): the new pass's answer is a new one, stored again."""
+        events = await self.store.events(run_id, kinds=[kind, REWOUND])
+        if kind != QUEUE_EVENTS["claim"]:
+            events = in_force(events)
+        for event in events:
             payload = event.payload
             if isinstance(payload, dict) and payload.get("queue") == name and (
                 payload.get("call") == call

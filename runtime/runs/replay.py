@@ -33,15 +33,17 @@ from typing import TYPE_CHECKING, Any
 
 from runtime.errors import RuntimeAppError
 from runtime.kernel.digest import differences
-from runtime.protocol import DIGESTED, SHOW_CODE, RunnerEvent
+from runtime.protocol import DIGESTED, REWOUND, SHOW_CODE, RunnerEvent
 from runtime.store.store import unpack_buffers
 
 if TYPE_CHECKING:
     from runtime.runs.listener import KernelListener
     from runtime.store.store import Event
 
-REPLAYED_KINDS = ("comm_msg", *sorted(DIGESTED))
-"""The journal's event kinds replay reads: the person's actions and the digests to compare."""
+REPLAYED_KINDS = ("comm_msg", REWOUND, *sorted(DIGESTED))
+"""The journal's event kinds replay reads: the person's actions, the digests to compare, and
+where the person went back (replay is given the events still in force:
+:func:`runtime.runs.rewind.in_force`)."""
 WINDOW = 64
 """At most this many replayed actions are sent and not yet handled by the kernel."""
 

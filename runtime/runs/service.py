@@ -42,6 +42,7 @@ from runtime.runs.replay import (
     needs_replay,
     replay_run,
 )
+from runtime.runs.rewind import holds, in_force
 from runtime.runs.runfiles import RunFiles
 from runtime.runs.runner_outbox import RunnerEventOutbox
 from runtime.runs.versions import app_dir_of
@@ -237,8 +238,7 @@ class RunService:
         `kernel_deaths_per_stage` times in a row (the run is marked failed), and
         :class:`runtime.runs.kernel_start.KernelStartError` when no kernel could be started.
         """
-        lock = self._locks.setdefault(run.id, asyncio.Lock())
-        async with lock:
+        async with self.run_lock(run.id):
             live = self.kernels.by_run.get(run.id)
             if live is not None and self.kernels.has(live):
                 if await self.kernels.is_alive(live):
@@ -249,7 +249,7 @@ class RunService:
                 await self.lost(live)
             app_dir = await app_dir_of(run, self.manifest, self.app_dir, self.versions_dir,
                                        self.store)
-            events = await self.store.events(run.id, kinds=REPLAYED_KINDS)
+            events = in_force(await self.store.events(run.id, kinds=REPLAYED_KINDS))
             for attempt in count(1):
                 live = await self._acquire(app_dir)
                 try:
@@ -271,7 +271,7 @@ class RunService:
     async def _bind_and_replay(self, live: LiveKernel, run: Run, events: list[Any]) -> None:
         """Bind `live` to `run` and replay its journal, unless the kernel dies meanwhile."""
         pid = self.kernels.pid_of(live)
-        code = configure_code(run, self.show_tracebacks, self.stage_timeout)
+        code = configure_code(run, self.show_tracebacks, self.stage_timeout, holds(events))
         await while_alive(self.kernels.bind(live, run, code), pid, live.kernel_id,
                           "being bound to a run")
         if needs_replay(events):
@@ -281,6 +281,10 @@ class RunService:
                 replay_run(live.listener, run.id, events, self.kernel_timeout),
                 pid, live.kernel_id, "its run was replayed",
             )
+
+    def run_lock(self, run_id: str) -> asyncio.Lock:
+        """Held while the run's kernel is found, replayed or replaced."""
+        return self._locks.setdefault(run_id, asyncio.Lock())
 
     async def release_run(self, run_id: str) -> None:
         """Shut down the run's kernel, if it has one (the run is being abandoned)."""

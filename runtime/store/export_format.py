@@ -37,7 +37,7 @@ FIXED_COLUMNS = (
     "run_id", "app_id", "user", "status", "stage", "stages",
     "created_at", "updated_at", "finished_at",
 )
-NESTED_KEYS = ("params", "snapshots", "results")
+NESTED_KEYS = ("params", "snapshots", "results", "history")  # history: JSON only
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 """A text cell starting with one of these is read as a formula by spreadsheet apps."""
 STORE_COLUMNS = frozenset(FIXED_COLUMNS) - {"user"}

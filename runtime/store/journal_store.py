@@ -15,18 +15,21 @@ from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, func, select
+from sqlalchemy import Connection, Engine, bindparam, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from runtime.errors import StoreError, UnknownRunError
+from runtime.protocol import REWOUND
 from runtime.store.database import Database
 from runtime.store.models import (
     Base,
     Event,
     EventRecord,
     NewEvent,
+    ResultRecord,
     RunRecord,
+    StageRecord,
     UTCDateTime,
     to_event,
 )
@@ -197,6 +200,27 @@ class JournalTransactions(Database):
             apply_runner_event(session, run, name, payload, now)
 
         await self._transaction(work)
+
+    async def record_rewind(self, run_id: str, details: dict[str, Any]) -> int:
+        """Journal a go-back (a `rewound` event, `details` with `stage`, `cut`, `from_stage`)
+        and set the run's rows to that stage waiting for the person, together: the stage
+        `ready` (its snapshot gone until Next gives a new one), the later stages' rows and the
+        results they collected gone (the journal keeps them). Returns the event's seq."""
+        stage = int(details["stage"])
+
+        def work(session: Session) -> int:
+            run, _ = self._journal_one(session, run_id, REWOUND, dict(details))
+            run.stage, run.status, run.finished_at = stage, "active", None
+            session.execute(delete(StageRecord).where(
+                StageRecord.run_id == run_id, StageRecord.index > stage))
+            session.execute(delete(ResultRecord).where(
+                ResultRecord.run_id == run_id, ResultRecord.stage > stage))
+            row = session.get(StageRecord, (run_id, stage))
+            if row is not None:
+                row.status, row.finished_at, row.snapshot = "ready", None, None
+            return self._next_seq[run_id] - 1
+
+        return await self._transaction(work)
 
     async def record_divergence(self, run_id: str, details: dict[str, Any]) -> None:
         """Mark a run `diverged` and journal where and why (a `diverged` event), together.

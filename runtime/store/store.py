@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from runtime.errors import RunnerEventError, StoreClosedError, StoreError, UnknownRunError
 from runtime.manifest import Manifest
 from runtime.store.database import StoreStats, database_url, one_line
+from runtime.store.history import run_histories
 from runtime.store.journal_store import JournalTransactions
 from runtime.store.models import (
     AppRecord,
@@ -321,13 +322,19 @@ class Store(JournalTransactions, QueueTransactions, QueueReports):
             results: dict[str, list[Result]] = {}
             for result_row in session.scalars(results_query):
                 results.setdefault(result_row.run_id, []).append(to_result(result_row))
-            return [
+            rows = [
                 export_row(
                     run, stage_counts.get(run.app_id, 0), stages.get(run.id, []),
                     results.get(run.id, []),
                 )
                 for run in runs
             ]
+            histories = run_histories(session, [run.id for run in runs])
+            for row in rows:  # a run that went back: its passes (the rows are the final one's)
+                history = histories.get(row["run_id"])
+                if history:
+                    row["passes"], row["history"] = len(history), history
+            return rows
 
         return await self._transaction(work, write=False)
 

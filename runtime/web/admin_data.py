@@ -98,6 +98,26 @@ class AdminPage:
             return f"step {stage + 1}{title} ({where})"
         return where
 
+    def history_lines(self, row: dict[str, Any]) -> list[str]:
+        """`pass 1: reached step 3 · Label; went back to step 1 · Pick` for each pass of a
+        run that went back (its journal keeps every pass; the tables show the last)."""
+        titles = self.stage_titles.get(row["app_id"], [])
+
+        def step(index: Any) -> str:
+            if not isinstance(index, int):
+                return "?"
+            title = f" · {titles[index]}" if 0 <= index < len(titles) else ""
+            return f"step {index + 1}{title}"
+
+        lines = []
+        for one in row.get("history") or []:
+            line = f"pass {one['pass']}: reached {step(one['reached'])}"
+            back = one.get("went_back")
+            if back:
+                line += f"; went back to {step(back.get('stage'))} ({fmt_time(back.get('at'))})"
+            lines.append(line)
+        return lines
+
     @property
     def shown(self) -> list[dict[str, Any]]:
         """The runs the tables show (the filter applied)."""

@@ -44,6 +44,7 @@ from runtime.web.auth import FreezerIdentityProvider, LoginHandler, LogoutHandle
 from runtime.web.config import DeploymentOptions, listen, load_app_config, shutdown_within
 from runtime.web.handlers import (
     FaviconHandler,
+    GoBackHandler,
     HealthHandler,
     KernelModelHandler,
     NewRunHandler,
@@ -301,6 +302,7 @@ class FreezerApp(ServeOptions, DeploymentOptions, Voila):  # type: ignore[misc]
             run_page_route(self, prefix + f"/run/{RUN_ID}/?", self.runs, self.pages, PageCache(),
                            manifest_module.NOTEBOOK_NAME),
             (prefix + f"/run/{RUN_ID}/(?P<path>.+)", RunFileHandler, own),
+            (prefix + f"/back/{RUN_ID}", GoBackHandler, own),
             (prefix + "/login", LoginHandler, sign_in),
             (prefix + "/logout", LogoutHandler, {"base_url": self.base_url}),
             (prefix + "/health", HealthHandler, own),

@@ -20,7 +20,9 @@ from jupyter_server.base.handlers import JupyterHandler
 from markupsafe import Markup
 from tornado import web
 
+from runtime.errors import RuntimeAppError
 from runtime.manifest import RESERVED_PARAMETERS, Manifest, Parameter
+from runtime.runs.going_back import GoBackRefusedError, go_back
 from runtime.runs.outcomes import (
     KernelsBusyError,
     RunMissingError,
@@ -238,6 +240,34 @@ class NewRunHandler(FreezerHandler):
         """Send the person to the page of the run just started."""
         self.log.info("run %s started (user %s)", run.id, run.user_name)
         self.redirect(self.pages.base_url + "run/" + run.id, status=303)
+
+
+class GoBackHandler(FreezerHandler):
+    """`POST /back/<run_id>` (the run page's Back dialog, XSRF-checked; field `stage`, 0-based):
+    take the run back to that stage (`docs/go-back.md`) and send the person to its page, which
+    shows the stage waiting for them again. A refusal (a step is running, ...) is a page with
+    one sentence (409)."""
+
+    @web.authenticated
+    async def post(self, run_id: str) -> None:
+        try:
+            stage = int(self.get_body_argument("stage", "-1"))
+        except ValueError:
+            stage = -1
+        try:
+            await go_back(self.runs, run_id, self.user_id, stage)
+        except GoBackRefusedError as exc:
+            self.log.info("%s", exc)
+            self.show_message(409, "You cannot go back right now.", exc.sentence)
+            return
+        except RunMissingError as exc:
+            outcome_page(self, self.pages, run_id, exc)
+            return
+        except RuntimeAppError as exc:
+            # The run went back; its rebuild did not come through (every kernel busy, a
+            # divergence, ...): its page says so, and retries, as for any run.
+            self.log.warning("run %s went back but was not rebuilt yet: %s", run_id, exc)
+        self.redirect(self.pages.base_url + "run/" + run_id, status=303)
 
 
 class HealthHandler(FreezerHandler):

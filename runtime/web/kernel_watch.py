@@ -34,7 +34,7 @@ KERNEL_WATCH = r"""<script>
   window.addEventListener("pagehide", function () { leaving = true; });
   window.addEventListener("beforeunload", function () { leaving = true; });
   function rebuilding() {
-    if (told || leaving) { return; }
+    if (told || leaving || window.freezerLeaving) { return; }
     told = true;
     var note = document.createElement("div");
     note.id = "freezer-rebuilding";

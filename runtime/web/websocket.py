@@ -272,6 +272,8 @@ class RunWebsocketConnection(ZMQChannelsWebsocketConnection):
     async def _journal(self, message: BrowserMessage, ordinal: int | None) -> None:
         live, attachment = self._live, self._attachment
         assert live is not None and live.run_id is not None and attachment is not None
+        if live.retired:  # the person went back: the run continues in a fresh kernel
+            raise JournalError("the run went back to an earlier step; not saved", live.run_id)
         comm_id = message.comm_id
         if ordinal is None:
             # Only a page whose relay has not lined up with the listener yet gets here.

@@ -93,6 +93,11 @@ def test_parameters_cell_names_and_stepper_markup() -> None:
     markup = render_stepper(["<Pick>", "Use"], ["done", "ready"], 1)
     assert "&lt;Pick&gt;" in markup and "<Pick>" not in markup
     assert markup.count('aria-current="step"') == 1 and 'data-stage="1"' in markup
+    # Back only where a server can rebuild the run (saved), and only on finished stages
+    assert "freezer-back" not in markup
+    served = render_stepper(["<Pick>", "Use", "Save"], ["done", "ready", "pending"], 1, back=True)
+    assert served.count('class="freezer-back"') == 1
+    assert 'aria-label="Back to: &lt;Pick&gt;"' in served and ">Back</button>" in served
 
 
 def _app(stages: list[mf.Stage], parameters: tuple[mf.Parameter, ...] = ()) -> mf.Manifest:

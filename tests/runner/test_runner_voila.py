@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -62,3 +63,6 @@ def test_plain_voila_steps_through_every_stage(
     expect(app.locator("h2", has_text="Done")).to_be_visible()
     expect(app.get_by_role("button", name="Next")).to_have_count(0)
     expect(app).to_contain_text("every step has run")
+    # no going back without a server's journal to rebuild from (docs/go-back.md)
+    expect(app.locator("li.freezer-step-done")).to_have_count(2)
+    expect(app.get_by_role("button", name=re.compile("^Back to:"))).to_have_count(0)
