@@ -201,8 +201,7 @@ class QueueClaimRecord(Base):
     """A live or lapsed lease of one item to one person's run (ended claims are deleted)."""
 
     __tablename__ = "queue_claims"
-    __table_args__ = (Index("ix_queue_claims_run", "run_id"),
-                      Index("ix_queue_claims_expiry", "queue", "expires_at"))
+    __table_args__ = (Index("ix_queue_claims_run", "run_id"),)
 
     queue: Mapped[str] = mapped_column(String(255), primary_key=True)
     key: Mapped[str] = mapped_column(String(255), primary_key=True)

@@ -32,7 +32,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    and_,
     delete,
     func,
     insert,
@@ -172,6 +171,8 @@ class QueueTransactions(Database):
                 self._renew(session, name, run_id, now, expires)
                 return own
             claimed: list[tuple[int, str, Any]] = []  # position, key, item
+            # SQLite: one writer at a time, so nothing changes between two statements
+            serialized = session.get_bind().dialect.name == "sqlite"
             considered: set[str] = set()
             while len(claimed) < queue.batch:
                 want = queue.batch - len(claimed)
@@ -182,12 +183,14 @@ class QueueTransactions(Database):
                     .with_for_update(skip_locked=True)
                 )}
                 considered.update(candidates)
-                # looked at again now that the rows are locked (a new statement, a new
-                # snapshot): what another claimer committed meanwhile is seen
-                fresh = sorted(session.scalars(
-                    queue_counts.open_items(name, run.user_id, QueueItemRecord.key)
-                    .where(QueueItemRecord.key.in_(candidates))
-                )) if candidates else []
+                fresh = sorted(candidates)
+                if fresh and not serialized:
+                    # looked at again now that the rows are locked (a new statement, a new
+                    # snapshot): what another claimer committed meanwhile is seen
+                    fresh = sorted(session.scalars(
+                        queue_counts.open_items(name, run.user_id, QueueItemRecord.key)
+                        .where(QueueItemRecord.key.in_(candidates))
+                    ))
                 if fresh:
                     session.execute(insert(QueueClaimRecord), [
                         {"queue": name, "key": key, "user_id": run.user_id, "run_id": run_id,
@@ -225,7 +228,6 @@ class QueueTransactions(Database):
             if unknown:
                 raise QueueError(f"queue {name!r} has no item {unknown[0]}")
             now = self._now()
-            queue_counts.sweep(session, name, now, keys)
             held = set(session.scalars(
                 select(QueueClaimRecord.key).where(
                     QueueClaimRecord.queue == name, QueueClaimRecord.user_id == run.user_id,
@@ -249,9 +251,11 @@ class QueueTransactions(Database):
                     continue
                 change = (int(not skipped) - int(row is not None and not row.skipped),
                           -1 if key in held else 0)
-                if sum(change) > 0 and not queue_counts.take_place(session, name, key, *change):
-                    refused.append(item)  # a skip turned into an answer, and it is full now
-                    continue
+                if sum(change) > 0:  # a skip turned into an answer: it needs a free place
+                    queue_counts.sweep(session, name, now, [key])
+                    if not queue_counts.take_place(session, name, key, *change):
+                        refused.append(item)  # full now
+                        continue
                 if sum(change) <= 0:
                     changes.setdefault(change, []).append(key)
                 if row is None:
@@ -305,13 +309,20 @@ class QueueTransactions(Database):
 
     @staticmethod
     def _run_claims(session: Session, name: str, run_id: str, now: datetime) -> list[Any]:
-        """The items of this run's live claims, in queue order."""
+        """The items of this run's live claims, in queue order.
+
+        Two statements, not a join: whatever the planner knows of the tables, the first reads
+        only the queue's claims and the second only these items (by key).
+        """
+        keys = list(session.scalars(select(QueueClaimRecord.key).where(
+            QueueClaimRecord.run_id == run_id, QueueClaimRecord.queue == name,
+            QueueClaimRecord.expires_at > now,
+        )))
+        if not keys:
+            return []
         return list(session.scalars(
             select(QueueItemRecord.item)
-            .join(QueueClaimRecord, and_(QueueClaimRecord.queue == QueueItemRecord.queue,
-                                         QueueClaimRecord.key == QueueItemRecord.key))
-            .where(QueueClaimRecord.queue == name, QueueClaimRecord.run_id == run_id,
-                   QueueClaimRecord.expires_at > now)
+            .where(QueueItemRecord.queue == name, QueueItemRecord.key.in_(keys))
             .order_by(QueueItemRecord.position)
         ))
 

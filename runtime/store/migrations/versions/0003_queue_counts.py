@@ -2,10 +2,10 @@
 
 A claim used to count every item's answers and claims to find the open ones; now the counts are
 columns of `queue_items`, kept by the store in the same transaction as the rows they count, and
-a partial index on the items with a place left (`free_places > 0`) finds the next ones. An
-index on the claims' expiry finds the lapsed ones. The counts are filled from the rows already
-there: `answer_count` the submitted answers (not skips), `claim_count` every claim row (a lapsed
-one too, until a claim sweeps it), `free_places` the queue's overlap less both.
+a partial index on the items with a place left (`free_places > 0`) finds the next ones. The
+counts are filled from the rows already there: `answer_count` the submitted answers (not
+skips), `claim_count` every claim row (a lapsed one too, until a claim sweeps it),
+`free_places` the queue's overlap less both.
 
 Types are written out here, not imported from `runtime.store.models`: a migration stays what it was
 when the models change.
@@ -59,11 +59,9 @@ def upgrade() -> None:
     ))
     op.create_index("ix_queue_items_free", "queue_items", ["queue", "position"],
                     postgresql_where=sa.text(OPEN), sqlite_where=sa.text(OPEN))
-    op.create_index("ix_queue_claims_expiry", "queue_claims", ["queue", "expires_at"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_queue_claims_expiry", table_name="queue_claims")
     op.drop_index("ix_queue_items_free", table_name="queue_items")
     with op.batch_alter_table("queue_items") as batch:
         for name in reversed(COUNTS):
