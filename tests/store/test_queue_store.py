@@ -78,7 +78,7 @@ async def test_a_skip_frees_the_item_for_others_but_not_for_the_skipper(
 
 
 async def test_a_lapsed_lease_puts_its_items_back_and_start_over_ends_claims(
-    store: Store, app: Manifest
+    db_url: str, store: Store, app: Manifest
 ) -> None:
     await store.queue_open("faces", ["a", "b"], batch=2, overlap=1)
     ada, bob, cy = await runs_of(store, app, "ada", "bob", "cy")
@@ -86,7 +86,9 @@ async def test_a_lapsed_lease_puts_its_items_back_and_start_over_ends_claims(
     assert await store.queue_claim("faces", bob.id) == ["a", "b"]
     assert await store.queue_renew([bob.id]) == 2
     await store.set_run_status(bob.id, "abandoned")  # start over
+    assert counts_against_rows(db_url) == []  # the places bob held are free again
     assert await store.queue_claim("faces", cy.id) == ["a", "b"]
+    assert counts_against_rows(db_url) == []
 
 
 async def test_a_new_build_adds_items_and_drops_none(store: Store, app: Manifest) -> None:
