@@ -36,6 +36,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     true,
     update,
 )
@@ -57,6 +58,10 @@ DEFAULT_LEASE = 600.0
 """Seconds a claim lasts unless renewed (10 minutes)."""
 KEY_MAX = 255
 INSERT_CHUNK = 500  # rows per INSERT: SQLite caps the parameters of one statement
+ANALYZE_AFTER = 200
+"""PostgreSQL: a queue that gains this many items at once has `queue_items` analyzed in the
+same transaction. Until the planner knows the table's size (autovacuum may take a minute or
+more) it plans a lookup of a batch's items by key as a scan of every item of the queue."""
 
 
 class QueueError(StoreError):
@@ -146,6 +151,8 @@ class QueueTransactions(Database):
                 self._insert_ignoring_duplicates(
                     session, QueueItemRecord, rows[chunk : chunk + INSERT_CHUNK]
                 )
+            if len(rows) >= ANALYZE_AFTER and session.get_bind().dialect.name == "postgresql":
+                session.execute(text("ANALYZE queue_items"))
             return len(rows)
 
         return await self._transaction(work)

@@ -244,3 +244,24 @@ async def test_a_resubmission_by_the_same_run_replaces_its_answer(
         ("a", "cow"), ("b", None), ("c", "cat"),
     ]
     assert counts_against_rows(db_url) == []
+
+
+async def test_a_queue_gaining_many_items_has_them_counted_by_the_planner(
+    db_url: str, is_sqlite: bool, store: Store
+) -> None:
+    if is_sqlite:
+        pytest.skip("PostgreSQL's planner statistics")
+
+    def planner_rows() -> float:
+        engine = create_engine(database_url(db_url))
+        with engine.connect() as connection:
+            rows = connection.execute(text(
+                "SELECT reltuples FROM pg_class WHERE oid = 'queue_items'::regclass"
+            )).scalar_one()
+        engine.dispose()
+        return float(rows)
+
+    await store.queue_open("few", list(range(10)), batch=1, overlap=1)
+    assert planner_rows() < 10  # not analyzed: the planner guesses (-1: never)
+    await store.queue_open("faces", list(range(300)), batch=1, overlap=1)
+    assert planner_rows() == 310
