@@ -92,7 +92,10 @@ async def measure(url: str, label: str, runs: int, items: int, batch: int,
                 if not mine:
                     return  # nothing left for this person (the others hold or did the rest)
                 started = time.perf_counter()
-                await store.queue_answer("bench", run_id, [(item, "yes") for item in mine])
+                answered = await store.queue_answer("bench", run_id,
+                                                    [(item, "yes") for item in mine])
+                if answered.refused:  # its own live claims: never refused
+                    raise SystemExit(f"{label}: answers refused for {answered.refused}")
                 submit_latencies.append(time.perf_counter() - started)
 
         started, cpu_started = time.perf_counter(), time.process_time()

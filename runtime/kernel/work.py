@@ -34,7 +34,32 @@ DEFAULT_TIMEOUT = 30.0
 
 
 class WorkQueueError(RuntimeAppError):
-    """A work queue call that cannot be carried out; says which queue and why."""
+    """A work queue call that cannot be carried out; says which queue and why.
+
+    A submit or skip refused for some items (this run's claim on them lapsed) has them in
+    `refused`, and the items whose answers were saved all the same in `saved`.
+    """
+
+    def __init__(
+        self, message: str, refused: Sequence[Any] = (), saved: Sequence[Any] = ()
+    ) -> None:
+        super().__init__(message)
+        self.refused, self.saved = list(refused), list(saved)
+
+
+def refusal(name: str, op: str, refused: Sequence[Any], saved: Sequence[Any]) -> WorkQueueError:
+    """The error of a submit or skip the server refused for some items."""
+    what = "answers" if op == "submit" else "skips"
+    one = len(refused) == 1
+    kept = f"; the other {len(saved)} were saved" if saved else ""
+    return WorkQueueError(
+        f"work queue {name!r}: {what} for item{'' if one else 's'} "
+        f"{', '.join(map(repr, refused))} not saved: "
+        f"{'that item is' if one else 'those items are'} no longer this run's (the claim "
+        "lapsed, e.g. while the page was away longer than the lease, and someone else may have "
+        f"{'it' if one else 'them'} now){kept}. claim() gives a new batch.",
+        refused, saved,
+    )
 
 
 def _checked_items(name: str, items: Iterable[Any]) -> list[Any]:
@@ -194,7 +219,12 @@ class WorkQueue:
         return list(self._request("claim")["items"])
 
     def submit(self, answers: Mapping[Any, Any]) -> None:
-        """Record this person's answers ({item: answer}, JSON values); ends their claims."""
+        """Record this person's answers ({item: answer}, JSON values); ends their claims.
+
+        Submitting an item again from the same run (going back to an earlier stage) replaces
+        its answer. An item whose claim lapsed is refused: :class:`WorkQueueError`, after the
+        others are saved, naming it (`refused`).
+        """
         if not isinstance(answers, Mapping):
             raise WorkQueueError(f"work queue {self.name!r}: submit() takes a dict "
                                  f"{{item: answer}}, not a {type(answers).__name__}")
@@ -211,7 +241,10 @@ class WorkQueue:
         if self._memory is not None:
             self._memory.answer(pairs, skipped)
         elif pairs:
-            self._request("skip" if skipped else "submit", answers=[list(p) for p in pairs])
+            op = "skip" if skipped else "submit"
+            reply = self._request(op, answers=[list(p) for p in pairs])
+            if reply.get("refused"):
+                raise refusal(self.name, op, reply["refused"], reply.get("items") or [])
 
     def _request(self, op: str, **data: Any) -> dict[str, Any]:
         assert self._channel is not None

@@ -7,10 +7,11 @@ the control channel, `create_subshell_request`): the kernel's main thread is bus
 cell that waits for the answer, and a subshell's thread is not.
 
 Replay: every claim, submit and skip is journaled (`queue_claim`, `queue_submit`,
-`queue_skip`, payload: queue, call, items/answers) in the run's journal. Each request carries
-the kernel's call number for its queue; when the run's journal already has that call, the
-recorded answer is returned and nothing is claimed or stored again, so a rebuilt run labels
-the same items.
+`queue_skip`, payload: queue, call, items, and for submit/skip the answers saved and the items
+`refused`) in the run's journal. Each request carries the kernel's call number for its queue;
+when the run's journal already has that call, the recorded answer is returned and nothing is
+claimed or stored again, so a rebuilt run labels the same items (and a submit that was refused
+for some items is refused for them again).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from runtime.protocol import REWOUND
 from runtime.runs.listener import KernelListener
 from runtime.runs.rewind import in_force
 from runtime.store.models import NewEvent
-from runtime.store.queue_store import DEFAULT_LEASE
+from runtime.store.queue_store import DEFAULT_LEASE, item_key
 from runtime.store.store import Store
 
 QUEUE_EVENTS = {"claim": "queue_claim", "submit": "queue_submit", "skip": "queue_skip"}
@@ -90,17 +91,20 @@ class QueueService:
             raise StoreError(f"unknown work queue request {op!r}")
         recorded = await self._recorded(run_id, kind, name, call)
         if recorded is not None:
-            return {"items": recorded.get("items", []), "replayed": True}
+            return {"items": recorded.get("items", []), "refused": recorded.get("refused", []),
+                    "replayed": True}
         if op == "claim":
             items = await self.store.queue_claim(name, run_id)
             payload: dict[str, Any] = {"queue": name, "call": call, "items": items}
         else:
             pairs = [(pair[0], pair[1]) for pair in data.get("answers") or []]
-            await self.store.queue_answer(name, run_id, pairs, skipped=op == "skip")
-            payload = {"queue": name, "call": call, "items": [p[0] for p in pairs],
-                       "answers": [list(p) for p in pairs]}
+            outcome = await self.store.queue_answer(name, run_id, pairs, skipped=op == "skip")
+            saved = {item_key(item) for item in outcome.saved}
+            payload = {"queue": name, "call": call, "items": outcome.saved,
+                       "answers": [list(p) for p in pairs if item_key(p[0]) in saved],
+                       "refused": outcome.refused}
         await self.store.append_events([NewEvent(run_id, kind, None, payload)])
-        return {"items": payload["items"]}
+        return {"items": payload["items"], "refused": payload.get("refused", [])}
 
     async def _recorded(
         self, run_id: str, kind: str, name: str, call: Any

@@ -29,6 +29,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -173,10 +174,16 @@ class QueueRecord(Base):
     created_at: Mapped[datetime]
 
 
+FREE = "free_places > 0"  # the items a claim may hand out: the partial index's condition
+
+
 class QueueItemRecord(Base):
-    """One item of a queue: a JSON scalar, keyed by its canonical JSON text."""
+    """One item of a queue: a JSON scalar, keyed by its canonical JSON text; its counts are
+    kept with the rows they count (:mod:`runtime.store.queue_counts`)."""
 
     __tablename__ = "queue_items"
+    __table_args__ = (Index("ix_queue_items_free", "queue", "position",
+                            postgresql_where=text(FREE), sqlite_where=text(FREE)),)
 
     queue: Mapped[str] = mapped_column(
         ForeignKey("queues.name", ondelete="CASCADE"), primary_key=True
@@ -185,6 +192,9 @@ class QueueItemRecord(Base):
     position: Mapped[int] = mapped_column(Integer)  # the order items are handed out in
     item: Mapped[Any] = mapped_column(json_column())
     added_at: Mapped[datetime]
+    answer_count: Mapped[int] = mapped_column(Integer, server_default="0")  # submitted, not skips
+    claim_count: Mapped[int] = mapped_column(Integer, server_default="0")  # its queue_claims rows
+    free_places: Mapped[int] = mapped_column(Integer, server_default="0")  # overlap less both
 
 
 class QueueClaimRecord(Base):

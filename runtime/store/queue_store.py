@@ -3,33 +3,48 @@
 :class:`QueueTransactions` is a base of :class:`runtime.store.store.Store` (what the admin page
 and the exports read of a queue is :mod:`runtime.store.queue_reports`); each method is one
 transaction on the store's worker thread. Leases and counts are rows (`queue_claims`,
-`queue_answers`), never process memory, so every server process sharing the database sees the
-same queue. `docs/work-queue.md` describes the rules; in short:
+`queue_answers`, and each item's counts in `queue_items`, kept by :mod:`.queue_counts`), never
+process memory, so every server process sharing the database sees the same queue.
+`docs/work-queue.md` describes the rules; in short:
 
 - an item is handed to at most `overlap` people at once (live claims plus answers) and never
   twice to the same person (a claim, an answer or a skip of theirs excludes it);
 - a run's own unexpired claim is returned first;
-- a claim lasts `lease` seconds unless renewed; a lapsed claim counts for nobody;
+- a claim lasts `lease` seconds unless renewed; a lapsed claim counts for nobody (the next
+  claim on its queue deletes it);
+- an answer (or skip) is taken only from the run holding a live claim on the item, or from
+  the run that answered it before, whose answer it replaces; any other is refused;
 - an item is done when it has `overlap` answers (skips are not answers) from different people.
 
 Atomicity: on SQLite every writing transaction starts with `BEGIN IMMEDIATE` (one writer at a
-time). On PostgreSQL a claim first locks candidate item rows with `FOR UPDATE SKIP LOCKED`,
-then counts again in a new statement, which (READ COMMITTED) sees every claim committed before
-the lock was taken: two claimers never count the same item at once.
+time). On PostgreSQL a claim locks candidate item rows with `FOR UPDATE SKIP LOCKED` (found
+through the partial index of items with a free place, in queue order, at most a batch), then
+reads them again in a new statement, which (READ COMMITTED) sees every claim committed before
+the lock was taken: two claimers never take the same place.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select, true, update
+from sqlalchemy import (
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    true,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from runtime.errors import StoreError, UnknownRunError
+from runtime.store import queue_counts
 from runtime.store.database import Database
 from runtime.store.models import (
     QueueAnswerRecord,
@@ -43,10 +58,22 @@ DEFAULT_LEASE = 600.0
 """Seconds a claim lasts unless renewed (10 minutes)."""
 KEY_MAX = 255
 INSERT_CHUNK = 500  # rows per INSERT: SQLite caps the parameters of one statement
+ANALYZE_AFTER = 200
+"""PostgreSQL: a queue that gains this many items at once has `queue_items` analyzed in the
+same transaction. Until the planner knows the table's size (autovacuum may take a minute or
+more) it plans a lookup of a batch's items by key as a scan of every item of the queue."""
 
 
 class QueueError(StoreError):
     """A queue request the store cannot carry out (unknown queue, bad item, ...)."""
+
+
+@dataclass(frozen=True)
+class Answered:
+    """What :meth:`QueueTransactions.queue_answer` did with each item, in the order given."""
+
+    saved: list[Any]  # answered (or skipped): stored
+    refused: list[Any]  # not this run's: no live claim of it, and no earlier answer of it
 
 
 def item_key(item: Any) -> str:
@@ -102,6 +129,13 @@ class QueueTransactions(Database):
                 update(QueueRecord).where(QueueRecord.name == name)
                 .values(batch=batch, overlap=overlap, lease=lease)
             )
+            # a new overlap: every item's free places follow (none change when it is the same)
+            places = overlap - QueueItemRecord.answer_count - QueueItemRecord.claim_count
+            session.execute(
+                update(QueueItemRecord)
+                .where(QueueItemRecord.queue == name, QueueItemRecord.free_places != places)
+                .values(free_places=places).execution_options(synchronize_session=False)
+            )
             known = set(session.scalars(select(QueueItemRecord.key).where(
                 QueueItemRecord.queue == name
             )))
@@ -110,13 +144,15 @@ class QueueTransactions(Database):
             new = [(k, v) for k, v in keyed.items() if k not in known]
             rows = [
                 {"queue": name, "key": k, "position": int(start or 0) + 1 + i, "item": v,
-                 "added_at": now}
+                 "added_at": now, "answer_count": 0, "claim_count": 0, "free_places": overlap}
                 for i, (k, v) in enumerate(new)
             ]
             for chunk in range(0, len(rows), INSERT_CHUNK):
                 self._insert_ignoring_duplicates(
                     session, QueueItemRecord, rows[chunk : chunk + INSERT_CHUNK]
                 )
+            if len(rows) >= ANALYZE_AFTER and session.get_bind().dialect.name == "postgresql":
+                session.execute(text("ANALYZE queue_items"))
             return len(rows)
 
         return await self._transaction(work)
@@ -136,76 +172,114 @@ class QueueTransactions(Database):
                 raise UnknownRunError(run_id)
             now = self._now()
             expires = now + timedelta(seconds=queue.lease if lease is None else lease)
-            session.execute(delete(QueueClaimRecord).where(
-                QueueClaimRecord.queue == name, QueueClaimRecord.expires_at <= now
-            ))
-            own = self._run_claims(session, name, run_id)
+            queue_counts.sweep(session, name, now)
+            own = self._run_claims(session, name, run_id, now)
             if own:
-                self._renew(session, name, [run_id], expires)
+                self._renew(session, name, run_id, now, expires)
                 return own
-            claimed: list[str] = []
+            claimed: list[tuple[int, str, Any]] = []  # position, key, item
+            # SQLite: one writer at a time, so nothing changes between two statements
+            serialized = session.get_bind().dialect.name == "sqlite"
             considered: set[str] = set()
             while len(claimed) < queue.batch:
                 want = queue.batch - len(claimed)
-                candidates = list(session.scalars(
-                    self._open_items(name, run.user_id, queue.overlap, now)
+                candidates = {key: (position, item) for key, position, item in session.execute(
+                    queue_counts.open_items(name, run.user_id)
                     .where(QueueItemRecord.key.not_in(considered) if considered else true())
                     .order_by(QueueItemRecord.position).limit(want)
                     .with_for_update(skip_locked=True)
-                ))
-                if not candidates:
-                    break
+                )}
                 considered.update(candidates)
-                # counted again now that the rows are locked (a new statement, a new snapshot)
-                still = set(session.scalars(
-                    self._open_items(name, run.user_id, queue.overlap, now)
-                    .where(QueueItemRecord.key.in_(candidates))
-                ))
-                for key in (k for k in candidates if k in still):
-                    session.add(QueueClaimRecord(
-                        queue=name, key=key, user_id=run.user_id, run_id=run_id,
-                        claimed_at=now, expires_at=expires,
+                fresh = sorted(candidates)
+                if fresh and not serialized:
+                    # looked at again now that the rows are locked (a new statement, a new
+                    # snapshot): what another claimer committed meanwhile is seen
+                    fresh = sorted(session.scalars(
+                        queue_counts.open_items(name, run.user_id, QueueItemRecord.key)
+                        .where(QueueItemRecord.key.in_(candidates))
                     ))
-                    claimed.append(key)
-            session.flush()
-            return self._run_claims(session, name, run_id)
+                if fresh:
+                    session.execute(insert(QueueClaimRecord), [
+                        {"queue": name, "key": key, "user_id": run.user_id, "run_id": run_id,
+                         "claimed_at": now, "expires_at": expires} for key in fresh
+                    ])
+                    queue_counts.count(session, name, fresh, claims=1)
+                    claimed.extend((candidates[key][0], key, candidates[key][1]) for key in fresh)
+                if len(fresh) == len(candidates) < want:
+                    break  # nothing more is open for this person now
+            return [item for _, _, item in sorted(claimed)]
 
         return await self._transaction(work)
 
     async def queue_answer(
         self, name: str, run_id: str, answers: Sequence[tuple[Any, Any]], *, skipped: bool = False
-    ) -> int:
+    ) -> Answered:
         """Record this run's answers (or skips) as (item, answer) pairs; end their claims.
 
-        A person's later answer to an item replaces their earlier one. Returns how many.
+        An item's answer is taken only from the run that holds a live claim on it, or that
+        answered (or skipped) it before: then it replaces that earlier one. A run whose claim
+        lapsed is refused for that item (someone else may have it now); the others are saved.
         """
-        keyed = [(item_key(item), answer) for item, answer in answers]
+        keyed = {item_key(item): (item, answer) for item, answer in answers}
 
-        def work(session: Session) -> int:
+        def work(session: Session) -> Answered:
             queue_row(session, name)
             run = session.get(RunRecord, run_id)
             if run is None:
                 raise UnknownRunError(run_id)
-            keys = [k for k, _ in keyed]
+            keys = sorted(keyed)
             known = set(session.scalars(select(QueueItemRecord.key).where(
                 QueueItemRecord.queue == name, QueueItemRecord.key.in_(keys)
             )))
-            unknown = [k for k in keys if k not in known]
+            unknown = [k for k in keyed if k not in known]
             if unknown:
                 raise QueueError(f"queue {name!r} has no item {unknown[0]}")
             now = self._now()
-            for key, answer in keyed:
-                row = session.get(QueueAnswerRecord, (name, key, run.user_id))
+            held = set(session.scalars(
+                select(QueueClaimRecord.key).where(
+                    QueueClaimRecord.queue == name, QueueClaimRecord.user_id == run.user_id,
+                    QueueClaimRecord.run_id == run_id, QueueClaimRecord.key.in_(keys),
+                    QueueClaimRecord.expires_at > now,
+                ).with_for_update()
+            ))
+            rows = {row.key: row for row in session.scalars(
+                select(QueueAnswerRecord).where(
+                    QueueAnswerRecord.queue == name, QueueAnswerRecord.user_id == run.user_id,
+                    QueueAnswerRecord.key.in_(keys),
+                ).with_for_update()
+            )}
+            saved: list[str] = []
+            refused: list[Any] = []
+            changes: dict[tuple[int, int], list[str]] = {}  # (answers, claims) delta -> keys
+            for key, (item, answer) in keyed.items():
+                row = rows.get(key)
+                if key not in held and (row is None or row.run_id != run_id):
+                    refused.append(item)
+                    continue
+                change = (int(not skipped) - int(row is not None and not row.skipped),
+                          -1 if key in held else 0)
+                if sum(change) > 0:  # a skip turned into an answer: it needs a free place
+                    queue_counts.sweep(session, name, now, [key])
+                    if not queue_counts.take_place(session, name, key, *change):
+                        refused.append(item)  # full now
+                        continue
+                if sum(change) <= 0:
+                    changes.setdefault(change, []).append(key)
                 if row is None:
                     row = QueueAnswerRecord(queue=name, key=key, user_id=run.user_id)
                     session.add(row)
                 row.run_id, row.skipped, row.at = run_id, skipped, now
                 row.answer = None if skipped else answer
-            session.execute(delete(QueueClaimRecord).where(
-                QueueClaimRecord.queue == name, QueueClaimRecord.user_id == run.user_id,
-                QueueClaimRecord.key.in_(keys),
-            ))
-            return len(keyed)
+                saved.append(key)
+            ended = sorted(held.intersection(saved))
+            if ended:
+                session.execute(delete(QueueClaimRecord).where(
+                    QueueClaimRecord.queue == name, QueueClaimRecord.run_id == run_id,
+                    QueueClaimRecord.key.in_(ended),
+                ))
+            for delta, changed in sorted(changes.items()):
+                queue_counts.count(session, name, changed, *delta)
+            return Answered([keyed[key][0] for key in saved], refused)
 
         return await self._transaction(work)
 
@@ -238,51 +312,35 @@ class QueueTransactions(Database):
 
     @staticmethod
     def _release_claims(session: Session, run_id: str) -> None:
-        session.execute(delete(QueueClaimRecord).where(QueueClaimRecord.run_id == run_id))
+        queue_counts.release(session, run_id)
 
     @staticmethod
-    def _open_items(name: str, user_id: int, overlap: int, now: datetime) -> Any:
-        """Keys of items this person may claim now: not theirs yet, and not full."""
-        answers = (
-            select(func.count()).select_from(QueueAnswerRecord)
-            .where(QueueAnswerRecord.queue == name, QueueAnswerRecord.key == QueueItemRecord.key,
-                   QueueAnswerRecord.skipped.is_(False))
-            .scalar_subquery()
-        )
-        claims = (
-            select(func.count()).select_from(QueueClaimRecord)
-            .where(QueueClaimRecord.queue == name, QueueClaimRecord.key == QueueItemRecord.key,
-                   QueueClaimRecord.expires_at > now)
-            .scalar_subquery()
-        )
-        mine_answered = select(QueueAnswerRecord.key).where(
-            QueueAnswerRecord.queue == name, QueueAnswerRecord.user_id == user_id
-        )
-        mine_claimed = select(QueueClaimRecord.key).where(
-            QueueClaimRecord.queue == name, QueueClaimRecord.user_id == user_id
-        )
-        return select(QueueItemRecord.key).where(
-            QueueItemRecord.queue == name,
-            QueueItemRecord.key.not_in(mine_answered),
-            QueueItemRecord.key.not_in(mine_claimed),
-            answers + claims < overlap,
-        )
+    def _run_claims(session: Session, name: str, run_id: str, now: datetime) -> list[Any]:
+        """The items of this run's live claims, in queue order.
 
-    @staticmethod
-    def _run_claims(session: Session, name: str, run_id: str) -> list[Any]:
+        Two statements, not a join: whatever the planner knows of the tables, the first reads
+        only the queue's claims and the second only these items (by key).
+        """
+        keys = list(session.scalars(select(QueueClaimRecord.key).where(
+            QueueClaimRecord.run_id == run_id, QueueClaimRecord.queue == name,
+            QueueClaimRecord.expires_at > now,
+        )))
+        if not keys:
+            return []
         return list(session.scalars(
             select(QueueItemRecord.item)
-            .join(QueueClaimRecord, and_(QueueClaimRecord.queue == QueueItemRecord.queue,
-                                         QueueClaimRecord.key == QueueItemRecord.key))
-            .where(QueueClaimRecord.queue == name, QueueClaimRecord.run_id == run_id)
+            .where(QueueItemRecord.queue == name, QueueItemRecord.key.in_(keys))
             .order_by(QueueItemRecord.position)
         ))
 
     @staticmethod
-    def _renew(session: Session, name: str, run_ids: list[str], expires: datetime) -> None:
+    def _renew(
+        session: Session, name: str, run_id: str, now: datetime, expires: datetime
+    ) -> None:
         session.execute(
             update(QueueClaimRecord)
-            .where(QueueClaimRecord.queue == name, QueueClaimRecord.run_id.in_(run_ids))
+            .where(QueueClaimRecord.queue == name, QueueClaimRecord.run_id == run_id,
+                   QueueClaimRecord.expires_at > now)
             .values(expires_at=expires)
         )
 

@@ -2,7 +2,9 @@
 
 Two people get disjoint batches (overlap 1); after a SIGKILL of the server and its kernels, a
 new server replays a person's run to the same batch (the claim's answer comes from the run's
-journal, nothing is claimed again), and their answers reach the database.
+journal, nothing is claimed again), and their answers reach the database. A lease is renewed
+while the page is connected; once it lapsed, another person gets the item, and the first
+person's late submit is refused in their own stage.
 """
 
 from __future__ import annotations
@@ -109,14 +111,23 @@ SHORT_LEASE_STAGES = (
     (
         "Claim",
         "import ipywidgets as widgets\n"
-        "from runtime.kernel import WorkQueue\n"
+        "from runtime.kernel import WorkQueue, WorkQueueError\n"
         "queue = WorkQueue('short', items=[1, 2], batch=1, overlap=1, lease=0.5)\n"
-        "print(f'batch={queue.claim()}')\n"
+        "mine = queue.claim()\n"
+        "print(f'batch={mine}')\n"
         "label = widgets.IntSlider(value=1, description='label')\n"
         "label",
         ("label",),
     ),
-    ("Done", "print('done')", ()),
+    (
+        "Submit",
+        "try:\n"
+        "    queue.submit({item: label.value for item in mine})\n"
+        "    print(f'saved {mine}')\n"
+        "except WorkQueueError as error:\n"
+        "    print(f'refused {error.refused}: {error}')",
+        (),
+    ),
 )
 
 
@@ -139,6 +150,8 @@ async def test_a_lease_is_renewed_while_the_page_is_connected_and_lapses_after(
         async with Person(server.base_url) as ada:
             page = await ada.open("")
             await page.wait_for(shows("batch=[1]"), TIMEOUT, "ada's batch")
+            ada_path = urlsplit(page.page.url).path.lstrip("/")
+            cookies = ada.cookies.as_dict()
             first = expires_at(app_dir, "1")
             # renewed past two of its leases while ada's page is connected
             await eventually(lambda: expires_at(app_dir, "1") > first + timedelta(seconds=1),
@@ -149,5 +162,18 @@ async def test_a_lease_is_renewed_while_the_page_is_connected_and_lapses_after(
         async with Person(server.base_url) as bob:
             page = await bob.open("")
             await page.wait_for(shows("batch=[1]"), TIMEOUT, "bob gets the lapsed item")
+            bob_run = run_id_of(page)
+            await act(page, await page.set_value(slider(page, "label"), 7))
+            await click_next(page)
+            await page.wait_for(shows("saved [1]"), TIMEOUT, "bob's submit")
+        # ada comes back to the batch she still sees: her late submit is refused, in her stage
+        async with Person(server.base_url, cookies=cookies) as ada:
+            page = await ada.open(ada_path)
+            await page.wait_for(has_slider("label"), TIMEOUT)
+            await click_next(page)
+            await page.wait_for(shows("refused [1]: work queue 'short': answers for item 1 "
+                                      "not saved: that item is no longer this run's"),
+                                TIMEOUT, "ada's submit refused")
+        assert answers(app_dir) == [("1", bob_run, 7)]  # the item's one answer: bob's
     finally:
         server.stop()

@@ -10,7 +10,8 @@ pressed Next, on the app's SQLite file and on a PostgreSQL schema (kept as a dum
   is at the newest revision and serves.
 - `revision-0001`: the last Freezer at schema revision 0001, before the work queue's tables
   (0002); refused the same way, upgraded with `freezer db upgrade`.
-- `layout`: from before the runtime became packages (revision 0002, the newest): served as it is.
+- `layout`: from before the runtime became packages (revision 0002, before the queue items'
+  counts of 0003); refused the same way, upgraded with `freezer db upgrade`.
 
 Every way the app directory is served as that `freezer build` wrote it (its `app.ipynb` starts
 with `from runtime import runner`), and the same person, signed in again by name, finishes the
@@ -120,9 +121,11 @@ REVISIONS = {"pre-versions": [], "revision-0001": ["0001"], "layout": ["0002"]}
 """Each fixture's `alembic_version` rows, as its Freezer left them."""
 REFUSED = {
     "pre-versions": "was made before Freezer versioned its schema (revision 0001, not recorded)",
-    "revision-0001": "is at schema revision 0001, older than this Freezer (0002)",
+    **{name: f"is at schema revision {revision}, older than this Freezer "
+             f"({schema.head_revision()})"
+       for name, revision in (("revision-0001", "0001"), ("layout", "0002"))},
 }
-"""What today's `freezer serve` says of a fixture older than its schema."""
+"""What today's `freezer serve` says of a fixture older than its schema (every one is now)."""
 REPLAYED = {
     "pre-versions": [("stage_started", 0), ("stage_ready", 0), ("stage_finished", 0),
                      ("stage_started", 1), ("stage_ready", 1)],
@@ -135,7 +138,7 @@ CASES = [
     ("pre-versions", "freezer db upgrade"),
     ("pre-versions", "serve --upgrade-db"),
     ("revision-0001", "freezer db upgrade"),
-    ("layout", "as it is"),
+    ("layout", "freezer db upgrade"),
 ]
 
 

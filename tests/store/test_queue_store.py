@@ -78,7 +78,7 @@ async def test_a_skip_frees_the_item_for_others_but_not_for_the_skipper(
 
 
 async def test_a_lapsed_lease_puts_its_items_back_and_start_over_ends_claims(
-    store: Store, app: Manifest
+    db_url: str, store: Store, app: Manifest
 ) -> None:
     await store.queue_open("faces", ["a", "b"], batch=2, overlap=1)
     ada, bob, cy = await runs_of(store, app, "ada", "bob", "cy")
@@ -86,7 +86,9 @@ async def test_a_lapsed_lease_puts_its_items_back_and_start_over_ends_claims(
     assert await store.queue_claim("faces", bob.id) == ["a", "b"]
     assert await store.queue_renew([bob.id]) == 2
     await store.set_run_status(bob.id, "abandoned")  # start over
+    assert counts_against_rows(db_url) == []  # the places bob held are free again
     assert await store.queue_claim("faces", cy.id) == ["a", "b"]
+    assert counts_against_rows(db_url) == []
 
 
 async def test_a_new_build_adds_items_and_drops_none(store: Store, app: Manifest) -> None:
@@ -152,3 +154,114 @@ async def test_concurrent_claimers_on_many_stores_never_exceed_the_overlap(
         for item in got:
             handed[item] = handed.get(item, 0) + 1
     assert max(handed.values()) <= overlap
+    assert counts_against_rows(db_url) == []
+
+
+def counts_against_rows(url: str) -> list[tuple[Any, ...]]:
+    """Items whose kept counts differ from their rows: (key, kept answer/claim/free, counted)."""
+    engine = create_engine(database_url(url))
+    with engine.connect() as connection:
+        rows = connection.execute(text(
+            "SELECT i.key, i.answer_count, i.claim_count, i.free_places, q.overlap, "
+            "(SELECT COUNT(*) FROM queue_answers a WHERE a.queue = i.queue AND a.key = i.key "
+            " AND NOT a.skipped), "
+            "(SELECT COUNT(*) FROM queue_claims c WHERE c.queue = i.queue AND c.key = i.key) "
+            "FROM queue_items i JOIN queues q ON q.name = i.queue"
+        )).all()
+    engine.dispose()
+    return [
+        (key, (answers, claims, free), (counted_answers, counted_claims,
+                                        overlap - counted_answers - counted_claims))
+        for key, answers, claims, free, overlap, counted_answers, counted_claims in rows
+        if (answers, claims, free) != (counted_answers, counted_claims,
+                                       overlap - counted_answers - counted_claims)
+    ]
+
+
+async def test_a_late_submit_after_the_lease_lapsed_is_refused(
+    db_url: str, store: Store, app: Manifest
+) -> None:
+    await store.queue_open("faces", ["a", "b", "c"], batch=2, overlap=2)
+    ada, bob, cy = await runs_of(store, app, "ada", "bob", "cy")
+    assert await store.queue_claim("faces", ada.id, lease=0) == ["a", "b"]  # lapses at once
+    # ada's lease lapsed: bob and cy take a, and answer it
+    assert await store.queue_claim("faces", bob.id) == ["a", "b"]
+    assert await store.queue_claim("faces", cy.id) == ["a", "b"]
+    await store.queue_answer("faces", bob.id, [("a", "cat"), ("b", "cat")])
+    await store.queue_answer("faces", cy.id, [("a", "dog")])
+    # ada comes back and submits what she labelled: none of it is hers any more
+    late = await store.queue_answer("faces", ada.id, [("a", "cow"), ("b", "cow")])
+    answers = await store.queue_answers("faces")
+    assert [(a.item, a.user, a.answer) for a in answers] == [
+        ("a", "bob", "cat"), ("a", "cy", "dog"), ("b", "bob", "cat"),
+    ]  # a has exactly its overlap of answers; b keeps its place for cy, who holds it
+    assert (late.saved, late.refused) == ([], ["a", "b"])
+    counts = await store.queue_counts("faces")
+    assert (counts.done, counts.claimed, counts.waiting) == (1, 1, 1)
+    assert "ada" not in counts.labelers
+    assert counts_against_rows(db_url) == []
+    # a submit mixing a live claim with a lapsed one saves the live one
+    assert await store.queue_claim("faces", ada.id, lease=0) == ["c"]
+    assert await store.queue_claim("faces", ada.id) == ["c"]  # lapsed: claimed anew
+    mixed = await store.queue_answer("faces", ada.id, [("c", "cow"), ("b", "cow")])
+    assert (mixed.saved, mixed.refused) == (["c"], ["b"])
+    assert counts_against_rows(db_url) == []
+
+
+async def test_a_resubmission_by_the_same_run_replaces_its_answer(
+    db_url: str, store: Store, app: Manifest
+) -> None:
+    await store.queue_open("faces", ["a", "b", "c"], batch=3, overlap=1)
+    ada, bob = await runs_of(store, app, "ada", "bob")
+    assert await store.queue_claim("faces", ada.id) == ["a", "b", "c"]
+    first = await store.queue_answer("faces", ada.id, [("a", "cat"), ("b", "dog")])
+    await store.queue_answer("faces", ada.id, [("c", None)], skipped=True)
+    assert (first.saved, first.refused) == (["a", "b"], [])
+    # ada goes back to the labelling stage: her run submits the same items again
+    again = await store.queue_answer("faces", ada.id, [("a", "cow"), ("b", "dog")])
+    assert (again.saved, again.refused) == (["a", "b"], [])
+    answers = await store.queue_answers("faces")
+    assert [(a.item, a.user, a.answer, a.skipped) for a in answers] == [
+        ("a", "ada", "cow", False), ("b", "ada", "dog", False), ("c", "ada", None, True),
+    ]  # replaced: one row per item and person
+    counts = await store.queue_counts("faces")
+    assert (counts.done, counts.labelers["ada"]) == (2, {"answers": 2, "skips": 1, "claimed": 0})
+    assert await store.queue_claim("faces", bob.id) == ["c"]  # ada skipped it
+    assert counts_against_rows(db_url) == []
+    # going back, ada answers the item she skipped: bob holds its only place now
+    late = await store.queue_answer("faces", ada.id, [("c", "cat")])
+    assert (late.saved, late.refused) == ([], ["c"])
+    # ... and turns an answer into a skip: its place goes back to the queue
+    await store.queue_answer("faces", bob.id, [("c", None)], skipped=True)
+    await store.queue_answer("faces", ada.id, [("b", None)], skipped=True)
+    assert await store.queue_claim("faces", bob.id) == ["b"]
+    assert (await store.queue_answer("faces", ada.id, [("c", "cat")])).saved == ["c"]
+    # another run of ada's (she started over) cannot overwrite what her first run answered
+    (ada_again,) = await runs_of(store, app, "ada")
+    other = await store.queue_answer("faces", ada_again.id, [("a", "owl")])
+    assert (other.saved, other.refused) == ([], ["a"])
+    assert [(a.item, a.answer) for a in await store.queue_answers("faces") if a.user == "ada"] == [
+        ("a", "cow"), ("b", None), ("c", "cat"),
+    ]
+    assert counts_against_rows(db_url) == []
+
+
+async def test_a_queue_gaining_many_items_has_them_counted_by_the_planner(
+    db_url: str, is_sqlite: bool, store: Store
+) -> None:
+    if is_sqlite:
+        pytest.skip("PostgreSQL's planner statistics")
+
+    def planner_rows() -> float:
+        engine = create_engine(database_url(db_url))
+        with engine.connect() as connection:
+            rows = connection.execute(text(
+                "SELECT reltuples FROM pg_class WHERE oid = 'queue_items'::regclass"
+            )).scalar_one()
+        engine.dispose()
+        return float(rows)
+
+    await store.queue_open("few", list(range(10)), batch=1, overlap=1)
+    assert planner_rows() < 10  # not analyzed: the planner guesses (-1: never)
+    await store.queue_open("faces", list(range(300)), batch=1, overlap=1)
+    assert planner_rows() == 310

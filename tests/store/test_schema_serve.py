@@ -148,6 +148,8 @@ async def test_a_database_from_before_versions_is_upgraded_and_its_run_continues
             "  made before schema versions: recorded as revision 0001",
             "  0001 -> 0002: Add the work queue: queues, queue_items, queue_claims, "
             "queue_answers.",
+            "  0002 -> 0003: Keep each work-queue item's counts: answer_count, claim_count, "
+            "free_places.",
             f"  now at schema revision {schema.head_revision()}",
         ]
     else:
