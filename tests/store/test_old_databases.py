@@ -6,12 +6,11 @@ its `freezer serve --auth name` served it, and a person started a run, set `numb
 pressed Next, on the app's SQLite file and on a PostgreSQL schema (kept as a dump).
 
 - `pre-versions`: from before the schema was versioned (no `alembic_version`). Today's server
-  refuses it in one line; after `freezer db upgrade`, or with `freezer serve --upgrade-db`, it
-  is at the newest revision and serves.
+  refuses it in one line; after `freezer db upgrade` it is at the newest revision and serves.
 - `revision-0001`: the last Freezer at schema revision 0001, before the work queue's tables
   (0002); refused the same way, upgraded with `freezer db upgrade`.
 - `layout`: from before the runtime became packages (revision 0002, before the queue items'
-  counts of 0003); refused the same way, upgraded with `freezer db upgrade`.
+  counts of 0003); refused the same way, served with `freezer serve --upgrade-db`.
 
 Every way the app directory is served as that `freezer build` wrote it (its `app.ipynb` starts
 with `from runtime import runner`), and the same person, signed in again by name, finishes the
@@ -136,10 +135,11 @@ REPLAYED = {
 
 CASES = [
     ("pre-versions", "freezer db upgrade"),
-    ("pre-versions", "serve --upgrade-db"),
     ("revision-0001", "freezer db upgrade"),
-    ("layout", "freezer db upgrade"),
+    ("layout", "serve --upgrade-db"),
 ]
+"""Each fixture once, each way of upgrading at least once on each database (a database from
+before versions served with `--upgrade-db` is `test_schema_serve`'s)."""
 
 
 @pytest.mark.parametrize(("name", "how"), CASES, ids=[f"{n}, {h}" for n, h in CASES])

@@ -104,7 +104,13 @@ async def start_a_run(app_dir: Path, db_url: str) -> tuple[str, dict[str, str]]:
         server.stop()
 
 
-@pytest.mark.parametrize("how", ["freezer db upgrade", "serve --upgrade-db"])
+UPGRADES = [("sqlite", "serve --upgrade-db"), ("postgresql", "freezer db upgrade")]
+"""Each way of upgrading on one database: the other pairs are the old-database tests' (the
+fixtures an older Freezer made, in `test_old_databases`), which take both ways on both."""
+
+
+@pytest.mark.parametrize(("db_url", "how"), UPGRADES, indirect=["db_url"],
+                         ids=[f"{db}-{how}" for db, how in UPGRADES])
 async def test_a_database_from_before_versions_is_upgraded_and_its_run_continues(
     db_url: str, tmp_path: Path, how: str
 ) -> None:
