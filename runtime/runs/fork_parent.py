@@ -8,7 +8,8 @@
    runner, and the modules the app's `freeze:warm` cells import (:func:`warm_imports`);
 3. says `{"ready": true}` (or `{"error": "..."}` and ends) on the socket `FD`;
 4. reads one JSON request a line (`argv`, `env`, `cwd`) and answers each with the `pid` of a child
-   it forked for it; the child becomes the kernel (:func:`become_kernel`).
+   it forked for it, once that child has bound its sockets; the child becomes the kernel
+   (:func:`become_kernel`, with :class:`runtime.runs.fork_kernel.ForkedKernelApp`).
 
 **Imports only, not warm cells.** Running the warm cells here would share their values between
 every kernel of the app, but their outputs and widgets belong to each kernel's runner (which runs
@@ -34,6 +35,7 @@ import ctypes
 import gc
 import json
 import os
+import select
 import signal
 import socket
 import sys
@@ -50,6 +52,7 @@ BASE_IMPORTS = (
     "import ipykernel.ipkernel",
     "import ipywidgets",
     "import runtime.kernel.runner",
+    "import runtime.runs.fork_kernel",
     # what IPKernelApp.initialize() imports (measured: about 170 modules, half its time)
     "import ipykernel.debugger",
     "import debugpy",
@@ -59,6 +62,9 @@ BASE_IMPORTS = (
     "import xml.dom.minidom, xmlrpc.client, http.server",
 )
 """What every Freezer kernel imports before its first cell, and while its kernel app starts."""
+BIND_TIMEOUT = 10.0
+"""Seconds the parent waits for a child to bind its sockets before it answers the server anyway
+(the server's client then retries connecting as zmq does); below the server's FORK_TIMEOUT."""
 COMMAND_LINE_ROOM = 2048
 """Bytes of padding in the parent's command line, which a child overwrites with its own."""
 
@@ -115,7 +121,7 @@ def show_command_line(argv: list[str]) -> None:
     ctypes.memmove(start, text + b"\0" * (end - start - len(text)), end - start)
 
 
-def become_kernel(request: dict[str, Any], parent_pid: int) -> None:
+def become_kernel(request: dict[str, Any], parent_pid: int, bound_fd: int) -> None:
     """In a freshly forked child: become the kernel `request` asks for; never returns."""
     status = 1
     try:
@@ -134,11 +140,11 @@ def become_kernel(request: dict[str, Any], parent_pid: int) -> None:
         argv: list[str] = request["argv"]
         show_command_line([sys.executable, "-m", *argv])
         sys.argv = argv
-        from ipykernel.kernelapp import IPKernelApp
+        from runtime.runs.fork_kernel import launch
 
-        # the trait's default read JPY_PARENT_PID when this parent imported ipykernel
-        handle = f"--IPKernelApp.parent_handle={parent_pid}"
-        IPKernelApp.launch_instance(argv=[*argv[1:], handle])
+        # parent_handle is given: the trait's default read JPY_PARENT_PID when this parent
+        # imported ipykernel
+        launch(argv[1:], parent_pid, bound_fd)
         status = 0
     except SystemExit as exc:
         status = exc.code if isinstance(exc.code, int) else 0
@@ -153,17 +159,31 @@ def become_kernel(request: dict[str, Any], parent_pid: int) -> None:
         os._exit(status)
 
 
+def wait_bound(fd: int) -> None:
+    """Wait until the child on the other end of pipe `fd` has bound its sockets (it writes a
+    byte), has ended (end of file) or took :data:`BIND_TIMEOUT` seconds; close `fd`."""
+    try:
+        if select.select([fd], [], [], BIND_TIMEOUT)[0]:
+            os.read(fd, 1)
+    finally:
+        os.close(fd)
+
+
 def serve_forks(channel: socket.socket) -> None:
     """Fork a kernel for each request line on `channel`; at its end, wait for the kernels."""
     parent_pid = os.getpid()
     reader = channel.makefile("rb")
     for line in reader:
         request = json.loads(line)
+        bound_r, bound_w = os.pipe()
         pid = os.fork()
         if pid == 0:
+            os.close(bound_r)
             reader.close()
             channel.close()
-            become_kernel(request, parent_pid)
+            become_kernel(request, parent_pid, bound_w)
+        os.close(bound_w)
+        wait_bound(bound_r)
         channel.sendall(json.dumps({"pid": pid}).encode() + b"\n")
     # the server let go of this parent (a rebuilt app): stay while a kernel still depends on us
     # (with SIGCHLD ignored, wait() returns only once every child has ended)

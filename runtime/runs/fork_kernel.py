@@ -1,0 +1,101 @@
+"""The kernel app of a forked kernel: IPKernelApp, less what a fork child does not need to redo.
+
+Imported by the fork parent before it forks (:mod:`runtime.runs.fork_parent`), used by each
+child. It differs from the IPKernelApp a spawned kernel runs in three ways, each measured on the
+forked child's start (benchmarks/kernel_start.py):
+
+- **No argparse for the usual command line.** ipykernel's command line for a kernel of a
+  kernelspec is `-f CONNECTION_FILE`; traitlets builds an argparse parser over every flag and
+  alias of some thirty classes to read it (about a tenth of the child's start). For exactly that
+  command line :meth:`ForkedKernelApp.parse_command_line` makes the same command-line config
+  directly (`IPKernelApp.connection_file`, and the parent's pid as `parent_handle`); any other
+  command line is parsed as usual.
+- **History in memory.** IPython's history manager opens the profile's `history.sqlite`, writes
+  a session row (a commit, so an fsync, on a file every kernel of the machine shares) and starts
+  a saving thread: about half the child's start, more with many kernels. A Freezer run is rebuilt
+  from its journal, never from IPython's history, and the runner runs its cells with
+  `store_history=False`; so a forked kernel's history is kept in memory only
+  (`HistoryManager.enabled = False`: `In`, `_i` and `%history` of the session still work, nothing
+  is written to disk). A config file that enables it wins.
+- **Says when it listens.** Once its sockets are bound (before its shell is built) the kernel
+  writes a byte on the file descriptor the parent gave it (`bound_fd`); the parent answers the
+  server's fork request only then, so the server's client never connects to a port nobody listens
+  on yet (zmq would retry only after its 100 ms reconnect interval).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from copy import deepcopy
+from typing import Any
+
+from ipykernel.kernelapp import IPKernelApp
+from traitlets import Int
+from traitlets.config import Config
+
+FAST_ARGV_FLAG = "-f"
+
+
+def command_line_config(argv: list[str], parent_handle: int) -> Config | None:
+    """The config traitlets would read from `argv`, when `argv` is `-f FILE`; else None."""
+    if len(argv) != 2 or argv[0] != FAST_ARGV_FLAG or argv[1].startswith("-"):
+        return None
+    config = Config()
+    config.IPKernelApp.connection_file = argv[1]
+    config.IPKernelApp.parent_handle = parent_handle
+    return config
+
+
+def history_config() -> Config:
+    """History kept in memory only (see the module's docstring)."""
+    config = Config()
+    config.HistoryManager.enabled = False
+    return config
+
+
+class ForkedKernelApp(IPKernelApp):
+    """IPKernelApp for a kernel forked from a warmed parent (see the module's docstring)."""
+
+    bound_fd = Int(-1, help="a file descriptor to write one byte on once the sockets are bound "
+                            "(then closed); -1 for none").tag(config=False)
+    fast_parent_handle = Int(0).tag(config=False)
+
+    def parse_command_line(self, argv: Any = None) -> None:
+        """The usual command line without argparse; any other one as IPKernelApp parses it."""
+        config = None if argv is None else command_line_config(list(argv),
+                                                               self.fast_parent_handle)
+        if config is None:
+            super().parse_command_line(argv)
+            return
+        self.argv = list(argv)
+        self.extra_args = []
+        self.cli_config = deepcopy(config)
+        self.update_config(config)
+
+    def init_heartbeat(self) -> None:
+        """Bind the heartbeat as usual, then say the kernel listens."""
+        super().init_heartbeat()  # type: ignore[no-untyped-call]
+        self.say_bound()
+
+    def say_bound(self) -> None:
+        """Write the byte on `bound_fd` (once); the reader may be gone already."""
+        fd, self.bound_fd = self.bound_fd, -1
+        if fd < 0:
+            return
+        with contextlib.suppress(OSError):
+            os.write(fd, b"1")
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def launch(argv: list[str], parent_pid: int, bound_fd: int) -> None:
+    """Run the kernel `argv` (ipykernel's arguments, without the program) asks for."""
+    handle = [] if command_line_config(argv, parent_pid) else \
+        [f"--IPKernelApp.parent_handle={parent_pid}"]
+    # a kernel that fails before it binds ends, closing `bound_fd`: the parent stops waiting
+    ForkedKernelApp.launch_instance(
+        argv=[*argv, *handle], config=history_config(), bound_fd=bound_fd,
+        fast_parent_handle=parent_pid,
+    )
+
