@@ -1,7 +1,7 @@
 """The kernel app of a forked kernel: IPKernelApp, less what a fork child does not need to redo.
 
 Imported by the fork parent before it forks (:mod:`runtime.runs.fork_parent`), used by each
-child. It differs from the IPKernelApp a spawned kernel runs in three ways, each measured on the
+child. It differs from the IPKernelApp a spawned kernel runs in four ways, each measured on the
 forked child's start (benchmarks/kernel_start.py):
 
 - **No argparse for the usual command line.** ipykernel's command line for a kernel of a
@@ -17,6 +17,10 @@ forked child's start (benchmarks/kernel_start.py):
   `store_history=False`; so a forked kernel's history is kept in memory only
   (`HistoryManager.enabled = False`: `In`, `_i` and `%history` of the session still work, nothing
   is written to disk). A config file that enables it wins.
+- **Prepared ahead.** In a spare child (:func:`runtime.runs.fork_parent.spare_kernel`) IPython's
+  application start (:class:`PreparedBase`: profile directory, config files, crash handler) is
+  run before the kernel's command line is known; the kernel's initialize then reads only its
+  command line, which comes after the config files as it would.
 - **Says when it listens.** Once its sockets are bound (before its shell is built) the kernel
   writes a byte on the file descriptor the parent gave it (`bound_fd`); the parent answers the
   server's fork request only then, so the server's client never connects to a port nobody listens
@@ -31,7 +35,8 @@ from copy import deepcopy
 from typing import Any
 
 from ipykernel.kernelapp import IPKernelApp
-from traitlets import Int
+from IPython.core.application import BaseIPythonApplication
+from traitlets import Bool, Int
 from traitlets.config import Config
 
 FAST_ARGV_FLAG = "-f"
@@ -54,12 +59,41 @@ def history_config() -> Config:
     return config
 
 
-class ForkedKernelApp(IPKernelApp):
+class PreparedBase(BaseIPythonApplication):
+    """IPython's application start (profile, config files, crash handler) run ahead of the
+    kernel's command line (:meth:`ForkedKernelApp.prepared_instance`); when the kernel's own
+    initialize comes, only its command line is read."""
+
+    prepared = Bool(False).tag(config=False)
+
+    def initialize(self, argv: Any = None) -> None:
+        if self.prepared:
+            self.parse_command_line(argv)
+            return
+        super().initialize(argv)  # type: ignore[no-untyped-call]
+
+
+class ForkedKernelApp(IPKernelApp, PreparedBase):
     """IPKernelApp for a kernel forked from a warmed parent (see the module's docstring)."""
 
     bound_fd = Int(-1, help="a file descriptor to write one byte on once the sockets are bound "
                             "(then closed); -1 for none").tag(config=False)
     fast_parent_handle = Int(0).tag(config=False)
+
+    @classmethod
+    def prepared_instance(cls, parent_pid: int, bound_fd: int) -> ForkedKernelApp:
+        """The app of a spare child, its IPython application start done (no command line yet:
+        the kernel's is `-f FILE`, read by its initialize)."""
+        app = cls.instance(config=history_config(), bound_fd=bound_fd,
+                           fast_parent_handle=parent_pid)
+        BaseIPythonApplication.initialize(app, [])  # type: ignore[no-untyped-call]
+        app.prepared = True
+        return app
+
+    def run(self, argv: list[str]) -> None:
+        """Initialize on the kernel's command line and run (a prepared app's launch_instance)."""
+        self.initialize(argv)  # type: ignore[no-untyped-call]
+        self.start()  # type: ignore[no-untyped-call]
 
     def parse_command_line(self, argv: Any = None) -> None:
         """The usual command line without argparse; any other one as IPKernelApp parses it."""

@@ -306,3 +306,33 @@ def test_only_the_usual_kernel_command_line_skips_argparse() -> None:
     for argv in (["-f"], ["-f", "--debug"], ["--IPKernelApp.x=1", "-f", "k.json"],
                  ["-f", "k.json", "--debug"]):
         assert command_line_config(argv, 42) is None
+
+
+def spares_of(parent: int) -> list[int]:
+    """The parent's spare children (forked ahead, not yet a kernel)."""
+    found = []
+    for pid in child_pids(parent):
+        with contextlib.suppress(OSError):
+            if b"(spare kernel)" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+    return found
+
+
+async def test_the_next_kernel_is_the_spare_forked_ahead(tmp_path: Path, forking: None) -> None:
+    app = warm_app(tmp_path / "app", "import json")
+    manager, client = await start_kernel(app)
+    try:
+        (parent,) = running_parents()
+        spares = await eventually(lambda: spares_of(parent), "a spare child")
+        again, again_client = await start_kernel(app)
+        try:
+            assert again.provisioner.pid == spares[0]  # type: ignore[union-attr]
+            reply = await again_client.execute("print('hi')", reply=True, timeout=TIMEOUT)
+            assert reply["content"]["status"] == "ok"
+            assert b"ipykernel_launcher" in Path(f"/proc/{spares[0]}/cmdline").read_bytes()
+        finally:
+            await stop_kernel(again, again_client)
+        await eventually(lambda: spares_of(parent) and spares_of(parent) != spares,
+                         "the next spare")
+    finally:
+        await stop_kernel(manager, client)
