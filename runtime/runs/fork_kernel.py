@@ -1,7 +1,7 @@
 """The kernel app of a forked kernel: IPKernelApp, less what a fork child does not need to redo.
 
 Imported by the fork parent before it forks (:mod:`runtime.runs.fork_parent`), used by each
-child. It differs from the IPKernelApp a spawned kernel runs in four ways, each measured on the
+child. It differs from the IPKernelApp a spawned kernel runs in five ways, each measured on the
 forked child's start (benchmarks/kernel_start.py):
 
 - **No argparse for the usual command line.** ipykernel's command line for a kernel of a
@@ -21,6 +21,10 @@ forked child's start (benchmarks/kernel_start.py):
   application start (:class:`PreparedBase`: profile directory, config files, crash handler) is
   run before the kernel's command line is known; the kernel's initialize then reads only its
   command line, which comes after the config files as it would.
+- **Widgets' comm targets.** ipywidgets registers its comm targets when it is imported in a
+  running shell; the parent imported it before any shell, so the child registers them once its
+  kernel exists (:meth:`ForkedKernelApp.init_kernel`). A warm import of the app that registers
+  something with IPython at import time has the same limit (it finds no shell in the parent).
 - **Says when it listens.** Once its sockets are bound (before its shell is built) the kernel
   writes a byte on the file descriptor the parent gave it (`bound_fd`); the parent answers the
   server's fork request only then, so the server's client never connects to a port nobody listens
@@ -106,6 +110,16 @@ class ForkedKernelApp(IPKernelApp, PreparedBase):
         self.extra_args = []
         self.cli_config = deepcopy(config)
         self.update_config(config)
+
+    def init_kernel(self) -> None:
+        """Create the kernel, then register the comm targets ipywidgets registers at its import
+        when a shell exists: the parent imported it before there was one, so the child's kernel
+        would lack `jupyter.widget.control` (a page's widget manager then waits for its answer,
+        4 s in ipywidgets 8, before asking widget by widget) and `jupyter.widget`."""
+        super().init_kernel()  # type: ignore[no-untyped-call]
+        import ipywidgets
+
+        ipywidgets.register_comm_target()
 
     def init_heartbeat(self) -> None:
         """Bind the heartbeat as usual, then say the kernel listens."""

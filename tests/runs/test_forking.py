@@ -8,6 +8,7 @@ through jupyter_client's kernel manager in this process (interrupt, rebuild, fai
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 import logging
@@ -334,5 +335,20 @@ async def test_the_next_kernel_is_the_spare_forked_ahead(tmp_path: Path, forking
             await stop_kernel(again, again_client)
         await eventually(lambda: spares_of(parent) and spares_of(parent) != spares,
                          "the next spare")
+    finally:
+        await stop_kernel(manager, client)
+
+
+async def test_a_forked_kernel_has_the_widget_comm_targets(tmp_path: Path, forking: None) -> None:
+    app = warm_app(tmp_path / "app", "import json")
+    manager, client = await start_kernel(app)
+    try:
+        assert getattr(manager.provisioner, "forked", False)
+        targets = "sorted(t for t in __import__('comm').get_comm_manager().targets " \
+                  "if t.startswith('jupyter.widget'))"
+        reply = await client.execute("", user_expressions={"t": targets}, reply=True,
+                                     timeout=TIMEOUT)
+        shown = reply["content"]["user_expressions"]["t"]["data"]["text/plain"]
+        assert ast.literal_eval(shown) == ["jupyter.widget", "jupyter.widget.control"]
     finally:
         await stop_kernel(manager, client)
