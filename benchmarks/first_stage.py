@@ -14,7 +14,11 @@ Notebooks (`--notebooks`, all three by default):
   `freeze:warm`.
 
     .venv/bin/python benchmarks/first_stage.py [--people 30] [--notebooks pipeline,labeling]
-        [--only "voila,freezer pool"] [--quick]
+        [--only "voila,freezer pool,freezer fork"] [--quick]
+
+`freezer fork` is Freezer without a pool whose kernels are forked (`--pool-size=0 --kernel-start
+fork`): a new person waits for a kernel forked from the app's warmed parent (its spare), then for
+the warm cells and the first stage.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from common import (
     Target,
     build_for,
     environment,
+    freezer_available,
     ms,
     options,
     parser,
@@ -49,6 +54,7 @@ from common import (
 )
 
 STAGE_TIMEOUT = 120.0
+FORK_TARGET = "freezer fork"
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -143,6 +149,12 @@ async def main() -> int:
 async def measure_notebook(notebook: Notebook, opts: Any, people: int) -> dict[str, Any]:
     """Every requested server, one at a time, on one notebook."""
     all_targets = targets(opts)
+    # no pool, kernels forked from the app's warmed parent: the new person waits a fork
+    fork_wanted = opts.freezer and (not opts.only or FORK_TARGET in opts.only)
+    all_targets.append(Target(FORK_TARGET, "freezer",
+                              [*opts.no_pool_args, "--kernel-start", "fork"],
+                              unavailable=freezer_available() if fork_wanted
+                              else "not requested"))
     results: dict[str, Any] = {}
     with workspace(2, notebook.setup_seconds, notebook.copy_of) as (path, app_dir, workdir):
         try:

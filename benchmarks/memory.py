@@ -10,7 +10,16 @@ read (plain Voila: its only kind of kernel). Finally `--runs` runs of `--events`
 each are stored through the store API in a fresh SQLite file (what culled runs cost: their rows
 only), and the file's size per run is reported. Budget (DESIGN §7): idle pooled kernel < 90 MB.
 
+`--live 100,200,300` then measures many live kernels: for each kernel start in `--live-starts`
+(`fork,spawn`), one Freezer server with `--pool-size` the largest count fills its pool (each
+kernel started and prepared: imports and warm cells run, as a run's kernel before its first
+stage); when the pool holds each count, the PSS of every kernel, of the fork parent and of the
+server is read, and how many such kernels fit in this machine's memory (`MemTotal`, less the
+server and the parent) is reported. `--live-spawn-max` caps the spawned counts (a spawned kernel
+shares nothing: 300 of them need about 15 GB). Every kernel is shut down with its server.
+
     .venv/bin/python benchmarks/memory.py [--runs 1000] [--events 50] [--updates 20] [--quick]
+        [--live 100,200,300] [--live-starts fork,spawn] [--live-spawn-max 100]
 """
 
 from __future__ import annotations
@@ -19,12 +28,14 @@ import asyncio
 import contextlib
 import math
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from common import (
     Target,
+    build_app,
     build_for,
     environment,
     freezer_available,
@@ -46,6 +57,7 @@ from tests.support.processes import child_pids, kernel_pids
 from tests.support.session import PageSession
 
 MB = 1024.0 * 1024.0
+LIVE_FILL_TIMEOUT = 900.0
 FORK_TARGET = "freezer fork pool"
 BUDGET_POOL_KERNEL_MB = 90.0
 STAGE_TIMEOUT = 120.0
@@ -110,6 +122,65 @@ async def measure_server(target: Target, updates: int) -> dict[str, Any]:
     return result
 
 
+def mem_total_bytes() -> int:
+    """This machine's memory (`MemTotal` of /proc/meminfo)."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def live_sample(server_pid: int) -> dict[str, Any]:
+    """PSS and RSS of every kernel of the server now, of its fork parents and of the server."""
+    kernels = list(kernel_pids(server_pid).values())
+    pss = [pss_bytes(p) for p in kernels]
+    parents_pss = sum(pss_bytes(p) for p in fork_parent_pids(server_pid))
+    server_pss = pss_bytes(server_pid)
+    mean = sum(pss) / len(pss) if pss else math.nan
+    total = mem_total_bytes()
+    return {
+        "kernels": len(kernels),
+        "kernel_pss_mb_mean": mean / MB,
+        "kernel_pss_mb_max": max(pss, default=0) / MB,
+        "kernel_rss_mb_mean": sum(rss_bytes(p) for p in kernels) / max(len(kernels), 1) / MB,
+        "parents_pss_mb": parents_pss / MB,
+        "server_pss_mb": server_pss / MB,
+        "all_pss_mb": (sum(pss) + parents_pss + server_pss) / MB,
+        "mem_total_mb": total / MB,
+        "fit": math.floor((total - parents_pss - server_pss) / mean) if pss else 0,
+    }
+
+
+async def measure_live(
+    start: str, counts: list[int], notebook: Path, app_dir: Path, workdir: Path
+) -> dict[str, Any]:
+    """One server whose pool fills to max(counts) kernels; a sample at each count."""
+    target = Target(f"freezer {start} x{max(counts)}", "freezer",
+                    ["--pool-size", str(max(counts)), "--kernel-start", start])
+    await target.start(notebook, app_dir, workdir)
+    if target.unavailable or target.server is None:
+        return {"unavailable": target.unavailable}
+    samples: dict[str, Any] = {}
+    try:
+        pid = target.server.pid
+        for count in sorted(counts):
+            deadline = time.monotonic() + LIVE_FILL_TIMEOUT
+            while len(kernel_pids(pid)) < count and time.monotonic() < deadline:
+                await asyncio.sleep(0.5)
+            if len(kernel_pids(pid)) < count:
+                samples[str(count)] = {"unavailable": f"only {len(kernel_pids(pid))} started"}
+                break
+            if count == max(counts):
+                await wait_quiet(pid, timeout=120.0)
+            samples[str(count)] = live_sample(pid)
+            got = samples[str(count)]
+            print(f"  {start} {count}: {got['kernels']} kernels, "
+                  f"PSS {got['kernel_pss_mb_mean']:.1f} MB each, fit {got['fit']}", flush=True)
+    finally:
+        target.stop()
+    return samples
+
+
 async def measure_database(runs: int, events: int) -> dict[str, Any]:
     """Store `runs` runs of `events` slider updates each; the SQLite file size per run."""
     from journal_append import manifest
@@ -157,6 +228,10 @@ async def main() -> int:
     args_parser.add_argument("--runs", type=int, default=1000, help="stored runs (1,000)")
     args_parser.add_argument("--events", type=int, default=50, help="events per stored run")
     args_parser.add_argument("--updates", type=int, default=20, help="slider moves on the page")
+    args_parser.add_argument("--live", default="", help="live kernel counts, e.g. 100,200,300")
+    args_parser.add_argument("--live-starts", default="fork,spawn", help="kernel starts for --live")
+    args_parser.add_argument("--live-spawn-max", type=int, default=100,
+                             help="largest count of spawned kernels for --live (100)")
     opts = options(args_parser.parse_args())
     runs = 20 if opts.quick else opts.extra["runs"]
     updates = 2 if opts.quick else opts.extra["updates"]
@@ -167,6 +242,7 @@ async def main() -> int:
     all_targets.append(Target(FORK_TARGET, "freezer", [*opts.pool_args, "--kernel-start", "fork"],
                               unavailable=forked))
     results: dict[str, Any] = {}
+    live: dict[str, Any] = {}
     with workspace(stages=2) as (notebook, app_dir, workdir):
         try:
             build_for(all_targets, notebook, app_dir)
@@ -178,11 +254,21 @@ async def main() -> int:
                 print(f"measuring {target.name} ...", flush=True)
                 results[target.name] = await measure_server(target, updates)
                 target.stop()
+            counts = [int(n) for n in opts.extra["live"].split(",") if n.strip()]
+            if counts and not (app_dir / "app.json").exists():
+                build_app(notebook, app_dir)
+            for start in [s.strip() for s in opts.extra["live_starts"].split(",") if counts]:
+                capped = [n for n in counts if start != "spawn"
+                          or n <= opts.extra["live_spawn_max"]]
+                print(f"measuring {len(capped) and max(capped)} live {start} kernels ...",
+                      flush=True)
+                if capped:
+                    live[start] = await measure_live(start, capped, notebook, app_dir, workdir)
         finally:
             for target in all_targets:
                 target.stop()
     database = await measure_database(runs, opts.extra["events"])
-    report(results, database, opts.out)
+    report(results, database, opts.out, live)
     return 0
 
 
@@ -190,7 +276,34 @@ def _mb(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:.0f} MB"
 
 
-def report(results: dict[str, Any], database: dict[str, Any], out: Path) -> None:
+def report_live(live: dict[str, Any], results: dict[str, Any]) -> None:
+    """The --live table, beside plain Voila's live run kernel of the same run."""
+    rows = []
+    for start, samples in live.items():
+        if "unavailable" in samples:
+            rows.append([start, "", f"n/a ({samples['unavailable']})", "", "", "", ""])
+            continue
+        for count, got in samples.items():
+            if "unavailable" in got:
+                rows.append([start, count, f"n/a ({got['unavailable']})", "", "", "", ""])
+                continue
+            rows.append([start, str(got["kernels"]), f"{got['kernel_pss_mb_mean']:.1f} MB",
+                         f"{got['kernel_rss_mb_mean']:.1f} MB", f"{got['parents_pss_mb']:.0f} MB",
+                         f"{got['all_pss_mb'] / 1024:.2f} GB", f"{got['fit']:,}"])
+    print()
+    print_table(["kernel start", "live kernels", "PSS per kernel", "RSS per kernel",
+                 "parent PSS", "all PSS (kernels, parent, server)", "fit in MemTotal"], rows)
+    voila = results.get("voila", {})
+    if "run_kernel_pss_mb" in voila:
+        total = mem_total_bytes()
+        print(f"plain Voila, same run: a live kernel PSS {voila['run_kernel_pss_mb']:.1f} MB "
+              f"(RSS {voila['run_kernel_mb']:.1f} MB): "
+              f"{math.floor(total / (voila['run_kernel_pss_mb'] * MB)):,} fit in MemTotal "
+              f"({total / MB / 1024:.1f} GiB)")
+
+
+def report(results: dict[str, Any], database: dict[str, Any], out: Path,
+           live: dict[str, Any]) -> None:
     rows = []
     for name, r in results.items():
         if "unavailable" in r:
@@ -227,7 +340,10 @@ def report(results: dict[str, Any], database: dict[str, Any], out: Path) -> None
         f"({database['bytes_per_run'] / 1024:.1f} KB per run, "
         f"{database['bytes_per_event']:.0f} bytes per event)"
     )
-    data = {"benchmark": "memory", **environment(), "targets": results, "database": database}
+    if live:
+        report_live(live, results)
+    data = {"benchmark": "memory", **environment(), "targets": results, "database": database,
+            "live": live}
     print(f"\nwrote {write_json(out, 'memory', data)}")
 
 

@@ -8,11 +8,13 @@ through jupyter_client's kernel manager in this process (interrupt, rebuild, fai
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 import logging
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,6 +25,7 @@ import pytest
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning.factory import KernelProvisionerFactory
 
+from runtime.runs.fork_kernel import command_line_config
 from runtime.runs.forking import (
     PARENTS,
     UNKNOWN_EXIT,
@@ -268,3 +271,84 @@ async def test_kernels_started_together_share_one_parent(tmp_path: Path, forking
     finally:
         for manager, client in started:
             await stop_kernel(manager, client)
+
+
+async def test_a_forked_kernel_listens_once_started_and_keeps_its_history_in_memory(
+    tmp_path: Path, forking: None
+) -> None:
+    app = warm_app(tmp_path / "app", "import json")
+    manager = AsyncKernelManager(kernel_name="python3")
+    env = {**os.environ, "FREEZER_APP_DIR": str(app), "PYTHONHASHSEED": "0"}
+    await manager.start_kernel(env=env, cwd=str(app))
+    client = manager.client()
+    try:
+        assert getattr(manager.provisioner, "forked", False)
+        info = manager.get_connection_info()
+        # bound before start_kernel() returned: a connection is not refused
+        for port in ("shell_port", "hb_port"):
+            socket.create_connection((str(info["ip"]), int(info[port])), TIMEOUT).close()
+        client.start_channels()
+        await client.wait_for_ready(timeout=TIMEOUT)
+        history = "(get_ipython().history_manager.enabled, " \
+                  "type(get_ipython().history_manager.db).__name__, In[-1])"
+        reply = await client.execute("x = 1", user_expressions={"h": history}, reply=True,
+                                     timeout=TIMEOUT)
+        shown = reply["content"]["user_expressions"]["h"]["data"]["text/plain"]
+        assert shown == "(False, 'DummyDB', 'x = 1')"  # no sqlite file, no saving thread
+    finally:
+        await stop_kernel(manager, client)
+
+
+def test_only_the_usual_kernel_command_line_skips_argparse() -> None:
+    config = command_line_config(["-f", "/run/kernel-1.json"], 42)
+    assert config is not None
+    assert config.IPKernelApp.connection_file == "/run/kernel-1.json"
+    assert config.IPKernelApp.parent_handle == 42
+    for argv in (["-f"], ["-f", "--debug"], ["--IPKernelApp.x=1", "-f", "k.json"],
+                 ["-f", "k.json", "--debug"]):
+        assert command_line_config(argv, 42) is None
+
+
+def spares_of(parent: int) -> list[int]:
+    """The parent's spare children (forked ahead, not yet a kernel)."""
+    found = []
+    for pid in child_pids(parent):
+        with contextlib.suppress(OSError):
+            if b"(spare kernel)" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+    return found
+
+
+async def test_the_next_kernel_is_the_spare_forked_ahead(tmp_path: Path, forking: None) -> None:
+    app = warm_app(tmp_path / "app", "import json")
+    manager, client = await start_kernel(app)
+    try:
+        (parent,) = running_parents()
+        spares = await eventually(lambda: spares_of(parent), "a spare child")
+        again, again_client = await start_kernel(app)
+        try:
+            assert again.provisioner.pid == spares[0]  # type: ignore[union-attr]
+            reply = await again_client.execute("print('hi')", reply=True, timeout=TIMEOUT)
+            assert reply["content"]["status"] == "ok"
+            assert b"ipykernel_launcher" in Path(f"/proc/{spares[0]}/cmdline").read_bytes()
+        finally:
+            await stop_kernel(again, again_client)
+        await eventually(lambda: spares_of(parent) and spares_of(parent) != spares,
+                         "the next spare")
+    finally:
+        await stop_kernel(manager, client)
+
+
+async def test_a_forked_kernel_has_the_widget_comm_targets(tmp_path: Path, forking: None) -> None:
+    app = warm_app(tmp_path / "app", "import json")
+    manager, client = await start_kernel(app)
+    try:
+        assert getattr(manager.provisioner, "forked", False)
+        targets = "sorted(t for t in __import__('comm').get_comm_manager().targets " \
+                  "if t.startswith('jupyter.widget'))"
+        reply = await client.execute("", user_expressions={"t": targets}, reply=True,
+                                     timeout=TIMEOUT)
+        shown = reply["content"]["user_expressions"]["t"]["data"]["text/plain"]
+        assert ast.literal_eval(shown) == ["jupyter.widget", "jupyter.widget.control"]
+    finally:
+        await stop_kernel(manager, client)
