@@ -29,5 +29,8 @@ demo: $(STAMP)
 	$(BIN)/freezer build examples/labeling.ipynb -o build/labeling
 	$(BIN)/freezer serve build/labeling --port $(PORT) --auth name --admin-token demo-admin
 
+# The suite mostly waits on kernels, servers and the browser: two workers (JOBS), each taking
+# whole files (module-scoped servers stay one per file). JOBS=1 runs it in one process.
+JOBS ?= 2
 test: $(STAMP) browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(if $(filter 1,$(JOBS)),,-n $(JOBS) --dist loadfile)
