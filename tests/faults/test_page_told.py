@@ -74,8 +74,10 @@ def test_a_page_whose_kernel_died_says_so_and_comes_back(page: Page, server: Ser
     dead = kernel_id_of(page)
     os.kill(kernel_pid(server, dead), signal.SIGKILL)
     expect(page.get_by_role("status")).to_have_text(REBUILDING, timeout=TIMEOUT_MS)
-    page.wait_for_function(f"() => !document.body.innerHTML.includes({dead!r})",
-                           timeout=TIMEOUT_MS)  # reloaded on another kernel
+    # reloaded on another kernel (while the new document loads it has no body yet)
+    page.wait_for_function(
+        f"() => document.body !== null && !document.body.innerHTML.includes({dead!r})",
+        timeout=TIMEOUT_MS)
     assert page.url == run_url
     expect(page.locator(".widget-readout")).to_have_text("37", timeout=TIMEOUT_MS)
     assert kernel_id_of(page) != dead
