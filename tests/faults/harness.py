@@ -29,6 +29,7 @@ from tests.support.session import PageSession
 __all__ = [
     "TIMEOUT", "THREE_STAGES", "start_run_unloaded", "write_app", "slider", "has_slider", "text",
     "shows", "act", "click_next", "journal", "stage_started_counts", "restart", "kill_kernel",
+    "gated_stages",
 ]
 
 TIMEOUT = 60.0
@@ -135,3 +136,43 @@ def stage_started_counts(app_dir: Path, run_id: str) -> dict[int, int]:
         stage = int(event["payload"]["stage"])
         counts[stage] = counts.get(stage, 0) + 1
     return counts
+
+
+QUEUE_LINES = (
+    "from runtime.kernel import WorkQueue\n"
+    "totals = WorkQueue('totals', items=list(range(100)), batch=2, overlap=1)\n"
+    "mine = totals.claim()\n"
+    "print(f'claimed {mine}')\n"
+)
+
+
+def gated_stages(
+    gates: Path, *, queue: bool = False
+) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
+    """Three stages whose second waits until the test creates the file `gates/NUMBER` (it
+    touches `NUMBER.started` first), so a test decides when a stage ends. With `queue`, the
+    first stage claims two work-queue items and the last submits its total for them."""
+    return (
+        (
+            "Pick a number",
+            "import ipywidgets as widgets\n"
+            + (QUEUE_LINES if queue else "")
+            + "number = widgets.IntSlider(value=5, min=0, max=1000, description='number')\n"
+            "number",
+            ("number",),
+        ),
+        (
+            "Slow step",
+            "import pathlib, time\n"
+            f"gate = pathlib.Path({str(gates)!r}) / str(number.value)\n"
+            "pathlib.Path(str(gate) + '.started').touch()\n"
+            "while not gate.exists():\n"
+            "    time.sleep(0.01)\n"
+            "print(f'passed gate {number.value}')\n"
+            "offset = widgets.IntSlider(value=0, min=0, max=1000, description='offset')\n"
+            "offset",
+            ("offset",),
+        ),
+        ("Result", "total = number.value + offset.value\nprint(f'total={total}')"
+                   + ("\ntotals.submit({item: total for item in mine})" if queue else ""), ()),
+    )

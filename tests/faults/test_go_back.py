@@ -24,6 +24,7 @@ from tests.faults.harness import (
     TIMEOUT,
     act,
     click_next,
+    gated_stages,
     has_slider,
     journal,
     restart,
@@ -38,36 +39,6 @@ from tests.support.processes import ServerProcess, kill_hard, start_server
 from tests.support.session import PageSession
 
 
-def gated_stages(gates: Path) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
-    return (
-        (
-            "Pick a number",
-            "import ipywidgets as widgets\n"
-            "from runtime.kernel import WorkQueue\n"
-            "totals = WorkQueue('totals', items=list(range(100)), batch=2, overlap=1)\n"
-            "mine = totals.claim()\n"
-            "print(f'claimed {mine}')\n"
-            "number = widgets.IntSlider(value=5, min=0, max=1000, description='number')\n"
-            "number",
-            ("number",),
-        ),
-        (
-            "Slow step",
-            "import pathlib, time\n"
-            f"gate = pathlib.Path({str(gates)!r}) / str(number.value)\n"
-            "pathlib.Path(str(gate) + '.started').touch()\n"
-            "while not gate.exists():\n"
-            "    time.sleep(0.01)\n"
-            "print(f'passed gate {number.value}')\n"
-            "offset = widgets.IntSlider(value=0, min=0, max=1000, description='offset')\n"
-            "offset",
-            ("offset",),
-        ),
-        ("Result", "total = number.value + offset.value\nprint(f'total={total}')\n"
-                   "totals.submit({item: total for item in mine})", ()),
-    )
-
-
 @pytest.fixture(scope="module")
 def gates(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("gates")
@@ -75,7 +46,7 @@ def gates(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def app_dir(tmp_path_factory: pytest.TempPathFactory, gates: Path) -> Path:
-    return write_app(tmp_path_factory.mktemp("back") / "app", gated_stages(gates),
+    return write_app(tmp_path_factory.mktemp("back") / "app", gated_stages(gates, queue=True),
                      collect={2: ("total",)})
 
 

@@ -17,6 +17,7 @@ from tests.faults.harness import (
     TIMEOUT,
     act,
     click_next,
+    gated_stages,
     has_slider,
     journal,
     kill_kernel,
@@ -30,31 +31,6 @@ from tests.support.eventually import eventually
 from tests.support.person import Person
 from tests.support.processes import ServerProcess, start_server
 from tests.support.session import PageSession
-
-
-def gated_stages(gates: Path) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
-    return (
-        (
-            "Pick a number",
-            "import ipywidgets as widgets\n"
-            "number = widgets.IntSlider(value=5, min=0, max=1000, description='number')\n"
-            "number",
-            ("number",),
-        ),
-        (
-            "Slow step",
-            "import pathlib, time\n"
-            f"gate = pathlib.Path({str(gates)!r}) / str(number.value)\n"
-            "pathlib.Path(str(gate) + '.started').touch()\n"
-            "while not gate.exists():\n"
-            "    time.sleep(0.01)\n"
-            "print(f'passed gate {number.value}')\n"
-            "offset = widgets.IntSlider(value=0, min=0, max=1000, description='offset')\n"
-            "offset",
-            ("offset",),
-        ),
-        ("Result", "total = number.value + offset.value\nprint(f'total={total}')", ()),
-    )
 
 
 @pytest.fixture(scope="module")
