@@ -26,16 +26,16 @@ from typing import Any
 
 from common import (
     ClientError,
-    PageSession,
     Person,
     Target,
     build_for,
     environment,
-    label_text,
+    move_slider,
     ms,
     options,
     parser,
     print_table,
+    slider_at,
     slider_description,
     stage_ready,
     summarize,
@@ -48,13 +48,6 @@ from common import (
 TIMEOUT = 300.0
 
 
-async def act(page: PageSession, slider: str, value: int) -> None:
-    """Move the slider to `value` and wait for the label its callback sets."""
-    sent = await page.set_value(slider, value)
-    await page.wait_for(lambda p: bool(p.find_all(value=label_text(0, value))), TIMEOUT)
-    await page.wait_idle(sent, TIMEOUT)
-
-
 async def back_seconds(target: Target, index: int, actions: int) -> tuple[float, float]:
     """One person: a run with `actions` slider changes and a Next, then the go-back to stage 0
     (seconds until the request is answered, and until the page shows stage 0 again)."""
@@ -62,11 +55,7 @@ async def back_seconds(target: Target, index: int, actions: int) -> tuple[float,
     async with Person(target.server.base_url) as person:
         page = await target.open_page(person, index)
         await page.wait_for(stage_ready(0), TIMEOUT, "the first stage")
-        slider = page.find(description=slider_description(0))
-        last = 0
-        for step in range(actions):
-            last = step % 1000 + 1
-            await act(page, slider, last)
+        last = await move_slider(page, actions, TIMEOUT)
         next_button = page.find(_model_name="ButtonModel", description="Next", disabled=False)
         await page.wait_idle(await page.click(next_button), TIMEOUT)
         await page.wait_for(stage_ready(1), TIMEOUT, "the second stage")
@@ -85,11 +74,7 @@ async def back_seconds(target: Target, index: int, actions: int) -> tuple[float,
             raise ClientError(f"the go-back answered {answer.code}: {answer.body[:300]!r}")
         again = await person.open(run_path)
         await again.wait_for(
-            lambda p: bool(
-                p.find_all(description=slider_description(0), value=last)
-                and p.find_all(value=label_text(0, last))
-                and not p.find_all(description=slider_description(1))
-            ),
+            lambda p: slider_at(last)(p) and not p.find_all(description=slider_description(1)),
             TIMEOUT,
             f"stage 0 again, its slider at {last}",
         )

@@ -113,6 +113,27 @@ def stage_ready(stage: int) -> Callable[[PageSession], bool]:
     return ready
 
 
+async def move_slider(page: PageSession, times: int, timeout: float) -> int:
+    """Move stage 0's slider `times` times (1, 2, ... 1000, 1, ...), each change waited for
+    until the label its callback sets is shown (so each is one journaled action); the last
+    value."""
+    slider = page.find(description=slider_description(0))
+    last = 0
+    for step in range(times):
+        last = step % 1000 + 1
+        sent = await page.set_value(slider, last)
+        await page.wait_for(lambda p, value=last: bool(p.find_all(value=label_text(0, value))),
+                            timeout)
+        await page.wait_idle(sent, timeout)
+    return last
+
+
+def slider_at(last: int) -> Callable[[PageSession], bool]:
+    """The page shows stage 0's slider at `last` and the label it set."""
+    return lambda p: bool(p.find_all(description=slider_description(0), value=last)
+                          and p.find_all(value=label_text(0, last)))
+
+
 # --- the servers compared ---------------------------------------------------------------------
 
 

@@ -23,18 +23,17 @@ import time
 from typing import Any
 
 from common import (
-    PageSession,
     Person,
     Target,
     build_for,
     environment,
-    label_text,
+    move_slider,
     ms,
     options,
     parser,
     print_table,
     ratio,
-    slider_description,
+    slider_at,
     stage_ready,
     summarize,
     targets,
@@ -53,24 +52,13 @@ async def health(person: Person) -> dict[str, Any]:
     return data
 
 
-async def act(page: PageSession, slider: str, value: int) -> None:
-    """Move the slider to `value` and wait for the label its callback sets."""
-    sent = await page.set_value(slider, value)
-    await page.wait_for(lambda p: bool(p.find_all(value=label_text(0, value))), TIMEOUT)
-    await page.wait_idle(sent, TIMEOUT)
-
-
 async def replayed_seconds(target: Target, index: int, actions: int) -> float:
     """One person: a run with `actions` slider changes, culled, then opened again (seconds)."""
     assert target.server is not None
     async with Person(target.server.base_url) as person:
         page = await target.open_page(person, index)
         await page.wait_for(stage_ready(0), TIMEOUT, "the first stage")
-        slider = page.find(description=slider_description(0))
-        last = 0
-        for step in range(actions):
-            last = step % 1000 + 1
-            await act(page, slider, last)
+        last = await move_slider(page, actions, TIMEOUT)
         run_path = page.page.url
         culled = (await health(person))["culled"]
         await page.close(unload=True)
@@ -79,10 +67,7 @@ async def replayed_seconds(target: Target, index: int, actions: int) -> float:
         await wait_quiet(target.server.pid)
         again = await person.open(run_path)
         await again.wait_for(
-            lambda p: bool(
-                p.find_all(description=slider_description(0), value=last)
-                and p.find_all(value=label_text(0, last))
-            ),
+            slider_at(last),
             TIMEOUT,
             f"the replayed slider at {last}",
         )
